@@ -1,0 +1,38 @@
+//! The Clacks wire codec: bytes in, typed requests and replies out, and back.
+//!
+//! The protocol is line based: every line ends with LF, every CR byte is dropped wherever it
+//! appears, empty lines are ignored and every line this crate writes ends with CR LF. This crate
+//! holds no sockets, no clock and no state beyond a partial line; it is shared by the server and
+//! the client so the grammar exists exactly once.
+//!
+//! ```no_run
+//! use bytes::BytesMut;
+//! use clacks_proto::{LineDecoder, Request, Reply};
+//!
+//! let mut decoder = LineDecoder::new(64 * 1024);
+//! let mut input = BytesMut::from(&b"RETRIEVE greeting\r\nSET chan=hi\n"[..]);
+//! while let Some(line) = decoder.decode(&mut input).unwrap() {
+//!     match Request::parse(line) {
+//!         Request::Retrieve { key } => {
+//!             let mut out = BytesMut::new();
+//!             Reply::NotRetrieved { key }.encode(&mut out);
+//!         }
+//!         other => println!("{other:?}"),
+//!     }
+//! }
+//! ```
+
+mod error;
+mod frame;
+pub mod overhead;
+mod reply;
+mod request;
+
+pub use error::ProtoError;
+pub use frame::LineDecoder;
+pub use overhead::Flags;
+pub use reply::{ClientEntry, Reply};
+pub use request::Request;
+
+/// The line terminator every encoder in this crate writes.
+pub const CRLF: &[u8] = b"\r\n";

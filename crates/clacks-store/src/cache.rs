@@ -1,0 +1,240 @@
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::number::{looks_like_number, numify, Num};
+
+/// One cache record. Deleted keys stay as tombstones so that a delete wins over an older value
+/// when servers resynchronise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The value (empty for tombstones).
+    pub data: Bytes,
+    /// When the value was last written (seconds since the epoch).
+    pub cachetime: f64,
+    /// When the value was last written or read.
+    pub accesstime: f64,
+    /// Whether this is a tombstone.
+    pub deleted: bool,
+}
+
+/// What a cleanup pass purged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleaned {
+    /// A tombstone older than the deleted-entry lifetime.
+    Deleted(Bytes),
+    /// A live entry not accessed within the stale lifetime.
+    Stale(Bytes),
+}
+
+/// The key/value cache.
+///
+/// Every change that must reach the persistence file bumps [`Cache::generation`]; reads only
+/// update access times and do not.
+#[derive(Debug, Default, Clone)]
+pub struct Cache {
+    map: HashMap<Bytes, Entry>,
+    generation: u64,
+}
+
+impl Cache {
+    /// A cache holding `entries`.
+    pub fn from_entries(entries: impl IntoIterator<Item = (Bytes, Entry)>) -> Self {
+        Cache {
+            map: entries.into_iter().collect(),
+            generation: 0,
+        }
+    }
+
+    /// Counter of persisted-state changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Number of records, tombstones included.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the cache holds no record at all.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The record of `key`, tombstones included.
+    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    /// Every record, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
+        self.map.iter()
+    }
+
+    fn put(&mut self, key: Bytes, data: Bytes, now: f64, deleted: bool) {
+        self.generation += 1;
+        self.map.insert(
+            key,
+            Entry {
+                data,
+                cachetime: now,
+                accesstime: now,
+                deleted,
+            },
+        );
+    }
+
+    /// `STORE` / `SETANDSTORE`.
+    pub fn store(&mut self, key: Bytes, value: Bytes, now: f64) {
+        self.put(key, value, now, false);
+    }
+
+    /// `RETRIEVE`: the live value, updating its access time.
+    pub fn retrieve(&mut self, key: &[u8], now: f64) -> Option<Bytes> {
+        let entry = self.map.get_mut(key).filter(|e| !e.deleted)?;
+        entry.accesstime = now;
+        Some(entry.data.clone())
+    }
+
+    /// `REMOVE`: writes a tombstone, even for a key that never existed.
+    pub fn remove(&mut self, key: Bytes, now: f64) {
+        self.put(key, Bytes::new(), now, true);
+    }
+
+    /// `INCREMENT` (or `DECREMENT` with `negate`): the step is numified (`None` is 1), the old
+    /// value counts only if it is live and looks like a number. Returns the new value.
+    pub fn add(&mut self, key: Bytes, step: Option<&[u8]>, negate: bool, now: f64) -> Bytes {
+        let step = step.map_or(Num::Int(1), numify);
+        let old = match self.map.get(&key) {
+            Some(e) if !e.deleted && looks_like_number(&e.data) => numify(&e.data),
+            _ => Num::Int(0),
+        };
+        let new = if negate { old.sub(step) } else { old.add(step) };
+        let value = Bytes::from(new.to_perl_string());
+        self.put(key, value.clone(), now, false);
+        value
+    }
+
+    /// Every key, tombstones included, in byte order (`KEYLIST`).
+    pub fn keys_sorted(&self) -> Vec<Bytes> {
+        let mut keys: Vec<Bytes> = self.map.keys().cloned().collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// `CLEARCACHE`: forgets everything, tombstones included.
+    pub fn clear(&mut self) {
+        self.generation += 1;
+        self.map.clear();
+    }
+
+    /// `KEYSYNC` merge: takes the peer's record if the key is unknown here or the peer's
+    /// `cachetime` is strictly newer. Returns whether the local record changed.
+    pub fn merge(&mut self, key: Bytes, remote: Entry) -> bool {
+        let newer = self
+            .map
+            .get(&key)
+            .is_none_or(|local| remote.cachetime > local.cachetime);
+        if newer {
+            self.generation += 1;
+            let remote = if remote.deleted {
+                Entry {
+                    data: Bytes::new(),
+                    ..remote
+                }
+            } else {
+                remote
+            };
+            self.map.insert(key, remote);
+        }
+        newer
+    }
+
+    /// Purges tombstones older than `deleted_ttl` and live entries not accessed for `stale_ttl`.
+    pub fn cleanup(&mut self, now: f64, deleted_ttl: f64, stale_ttl: f64) -> Vec<Cleaned> {
+        let mut cleaned = Vec::new();
+        self.map.retain(|key, e| {
+            if e.deleted && e.cachetime < now - deleted_ttl {
+                cleaned.push(Cleaned::Deleted(key.clone()));
+                false
+            } else if !e.deleted && e.accesstime < now - stale_ttl {
+                cleaned.push(Cleaned::Stale(key.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        if !cleaned.is_empty() {
+            self.generation += 1;
+        }
+        cleaned.sort_by(|a, b| cleaned_key(a).cmp(cleaned_key(b)));
+        cleaned
+    }
+}
+
+fn cleaned_key(c: &Cleaned) -> &Bytes {
+    match c {
+        Cleaned::Deleted(k) | Cleaned::Stale(k) => k,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn store_retrieve_remove_tombstone() {
+        let mut c = Cache::default();
+        c.store(b("k"), b("v"), 10.0);
+        assert_eq!(c.retrieve(b"k", 11.0), Some(b("v")));
+        assert_eq!(c.get(b"k").unwrap().accesstime, 11.0);
+        let g = c.generation();
+        c.retrieve(b"k", 12.0);
+        assert_eq!(c.generation(), g, "reads do not dirty the cache");
+        c.remove(b("k"), 13.0);
+        assert_eq!(c.retrieve(b"k", 14.0), None);
+        assert!(c.get(b"k").unwrap().deleted);
+        c.remove(b("never"), 15.0);
+        assert_eq!(c.keys_sorted(), vec![b("k"), b("never")]);
+    }
+
+    #[test]
+    fn increment_rules() {
+        let mut c = Cache::default();
+        assert_eq!(c.add(b("n"), None, false, 1.0), b("1"));
+        assert_eq!(c.add(b("n"), Some(b"5"), false, 1.0), b("6"));
+        assert_eq!(c.add(b("n"), Some(b"2"), true, 1.0), b("4"));
+        c.store(b("s"), b("12abc"), 1.0);
+        assert_eq!(c.add(b("s"), Some(b"3xyz"), false, 1.0), b("3"));
+        c.store(b("f"), b("1.5"), 1.0);
+        assert_eq!(c.add(b("f"), Some(b"1.25"), false, 1.0), b("2.75"));
+        c.remove(b("t"), 1.0);
+        assert_eq!(c.add(b("t"), None, true, 1.0), b("-1"));
+    }
+
+    #[test]
+    fn merge_newest_wins_and_cleanup() {
+        let mut c = Cache::default();
+        c.store(b("k"), b("local"), 100.0);
+        let remote = |data: &str, t: f64, deleted: bool| Entry {
+            data: b(data),
+            cachetime: t,
+            accesstime: t,
+            deleted,
+        };
+        assert!(!c.merge(b("k"), remote("old", 99.0, false)));
+        assert!(!c.merge(b("k"), remote("same", 100.0, false)));
+        assert!(c.merge(b("k"), remote("REMOVED", 101.0, true)));
+        assert_eq!(c.get(b"k").unwrap().data, b(""));
+        c.store(b("live"), b("x"), 100.0);
+        let cleaned = c.cleanup(100.0 + 3602.0, 3600.0, 86400.0);
+        assert_eq!(cleaned, vec![Cleaned::Deleted(b("k"))]);
+        let cleaned = c.cleanup(100.0 + 86402.0, 3600.0, 86400.0);
+        assert_eq!(cleaned, vec![Cleaned::Stale(b("live"))]);
+        assert!(c.is_empty());
+    }
+}
