@@ -1,0 +1,93 @@
+//! `clacksd`: the Clacks server.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clacks_server::config::SAMPLE_CONFIG;
+use clacks_server::datadir::DataDir;
+use clacks_server::{Config, Listeners, Server};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// A Clacks server, wire-compatible with Net::Clacks.
+///
+/// Without `--config` it runs a ready-to-use server from a data directory: TLS on
+/// 127.0.0.1:49888 with a generated self-signed certificate, a Unix socket, generated
+/// credentials and cache persistence.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Net::Clacks XML config file (looked up like the Perl server does).
+    #[arg(long, short)]
+    config: Option<String>,
+    /// Data directory of the zero-config mode.
+    #[arg(long, default_value = "./clacks-data")]
+    data_dir: PathBuf,
+    /// Check the config file and exit.
+    #[arg(long, requires = "config")]
+    check_config: bool,
+    /// Print a commented sample config file and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let level = match args.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    if args.print_default_config {
+        print!("{SAMPLE_CONFIG}");
+        return Ok(());
+    }
+    let config = match &args.config {
+        Some(name) => Config::load(name).with_context(|| format!("config {name}"))?,
+        None => DataDir::new(&args.data_dir)
+            .ensure()
+            .with_context(|| format!("data directory {}", args.data_dir.display()))?,
+    };
+    if args.check_config {
+        Server::new(config).context("config check")?;
+        println!("config OK");
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listeners = Listeners::bind(&config).await?;
+        if args.config.is_none() {
+            let dir = DataDir::new(&args.data_dir);
+            println!("clacksd listening:");
+            println!("  TLS     127.0.0.1:{}", clacks_server::datadir::DEFAULT_PORT);
+            println!("  socket  {}", dir.socket().display());
+            println!("  login   user {:?}, password in {}", config.username, dir.credentials().display());
+            println!("  try:    printf 'CLACKS me\\nOVERHEAD A <base64 user>:<base64 password>\\nKEYLIST\\nQUIT\\n' | socat - UNIX-CONNECT:{}", dir.socket().display());
+        }
+        let server = Server::new(config)?;
+        server.run(listeners, shutdown_signal()).await;
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,367 @@
+//! State shared by all connections: the cache, the connection table, subscriptions, monitors.
+//!
+//! Everything here is synchronous and lives behind one `std::sync::Mutex` that is never held
+//! across an `.await`. Delivering a line to a connection means pushing an already-encoded
+//! `Bytes` into its [`Outbox`]; a fan-out encodes once and clones the handle.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use clacks_proto::{ClientEntry, Reply};
+use clacks_store::number::format_float;
+use clacks_store::{Cache, Clock};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::Outbox;
+use crate::stats::Stats;
+use crate::Config;
+
+/// Connection number, unique for the life of the process.
+pub(crate) type ConnId = u64;
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Perms {
+    pub(crate) read: bool,
+    pub(crate) write: bool,
+    pub(crate) manage: bool,
+    pub(crate) interclacks: bool,
+}
+
+struct Credential {
+    /// `base64(user):base64(password)`, the form clients send.
+    token: Vec<u8>,
+    /// `base64(user:password)`, the form the protocol text shows.
+    alt_token: Vec<u8>,
+    perms: Perms,
+}
+
+fn credential(user: &str, password: &str, perms: Perms) -> Credential {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    Credential {
+        token: format!("{}:{}", b64(user), b64(password)).into_bytes(),
+        alt_token: b64(&format!("{user}:{password}")).into_bytes(),
+        perms,
+    }
+}
+
+/// One connection as others see it (CLIENTLIST, fan-out, monitors).
+pub(crate) struct ConnEntry {
+    pub(crate) cid: Bytes,
+    host: Bytes,
+    port: Bytes,
+    pub(crate) clientinfo: Bytes,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) monitor: bool,
+    /// Wall-clock time of the last PING, 0 after NOPING.
+    pub(crate) lastping: f64,
+    listening: HashSet<Bytes>,
+    /// Length of the partial input line.
+    pub(crate) inbuf: Arc<AtomicUsize>,
+}
+
+/// The mutable shared state.
+pub(crate) struct State {
+    pub(crate) cache: Cache,
+    conns: HashMap<ConnId, ConnEntry>,
+    subs: HashMap<Bytes, Vec<ConnId>>,
+    monitors: Vec<ConnId>,
+    stats: Arc<Stats>,
+}
+
+/// Everything connections share; cheap to clone through `Arc`.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) stats: Arc<Stats>,
+    state: Mutex<State>,
+    credentials: Vec<Credential>,
+    serial: AtomicU64,
+    /// Cancelled to stop the whole server (signal, `OVERHEAD S`).
+    pub(crate) shutdown: CancellationToken,
+    /// `CLACKS …` greeting plus `OVERHEAD M Authentication required`, encoded once.
+    pub(crate) greeting: Bytes,
+}
+
+/// Server name and version in the greeting.
+pub(crate) const SERVER_INFO: &str = concat!("clacksd ", env!("CARGO_PKG_VERSION"));
+
+impl Shared {
+    pub(crate) fn new(config: Config, clock: Arc<dyn Clock>, cache: Cache) -> Self {
+        let mut credentials = vec![credential(
+            &config.username,
+            &config.password,
+            Perms {
+                read: true,
+                write: true,
+                manage: true,
+                interclacks: true,
+            },
+        )];
+        for u in &config.users {
+            credentials.push(credential(
+                &u.username,
+                &u.password,
+                Perms {
+                    read: u.read,
+                    write: u.write,
+                    manage: u.manage,
+                    interclacks: false,
+                },
+            ));
+        }
+        let mut greeting = bytes::BytesMut::new();
+        Reply::Clacks {
+            info: Bytes::from(SERVER_INFO),
+        }
+        .encode(&mut greeting);
+        Reply::Overhead {
+            flags: clacks_proto::Flags::INFORMAL,
+            value: Bytes::from_static(b"Authentication required"),
+        }
+        .encode(&mut greeting);
+        let stats = Arc::new(Stats::default());
+        Shared {
+            config,
+            clock,
+            stats: stats.clone(),
+            state: Mutex::new(State {
+                cache,
+                conns: HashMap::new(),
+                subs: HashMap::new(),
+                monitors: Vec::new(),
+                stats,
+            }),
+            credentials,
+            serial: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+            greeting: greeting.freeze(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn now(&self) -> f64 {
+        self.clock.now()
+    }
+
+    pub(crate) fn next_serial(&self) -> u64 {
+        self.serial.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Checks a login token against every user, in constant time per candidate.
+    pub(crate) fn authenticate(&self, token: &[u8]) -> Option<Perms> {
+        let mut found = None;
+        for c in &self.credentials {
+            let hit = c.token.ct_eq(token) | c.alt_token.ct_eq(token);
+            if bool::from(hit) && found.is_none() {
+                found = Some(c.perms);
+            }
+        }
+        found
+    }
+}
+
+/// Where a connection comes from, for its CID.
+#[derive(Debug, Clone)]
+pub(crate) enum Peer {
+    Tcp(std::net::SocketAddr),
+    Unix,
+}
+
+impl State {
+    /// Adds a connection; returns its id and CID. Monitors see `DEBUG CONNECTED=<cid>`.
+    pub(crate) fn register(
+        &mut self,
+        shared: &Shared,
+        peer: &Peer,
+        outbox: Arc<Outbox>,
+        inbuf: Arc<AtomicUsize>,
+    ) -> (ConnId, Bytes) {
+        let serial = shared.next_serial();
+        let now = shared.now();
+        let (host, port) = match peer {
+            Peer::Tcp(addr) => (
+                addr.ip().to_string(),
+                format!("{}:{serial}", addr.port()),
+            ),
+            Peer::Unix => ("unixdomainsocket".to_string(), format!("{}:{serial}", format_float(now))),
+        };
+        let cid = Bytes::from(format!("{host}:{port}"));
+        self.debug(b"CONNECTED", &cid);
+        self.conns.insert(
+            serial,
+            ConnEntry {
+                cid: cid.clone(),
+                host: Bytes::from(host),
+                port: Bytes::from(port),
+                clientinfo: Bytes::from_static(b"UNKNOWN"),
+                outbox,
+                monitor: false,
+                lastping: now,
+                listening: HashSet::new(),
+                inbuf,
+            },
+        );
+        (serial, cid)
+    }
+
+    /// Removes a connection and its subscriptions; monitors see `DEBUG DISCONNECTED=…`.
+    pub(crate) fn unregister(&mut self, id: ConnId, note: Option<&str>) {
+        let Some(entry) = self.conns.remove(&id) else {
+            return;
+        };
+        for name in &entry.listening {
+            self.unsubscribe_name(id, name);
+        }
+        self.monitors.retain(|m| *m != id);
+        let discarded = entry.outbox.discard();
+        let text = match note {
+            Some(note) => format!("{} ({note}; {discarded} bytes discarded from outbuffer)", String::from_utf8_lossy(&entry.cid)),
+            None => format!("{} ({discarded} bytes discarded from outbuffer)", String::from_utf8_lossy(&entry.cid)),
+        };
+        self.debug(b"DISCONNECTED", text.as_bytes());
+    }
+
+    pub(crate) fn conn(&self, id: ConnId) -> Option<&ConnEntry> {
+        self.conns.get(&id)
+    }
+
+    pub(crate) fn conn_mut(&mut self, id: ConnId) -> Option<&mut ConnEntry> {
+        self.conns.get_mut(&id)
+    }
+
+    /// Pushes `line` to connection `id`, counting and logging a slow-consumer cut.
+    pub(crate) fn deliver(&self, id: ConnId, line: &Bytes) {
+        if let Some(entry) = self.conns.get(&id) {
+            push_counted(&self.stats, entry, line.clone());
+        }
+    }
+
+    /// Sends `DEBUG <source>=<text>` to every monitor.
+    pub(crate) fn debug(&self, source: &[u8], text: &[u8]) {
+        if self.monitors.is_empty() {
+            return;
+        }
+        let line = Reply::Debug {
+            source: Bytes::copy_from_slice(source),
+            text: Bytes::copy_from_slice(text),
+        }
+        .to_bytes();
+        for id in &self.monitors {
+            self.deliver(*id, &line);
+        }
+    }
+
+    pub(crate) fn set_monitor(&mut self, id: ConnId, on: bool) {
+        if let Some(entry) = self.conns.get_mut(&id) {
+            entry.monitor = on;
+        }
+        self.monitors.retain(|m| *m != id);
+        if on {
+            self.monitors.push(id);
+        }
+    }
+
+    pub(crate) fn subscribe(&mut self, id: ConnId, name: Bytes) {
+        let Some(entry) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if entry.listening.insert(name.clone()) {
+            self.subs.entry(name).or_default().push(id);
+        }
+    }
+
+    pub(crate) fn unsubscribe(&mut self, id: ConnId, name: &Bytes) {
+        if let Some(entry) = self.conns.get_mut(&id) {
+            if entry.listening.remove(name) {
+                self.unsubscribe_name(id, name);
+            }
+        }
+    }
+
+    fn unsubscribe_name(&mut self, id: ConnId, name: &Bytes) {
+        if let Some(ids) = self.subs.get_mut(name) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.subs.remove(name);
+            }
+        }
+    }
+
+    /// Delivers an encoded signal to every listener of `name` except `sender`.
+    pub(crate) fn fanout(&self, sender: ConnId, name: &[u8], line: &Bytes) {
+        let Some(ids) = self.subs.get(name) else {
+            return;
+        };
+        let mut delivered = 0;
+        for id in ids.iter().filter(|i| **i != sender) {
+            self.deliver(*id, line);
+            delivered += 1;
+        }
+        self.stats
+            .messages_delivered
+            .fetch_add(delivered, Ordering::Relaxed);
+    }
+
+    /// Pushes `line` to every connection (except `except`).
+    pub(crate) fn broadcast(&self, except: Option<ConnId>, line: &Bytes) {
+        for (id, entry) in &self.conns {
+            if Some(*id) != except {
+                push_counted(&self.stats, entry, line.clone());
+            }
+        }
+    }
+
+    /// Every connection id.
+    pub(crate) fn ids(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
+    }
+
+    /// The id of the connection with CID `cid`.
+    pub(crate) fn find_cid(&self, cid: &[u8]) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .find(|(_, e)| &e.cid[..] == cid)
+            .map(|(id, _)| *id)
+    }
+
+    /// CLIENTLIST entries, sorted by CID.
+    pub(crate) fn client_entries(&self) -> Vec<ClientEntry> {
+        let mut out: Vec<ClientEntry> = self
+            .conns
+            .values()
+            .map(|e| ClientEntry {
+                cid: e.cid.clone(),
+                host: e.host.clone(),
+                port: e.port.clone(),
+                clientinfo: e.clientinfo.clone(),
+                outbuffer_length: e.outbox.len(),
+                inbuffer_length: e.inbuf.load(Ordering::Relaxed),
+                interclacks: false,
+                monitor: e.monitor,
+                lastping: Bytes::from(format_float(e.lastping)),
+                lastinterclacksping: Bytes::from_static(b"0"),
+                writefailtime: Bytes::from_static(b"0"),
+            })
+            .collect();
+        out.sort_by(|a, b| a.cid.cmp(&b.cid));
+        out
+    }
+}
+
+fn push_counted(stats: &Stats, entry: &ConnEntry, line: Bytes) {
+    if !entry.outbox.push(line) {
+        Stats::bump(&stats.slow_consumers);
+        tracing::warn!(
+            cid = %String::from_utf8_lossy(&entry.cid),
+            "slow consumer cut off: output buffer over its limit"
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! The Clacks server: listeners (TLS over TCP, Unix sockets), connections, command execution,
+//! fan-out, persistence and configuration. The `clacksd` binary is a thin wrapper around
+//! [`Server`].
+//!
+//! ```no_run
+//! use clacks_server::{Config, Listeners, Server};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = Config::with_user("admin", "secret");
+//! config.sockets = vec!["/tmp/clacks.sock".into()];
+//! let listeners = Listeners::bind(&config).await?;
+//! let server = Server::new(config)?;
+//! server.run(listeners, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod conn;
+pub mod datadir;
+mod hub;
+mod outbox;
+mod persistence;
+mod server;
+mod session;
+pub mod stats;
+pub mod tls;
+
+use std::path::{Path, PathBuf};
+
+pub use config::{Config, ConfigError};
+pub use server::{Listeners, Server};
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address or socket path.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TLS certificate or key problem.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A malformed credentials file.
+    #[error("credentials: {0}")]
+    Credentials(String),
+}
+
+impl ServerError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ServerError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The bounded output queue of one connection.
+//!
+//! Producers (its own commands, fan-out from other connections, monitors) push encoded lines;
+//! the connection's writer drains everything queued into one write. A push never waits: when the
+//! queue would exceed its byte cap the connection is marked as a slow consumer and closed, and
+//! the producer goes on.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// Why a connection is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    /// The peer closed or sent QUIT.
+    Quit,
+    /// Kicked (CLIENTDISCONNECT, OVERHEAD C) or server shutdown.
+    Kicked,
+    /// Authentication failed.
+    AuthFailed,
+    /// Authentication or ping timeout.
+    Timeout,
+    /// A line over the length limit.
+    LineTooLong,
+    /// Output queue over its cap.
+    SlowConsumer,
+}
+
+impl CloseReason {
+    /// Whether queued output is still delivered before closing.
+    fn flushes(self) -> bool {
+        self != CloseReason::SlowConsumer
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+    closing: Option<CloseReason>,
+}
+
+/// What the writer should do next.
+#[derive(Debug)]
+pub(crate) enum Drain {
+    /// Write these.
+    Write(Vec<Bytes>),
+    /// Nothing queued; wait.
+    Idle,
+    /// Done: close the connection.
+    Close(CloseReason),
+}
+
+/// A connection's output queue, capped in bytes.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    cap: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new(cap: usize) -> Self {
+        Outbox {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            cap,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `line`. Returns `false` when this push made the connection a slow consumer.
+    pub(crate) fn push(&self, line: Bytes) -> bool {
+        let mut inner = self.lock();
+        if inner.closing.is_some() {
+            return true;
+        }
+        if inner.bytes + line.len() > self.cap {
+            inner.closing = Some(CloseReason::SlowConsumer);
+            drop(inner);
+            self.notify.notify_one();
+            return false;
+        }
+        inner.bytes += line.len();
+        inner.queue.push_back(line);
+        drop(inner);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Queues a last line (ignoring the cap) and closes after it is written.
+    pub(crate) fn push_last(&self, line: Bytes, reason: CloseReason) {
+        let mut inner = self.lock();
+        if inner.closing.is_none() {
+            inner.bytes += line.len();
+            inner.queue.push_back(line);
+            inner.closing = Some(reason);
+        }
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    /// Closes after queued output is written (or at once for a slow consumer).
+    pub(crate) fn close(&self, reason: CloseReason) {
+        let mut inner = self.lock();
+        if inner.closing.is_none() {
+            inner.closing = Some(reason);
+        }
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    /// Whether a close was requested.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.lock().closing.is_some()
+    }
+
+    /// Bytes waiting to be written.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Takes everything queued, or says why there is nothing.
+    pub(crate) fn drain(&self) -> Drain {
+        let mut inner = self.lock();
+        match inner.closing {
+            Some(reason) if !reason.flushes() => return Drain::Close(reason),
+            Some(reason) if inner.queue.is_empty() => return Drain::Close(reason),
+            _ => {}
+        }
+        if inner.queue.is_empty() {
+            return Drain::Idle;
+        }
+        inner.bytes = 0;
+        Drain::Write(inner.queue.drain(..).collect())
+    }
+
+    /// Discards what is queued; returns how many bytes that was.
+    pub(crate) fn discard(&self) -> usize {
+        let mut inner = self.lock();
+        inner.queue.clear();
+        std::mem::take(&mut inner.bytes)
+    }
+
+    /// Waits until something was pushed or a close requested since the last drain.
+    pub(crate) async fn wait(&self) {
+        self.notify.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_makes_a_slow_consumer_and_drops_output() {
+        let o = Outbox::new(10);
+        assert!(o.push(Bytes::from_static(b"12345")));
+        assert!(o.push(Bytes::from_static(b"12345")));
+        assert!(!o.push(Bytes::from_static(b"1")));
+        assert!(matches!(o.drain(), Drain::Close(CloseReason::SlowConsumer)));
+    }
+
+    #[test]
+    fn quit_flushes_first() {
+        let o = Outbox::new(100);
+        o.push(Bytes::from_static(b"a"));
+        o.close(CloseReason::Quit);
+        assert!(matches!(o.drain(), Drain::Write(v) if v.len() == 1));
+        assert!(matches!(o.drain(), Drain::Close(CloseReason::Quit)));
+    }
+}

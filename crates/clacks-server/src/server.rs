@@ -1,0 +1,334 @@
+//! Listeners, accept loops, background tasks and shutdown.
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clacks_proto::{Flags, Reply};
+use clacks_store::{Clock, SystemClock};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::{Peer, Shared};
+use crate::stats::Stats;
+use crate::{persistence, session, Config, ServerError};
+
+/// Bound listening sockets, handed to [`Server::run`] (so tests can bind port 0 themselves).
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// TLS-over-TCP listeners.
+    pub tcp: Vec<TcpListener>,
+    /// Unix socket listeners with their paths (removed at shutdown).
+    pub unix: Vec<(UnixListener, PathBuf)>,
+}
+
+impl Listeners {
+    /// Binds every `<ip>` × `<port>` and every `<socket>` of `config`. A stale socket file is
+    /// replaced; `socketchmod` and `socketcommands` are applied to each socket.
+    pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
+        let mut out = Listeners::default();
+        if let Some(port) = config.port {
+            for ip in &config.ips {
+                let addr = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+                let l = TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+                out.tcp.push(l);
+            }
+        }
+        for path in &config.sockets {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                use std::os::unix::fs::FileTypeExt;
+                if meta.file_type().is_socket() {
+                    tracing::info!(path = %path.display(), "removing stale socket file");
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            let l = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+                addr: path.display().to_string(),
+                source,
+            })?;
+            if let Some(mode) = config.socketchmod {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| ServerError::io(path, e))?;
+            }
+            for cmd in &config.socketcommands {
+                tracing::info!(command = %cmd, "running socket command");
+                match std::process::Command::new("sh").arg("-c").arg(cmd).status() {
+                    Ok(s) if s.success() => {}
+                    Ok(s) => tracing::warn!(command = %cmd, status = %s, "socket command failed"),
+                    Err(e) => tracing::warn!(command = %cmd, error = %e, "socket command failed"),
+                }
+            }
+            out.unix.push((l, path.clone()));
+        }
+        Ok(out)
+    }
+}
+
+/// A configured server, ready to run.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    save_now: bool,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server using the system clock (shifted by `time_offset`).
+    pub fn new(config: Config) -> Result<Server, ServerError> {
+        let clock = SystemClock {
+            offset: config.time_offset,
+        };
+        Server::with_clock(config, Arc::new(clock))
+    }
+
+    /// A server whose cache times come from `clock`; loads the persistence file.
+    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Server, ServerError> {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        if config.master.is_some() {
+            tracing::warn!("<master> is configured, but interclacks links are not supported yet: running standalone");
+        }
+        let (cache, save_now) = match &config.persistence_file {
+            Some(path) => {
+                let loaded = persistence::load(path, clock.now());
+                (loaded.cache, loaded.save_now)
+            }
+            None => (Default::default(), false),
+        };
+        Ok(Server {
+            shared: Arc::new(Shared::new(config, clock, cache)),
+            tls,
+            save_now,
+        })
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// A token that stops [`Server::run`] when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Serves one already-connected stream as a plain (non-TLS) client connection until it
+    /// closes. Used for Unix sockets and for in-memory streams in tests.
+    pub async fn serve_stream<S>(&self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        crate::conn::serve(self.shared.clone(), stream, Peer::Unix, self.shared.shutdown.child_token()).await;
+    }
+
+    /// Accepts and serves connections until `shutdown` completes, a signal the caller wires in,
+    /// or `OVERHEAD S`. Then: stop accepting, save persistence, send `QUIT` to every connection,
+    /// close them (waiting at most 5 s) and remove the socket files.
+    pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+        let shared = self.shared.clone();
+        let stop = shared.shutdown.clone();
+        let conns = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        let mut socket_paths = Vec::new();
+
+        for l in listeners.tcp {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, tls = self.tls.is_some(), "listening on TCP");
+            }
+            let Some(tls) = self.tls.clone() else {
+                tracing::error!("a TCP listener needs a TLS certificate; not serving it");
+                continue;
+            };
+            tracker.spawn(accept_tcp(l, tls, shared.clone(), limit.clone(), tracker.clone(), conns.clone(), stop.clone()));
+        }
+        for (l, path) in listeners.unix {
+            tracing::info!(path = %path.display(), "listening on Unix socket");
+            socket_paths.push(path);
+            tracker.spawn(accept_unix(l, shared.clone(), limit.clone(), tracker.clone(), conns.clone(), stop.clone()));
+        }
+        let persist = shared.config.persistence_file.clone().map(|path| {
+            tokio::spawn(persist_loop(shared.clone(), path, self.save_now, stop.clone()))
+        });
+        tracker.spawn(cleanup_loop(shared.clone(), stop.clone()));
+
+        tokio::select! {
+            () = shutdown => tracing::info!("shutdown requested"),
+            () = stop.cancelled() => tracing::info!("shutdown requested by a client"),
+        }
+        stop.cancel();
+        if let Some(task) = persist {
+            let _ = task.await;
+        }
+        conns.cancel();
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+            tracing::warn!("connections still open after 5 s; closing anyway");
+        }
+        for path in socket_paths {
+            let _ = std::fs::remove_file(&path);
+        }
+        tracing::info!(stats = ?shared.stats.snapshot(), "server stopped");
+    }
+}
+
+async fn accept_tcp(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+    conns: CancellationToken,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (tcp, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let permit = limit.clone().try_acquire_owned().ok();
+        let shared = shared.clone();
+        let tls = tls.clone();
+        let cancel = conns.child_token();
+        tracker.spawn(async move {
+            let handshake = tokio::time::timeout(shared.config.tls_handshake_timeout, tls.accept(tcp)).await;
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    Stats::bump(&shared.stats.tls_handshake_failures);
+                    tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    Stats::bump(&shared.stats.tls_handshake_failures);
+                    tracing::info!(peer = %addr, "TLS handshake timed out");
+                    return;
+                }
+            };
+            match permit {
+                Some(_permit) => crate::conn::serve(shared, stream, Peer::Tcp(addr), cancel).await,
+                None => reject(&shared, stream).await,
+            }
+        });
+    }
+}
+
+async fn accept_unix(
+    listener: UnixListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+    conns: CancellationToken,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let permit = limit.clone().try_acquire_owned().ok();
+        let shared = shared.clone();
+        let cancel = conns.child_token();
+        tracker.spawn(async move {
+            match permit {
+                Some(_permit) => crate::conn::serve(shared, stream, Peer::Unix, cancel).await,
+                None => reject(&shared, stream).await,
+            }
+        });
+    }
+}
+
+/// Tells a connection over `maxconnections` why it is refused, then closes it.
+async fn reject<S: AsyncWrite + Unpin>(shared: &Shared, mut stream: S) {
+    Stats::bump(&shared.stats.connections_rejected);
+    tracing::warn!(limit = shared.config.max_connections, "connection refused: too many connections");
+    let line = Reply::Overhead {
+        flags: Flags::ERROR,
+        value: "too_many_connections".into(),
+    }
+    .to_bytes();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(&line).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+async fn cleanup_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let interval = shared.config.cache_clean_interval.max(Duration::from_millis(100));
+    loop {
+        session::cleanup(&shared);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Saves when the cache changed, at most every `persistanceinterval`, and once more at stop.
+async fn persist_loop(shared: Arc<Shared>, path: PathBuf, mut force: bool, stop: CancellationToken) {
+    let interval = shared.config.persistence_interval.max(Duration::from_millis(100));
+    let mut saved = shared.lock().cache.generation();
+    loop {
+        let stopping = tokio::select! {
+            () = stop.cancelled() => true,
+            () = tokio::time::sleep(interval) => false,
+        };
+        let snapshot = {
+            let state = shared.lock();
+            let generation = state.cache.generation();
+            (force || generation != saved || stopping)
+                .then(|| (generation, clacks_store::persist::encode(&state.cache)))
+        };
+        if let Some((generation, data)) = snapshot {
+            let target = path.clone();
+            match tokio::task::spawn_blocking(move || persistence::save(&target, &data)).await {
+                Ok(Ok(())) => {
+                    Stats::bump(&shared.stats.persistence_saves);
+                    tracing::debug!(file = %path.display(), "persistence file saved");
+                    saved = generation;
+                    force = false;
+                }
+                Ok(Err(e)) => {
+                    Stats::bump(&shared.stats.persistence_errors);
+                    tracing::error!(file = %path.display(), error = %e, "saving persistence file failed");
+                }
+                Err(e) => tracing::error!(error = %e, "persistence task failed"),
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}

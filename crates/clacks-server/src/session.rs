@@ -1,0 +1,469 @@
+//! One connection's protocol state and the execution of its commands.
+//!
+//! A batch of lines is executed under one lock of the shared state, in order; every reply is
+//! pushed to the connection's own outbox in command order. Errors become protocol replies only
+//! in [`Session::error`].
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clacks_proto::{Flags, Reply, Request};
+use clacks_store::number::{numify, Num};
+use clacks_store::{Entry, Cleaned};
+use tokio::time::Instant;
+
+use crate::hub::{ConnId, Peer, Perms, Shared, State};
+use crate::outbox::{CloseReason, Outbox};
+use crate::stats::Stats;
+
+/// Whether the connection goes on after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The errors a client can be sent.
+enum ClientError<'a> {
+    PermissionDenied,
+    UnknownCommand(&'a Bytes),
+}
+
+/// Per-connection protocol state, owned by the connection's reader.
+pub(crate) struct Session {
+    shared: Arc<Shared>,
+    pub(crate) id: ConnId,
+    pub(crate) cid: Bytes,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) inbuf: Arc<AtomicUsize>,
+    perms: Option<Perms>,
+    time_offset: f64,
+    /// Last PING (monotonic); `None` after NOPING.
+    last_ping: Option<Instant>,
+    connected_at: Instant,
+}
+
+impl Session {
+    /// Registers a new connection and queues the greeting.
+    pub(crate) fn open(shared: Arc<Shared>, peer: &Peer) -> Session {
+        let outbox = Arc::new(Outbox::new(shared.config.max_out_buffer));
+        let inbuf = Arc::new(AtomicUsize::new(0));
+        outbox.push(shared.greeting.clone());
+        let (id, cid) = shared
+            .lock()
+            .register(&shared, peer, outbox.clone(), inbuf.clone());
+        let now = Instant::now();
+        Session {
+            shared,
+            id,
+            cid,
+            outbox,
+            inbuf,
+            perms: None,
+            time_offset: 0.0,
+            last_ping: Some(now),
+            connected_at: now,
+        }
+    }
+
+    /// Removes the connection from the shared state.
+    pub(crate) fn close(&self, note: Option<&str>) {
+        self.shared.lock().unregister(self.id, note);
+    }
+
+    /// When this connection times out if nothing happens: the auth deadline before login, the
+    /// ping deadline after (none after NOPING).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.perms {
+            None => Some(self.connected_at + self.shared.config.auth_timeout),
+            Some(_) => self.last_ping.map(|t| t + self.shared.config.ping_timeout),
+        }
+    }
+
+    /// The deadline passed: close (silently before login, with `TIMEOUT` after).
+    pub(crate) fn timed_out(&self) {
+        let stats = &self.shared.stats;
+        if self.perms.is_none() {
+            Stats::bump(&stats.auth_timeouts);
+            tracing::info!(cid = %self.cid_str(), "authentication timeout");
+            self.outbox.close(CloseReason::Timeout);
+        } else {
+            Stats::bump(&stats.ping_timeouts);
+            tracing::info!(cid = %self.cid_str(), "ping timeout");
+            self.outbox.push_last(Reply::Timeout.to_bytes(), CloseReason::Timeout);
+        }
+    }
+
+    fn cid_str(&self) -> String {
+        String::from_utf8_lossy(&self.cid).into_owned()
+    }
+
+    fn reply(&self, reply: Reply) {
+        self.outbox.push(reply.to_bytes());
+    }
+
+    fn error(&self, err: ClientError<'_>) {
+        let stats = &self.shared.stats;
+        let value = match err {
+            ClientError::PermissionDenied => {
+                Stats::bump(&stats.permission_denied);
+                Bytes::from_static(b"permission_denied")
+            }
+            ClientError::UnknownCommand(line) => {
+                Stats::bump(&stats.unknown_commands);
+                let mut v = b"unknown_command ".to_vec();
+                v.extend_from_slice(line);
+                Bytes::from(v)
+            }
+        };
+        self.reply(Reply::Overhead {
+            flags: Flags::ERROR,
+            value,
+        });
+    }
+
+    /// Checks a permission; on refusal replies `permission_denied`.
+    fn allowed(&self, check: impl Fn(&Perms) -> bool) -> bool {
+        let ok = self.perms.as_ref().is_some_and(check);
+        if !ok {
+            self.error(ClientError::PermissionDenied);
+        }
+        ok
+    }
+
+    /// Executes a batch of complete lines in order.
+    pub(crate) fn handle(&mut self, lines: Vec<Bytes>) -> Flow {
+        if lines.is_empty() {
+            return Flow::Continue;
+        }
+        let shared = self.shared.clone();
+        let mut state = shared.lock();
+        for line in lines {
+            if self.handle_line(&mut state, line) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn handle_line(&mut self, state: &mut State, line: Bytes) -> Flow {
+        let request = Request::parse(line.clone());
+        if let Request::Clacks { info } = &request {
+            let info: Vec<u8> = info.iter().map(|&b| if b == b';' { b'_' } else { b }).collect();
+            if let Some(entry) = state.conn_mut(self.id) {
+                entry.clientinfo = Bytes::from(info);
+            }
+            return Flow::Continue;
+        }
+        if let Request::Overhead { flags, value } = &request {
+            if flags.contains(Flags::AUTH) {
+                return self.login(value);
+            }
+        }
+        if self.perms.is_none() {
+            return Flow::Continue;
+        }
+        Stats::bump(&self.shared.stats.commands);
+        let logged = !matches!(&request, Request::Overhead { flags, .. } if flags.contains(Flags::NO_LOGGING));
+        if logged {
+            state.debug(&self.cid, &line);
+        }
+        self.execute(state, request, &line)
+    }
+
+    fn login(&mut self, token: &Bytes) -> Flow {
+        match self.shared.authenticate(token) {
+            Some(perms) => {
+                self.perms = Some(perms);
+                self.reply(Reply::Overhead {
+                    flags: Flags::AUTH_OK,
+                    value: Bytes::from_static(b"Welcome!"),
+                });
+                Flow::Continue
+            }
+            None => {
+                Stats::bump(&self.shared.stats.auth_failures);
+                tracing::info!(cid = %self.cid_str(), "login failed");
+                self.perms = None;
+                self.outbox.push_last(
+                    Reply::Overhead {
+                        flags: Flags::AUTH_FAILED,
+                        value: Bytes::from_static(b"Login failed!"),
+                    }
+                    .to_bytes(),
+                    CloseReason::AuthFailed,
+                );
+                Flow::Stop
+            }
+        }
+    }
+
+    fn execute(&mut self, state: &mut State, request: Request, line: &Bytes) -> Flow {
+        let now = self.shared.now();
+        match request {
+            Request::Overhead { flags, value } => return self.overhead(state, flags, value, now),
+            Request::OverheadWithoutValue | Request::Clacks { .. } => {}
+            Request::Notify { name } => {
+                if self.allowed(|p| p.write) {
+                    let line = Reply::Notify { name: name.clone() }.to_bytes();
+                    state.fanout(self.id, &name, &line);
+                }
+            }
+            Request::Set { name, value } => {
+                if self.allowed(|p| p.write) {
+                    let line = Reply::Set { name: name.clone(), value }.to_bytes();
+                    state.fanout(self.id, &name, &line);
+                }
+            }
+            Request::SetAndStore { name, value } => {
+                if self.allowed(|p| p.write) {
+                    let out = Reply::Set {
+                        name: name.clone(),
+                        value: value.clone(),
+                    }
+                    .to_bytes();
+                    state.fanout(self.id, &name, &out);
+                    state.cache.store(name, value, now);
+                }
+            }
+            Request::KeySync {
+                cachetime,
+                accesstime,
+                mode,
+                key,
+                value,
+            } => {
+                if self.allowed(|p| p.interclacks) {
+                    self.ping();
+                    let shift = |t: &Bytes| match numify(t) {
+                        Num::Int(i) => i as f64,
+                        Num::Float(f) => f,
+                    };
+                    let ctime = shift(&cachetime) + self.time_offset;
+                    let atime = shift(&accesstime);
+                    let atime = if atime != 0.0 { atime + self.time_offset } else { 0.0 };
+                    state.cache.merge(
+                        key,
+                        Entry {
+                            data: value,
+                            cachetime: ctime,
+                            accesstime: atime,
+                            deleted: &mode[..] == b"D",
+                        },
+                    );
+                }
+            }
+            Request::Store { key, value } => {
+                if self.allowed(|p| p.write) {
+                    state.cache.store(key, value, now);
+                }
+            }
+            Request::Retrieve { key } => {
+                if self.allowed(|p| p.read) {
+                    let reply = match state.cache.retrieve(&key, now) {
+                        Some(value) => Reply::Retrieved { key, value },
+                        None => Reply::NotRetrieved { key },
+                    };
+                    self.reply(reply);
+                }
+            }
+            Request::Remove { key } => {
+                if self.allowed(|p| p.write) {
+                    state.cache.remove(key, now);
+                }
+            }
+            Request::Increment { key, step } => {
+                if self.allowed(|p| p.write) {
+                    state.cache.add(key, step.as_deref(), false, now);
+                }
+            }
+            Request::Decrement { key, step } => {
+                if self.allowed(|p| p.write) {
+                    state.cache.add(key, step.as_deref(), true, now);
+                }
+            }
+            Request::KeyList => {
+                if self.allowed(|p| p.read) {
+                    let mut out = bytes::BytesMut::new();
+                    Reply::KeyListStart.encode(&mut out);
+                    for key in state.cache.keys_sorted() {
+                        Reply::Key { key }.encode(&mut out);
+                    }
+                    Reply::KeyListEnd.encode(&mut out);
+                    self.outbox.push(out.freeze());
+                }
+            }
+            Request::ClearCache => {
+                if self.allowed(|p| p.manage) {
+                    state.cache.clear();
+                }
+            }
+            Request::Listen { name } => {
+                if self.allowed(|p| p.read) {
+                    state.subscribe(self.id, name);
+                }
+            }
+            Request::Unlisten { name } => {
+                if self.allowed(|p| p.read) {
+                    state.unsubscribe(self.id, &name);
+                }
+            }
+            Request::Monitor | Request::Unmonitor => {
+                if self.allowed(|p| p.manage) {
+                    state.set_monitor(self.id, matches!(request, Request::Monitor));
+                }
+            }
+            Request::Quit => {
+                self.outbox.close(CloseReason::Quit);
+                return Flow::Stop;
+            }
+            Request::Ping => {
+                self.ping();
+                if let Some(entry) = state.conn_mut(self.id) {
+                    entry.lastping = now;
+                }
+            }
+            Request::NoPing => {
+                self.last_ping = None;
+                if let Some(entry) = state.conn_mut(self.id) {
+                    entry.lastping = 0.0;
+                }
+            }
+            Request::ClientList => {
+                if self.allowed(|p| p.manage) {
+                    let mut out = bytes::BytesMut::new();
+                    Reply::ClientListStart.encode(&mut out);
+                    for entry in state.client_entries() {
+                        Reply::Client(Box::new(entry)).encode(&mut out);
+                    }
+                    Reply::ClientListEnd.encode(&mut out);
+                    self.outbox.push(out.freeze());
+                }
+            }
+            Request::ClientDisconnect { cid } => {
+                if self.allowed(|p| p.manage) {
+                    if let Some(target) = state.find_cid(&cid).and_then(|id| state.conn(id)) {
+                        tracing::info!(by = %self.cid_str(), target = %String::from_utf8_lossy(&cid), "client disconnected by request");
+                        target
+                            .outbox
+                            .push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
+                    }
+                    if self.outbox.is_closing() {
+                        return Flow::Stop;
+                    }
+                }
+            }
+            Request::Flush { id } => self.reply(Reply::Flushed { id }),
+            Request::Stats => {
+                if self.allowed(|p| p.manage) {
+                    let mut out = bytes::BytesMut::new();
+                    Reply::StatsStart.encode(&mut out);
+                    let mut stats = self.shared.stats.snapshot();
+                    stats.push(("cache_entries", state.cache.len() as u64));
+                    for (name, value) in stats {
+                        Reply::Stat {
+                            name: Bytes::from_static(name.as_bytes()),
+                            value: Bytes::from(value.to_string()),
+                        }
+                        .encode(&mut out);
+                    }
+                    Reply::StatsEnd.encode(&mut out);
+                    self.outbox.push(out.freeze());
+                }
+            }
+            Request::Timeout | Request::Unknown { .. } => {
+                self.error(ClientError::UnknownCommand(line));
+            }
+            _ => self.error(ClientError::UnknownCommand(line)),
+        }
+        Flow::Continue
+    }
+
+    fn ping(&mut self) {
+        self.last_ping = Some(Instant::now());
+    }
+
+    /// `OVERHEAD <flags> <value>` after login (A was handled before), in the reference's order:
+    /// T, C, S, E, then G re-emission.
+    fn overhead(&mut self, state: &mut State, flags: Flags, value: Bytes, now: f64) -> Flow {
+        if flags.contains(Flags::TIMESTAMP) {
+            self.time_offset = now - match numify(&value) {
+                Num::Int(i) => i as f64,
+                Num::Float(f) => f,
+            };
+            return Flow::Continue;
+        }
+        let truthy = !(value.is_empty() || &value[..] == b"0");
+        if flags.contains(Flags::CLOSE_ALL) && truthy {
+            if !self.allowed(|p| p.manage) {
+                return Flow::Continue;
+            }
+            tracing::info!(by = %self.cid_str(), "closing all connections (OVERHEAD C)");
+            let quit = Reply::Quit.to_bytes();
+            for id in state.ids() {
+                if let Some(entry) = state.conn(id) {
+                    entry.outbox.push_last(quit.clone(), CloseReason::Kicked);
+                }
+            }
+            return Flow::Stop;
+        }
+        if flags.contains(Flags::SHUTDOWN) {
+            if !self.allowed(|p| p.manage) {
+                return Flow::Continue;
+            }
+            let secs = match numify(&value) {
+                Num::Int(i) => i as f64,
+                Num::Float(f) => f,
+            };
+            if secs > 0.0 {
+                tracing::info!(by = %self.cid_str(), secs, "shutdown requested (OVERHEAD S)");
+                let token = self.shared.shutdown.clone();
+                let delay = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    token.cancel();
+                });
+            }
+        }
+        if flags.contains(Flags::ERROR) {
+            tracing::warn!(cid = %self.cid_str(), message = %String::from_utf8_lossy(&value), "error message from peer");
+        }
+        if flags.contains(Flags::FORWARD) {
+            if !self.allowed(|p| p.write) {
+                return Flow::Continue;
+            }
+            let mut out_flags = flags.without(Flags::RETURN_TO_SENDER);
+            if flags.contains(Flags::INTERCLACKS) {
+                out_flags = out_flags.without(Flags::FORWARD);
+            }
+            let line = Reply::Overhead {
+                flags: out_flags,
+                value,
+            }
+            .to_bytes();
+            let except = (!flags.contains(Flags::RETURN_TO_SENDER)).then_some(self.id);
+            state.broadcast(except, &line);
+        }
+        Flow::Continue
+    }
+}
+
+/// Runs one cache cleanup pass and tells monitors what was purged.
+pub(crate) fn cleanup(shared: &Shared) {
+    let now = shared.now();
+    let mut state = shared.lock();
+    let cleaned = state.cache.cleanup(
+        now,
+        shared.config.deleted_cache_time.as_secs_f64(),
+        shared.config.stale_cache_time.as_secs_f64(),
+    );
+    for c in cleaned {
+        let text = match c {
+            Cleaned::Deleted(k) => [&b"CLEANDELETED="[..], &k].concat(),
+            Cleaned::Stale(k) => [&b"CLEANSTALE="[..], &k].concat(),
+        };
+        state.debug(b"SERVERCACHE", &text);
+    }
+}
