@@ -167,10 +167,12 @@ impl Session {
         }
         Stats::bump(&self.shared.stats.commands);
         let logged = !matches!(&request, Request::Overhead { flags, .. } if flags.contains(Flags::NO_LOGGING));
+        // Monitors see the line after its own replies, as the reference queues it.
+        let flow = self.execute(state, request, &line);
         if logged {
             state.debug(&self.cid, &line);
         }
-        self.execute(state, request, &line)
+        flow
     }
 
     fn login(&mut self, token: &Bytes) -> Flow {
