@@ -105,7 +105,10 @@ mod tests {
             lines(b"123456\n", 5),
             Err(ProtoError::LineTooLong { limit: 5 })
         );
-        assert_eq!(lines(b"123456", 5), Err(ProtoError::LineTooLong { limit: 5 }));
+        assert_eq!(
+            lines(b"123456", 5),
+            Err(ProtoError::LineTooLong { limit: 5 })
+        );
         assert_eq!(lines(b"12345\n", 5).unwrap(), vec![&b"12345"[..]]);
     }
 }

@@ -307,12 +307,24 @@ mod tests {
     #[test]
     fn encodings() {
         let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
-        assert_eq!(enc(&Reply::Retrieved { key: b("k"), value: b("a=b") }), "RETRIEVED k=a=b\r\n");
-        assert_eq!(enc(&Reply::NotRetrieved { key: b("k") }), "NOTRETRIEVED k\r\n");
+        assert_eq!(
+            enc(&Reply::Retrieved {
+                key: b("k"),
+                value: b("a=b")
+            }),
+            "RETRIEVED k=a=b\r\n"
+        );
+        assert_eq!(
+            enc(&Reply::NotRetrieved { key: b("k") }),
+            "NOTRETRIEVED k\r\n"
+        );
         assert_eq!(enc(&Reply::Quit), "\r\nQUIT\r\n");
         assert_eq!(enc(&Reply::Timeout), "\r\nTIMEOUT\r\n");
         assert_eq!(
-            enc(&Reply::Overhead { flags: Flags::parse(b"E"), value: b("permission_denied") }),
+            enc(&Reply::Overhead {
+                flags: Flags::parse(b"E"),
+                value: b("permission_denied")
+            }),
             "OVERHEAD E permission_denied\r\n"
         );
         let c = ClientEntry {

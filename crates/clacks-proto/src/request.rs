@@ -281,13 +281,20 @@ impl Request {
             } => put(
                 out,
                 &[
-                    b"KEYSYNC ", cachetime, b" ", accesstime, b" ", mode, b" ", key, b"=", value,
+                    b"KEYSYNC ",
+                    cachetime,
+                    b" ",
+                    accesstime,
+                    b" ",
+                    mode,
+                    b" ",
+                    key,
+                    b"=",
+                    value,
                 ],
             ),
             Request::Store { key, value } => put(out, &[b"STORE ", key, b"=", value]),
-            Request::SetAndStore { name, value } => {
-                put(out, &[b"SETANDSTORE ", name, b"=", value])
-            }
+            Request::SetAndStore { name, value } => put(out, &[b"SETANDSTORE ", name, b"=", value]),
             Request::Retrieve { key } => put(out, &[b"RETRIEVE ", key]),
             Request::Remove { key } => put(out, &[b"REMOVE ", key]),
             Request::Increment { key, step } | Request::Decrement { key, step } => {
@@ -364,36 +371,147 @@ mod tests {
     #[test]
     fn table() {
         let cases: Vec<(&str, Request)> = vec![
-            ("CLACKS my client", Request::Clacks { info: b("my client") }),
+            (
+                "CLACKS my client",
+                Request::Clacks {
+                    info: b("my client"),
+                },
+            ),
             ("CLACKS", Request::Unknown { line: b("CLACKS") }),
-            ("OVERHEAD A x:y", Request::Overhead { flags: Flags::AUTH, value: b("x:y") }),
-            ("OVERHEAD GNU Terry Pratchett", Request::Overhead {
-                flags: Flags::FORWARD | Flags::NO_LOGGING | Flags::RETURN_TO_SENDER,
-                value: b("Terry Pratchett"),
-            }),
+            (
+                "OVERHEAD A x:y",
+                Request::Overhead {
+                    flags: Flags::AUTH,
+                    value: b("x:y"),
+                },
+            ),
+            (
+                "OVERHEAD GNU Terry Pratchett",
+                Request::Overhead {
+                    flags: Flags::FORWARD | Flags::NO_LOGGING | Flags::RETURN_TO_SENDER,
+                    value: b("Terry Pratchett"),
+                },
+            ),
             ("OVERHEAD X", Request::OverheadWithoutValue),
-            ("OVERHEAD", Request::Unknown { line: b("OVERHEAD") }),
+            (
+                "OVERHEAD",
+                Request::Unknown {
+                    line: b("OVERHEAD"),
+                },
+            ),
             ("NOTIFY ev", Request::Notify { name: b("ev") }),
             ("NOTIFY ", Request::Notify { name: b("") }),
-            ("SET a=b=c", Request::Set { name: b("a"), value: b("b=c") }),
-            ("SET a=", Request::Set { name: b("a"), value: b("") }),
-            ("SET =x=y", Request::Set { name: b("=x"), value: b("y") }),
+            (
+                "SET a=b=c",
+                Request::Set {
+                    name: b("a"),
+                    value: b("b=c"),
+                },
+            ),
+            (
+                "SET a=",
+                Request::Set {
+                    name: b("a"),
+                    value: b(""),
+                },
+            ),
+            (
+                "SET =x=y",
+                Request::Set {
+                    name: b("=x"),
+                    value: b("y"),
+                },
+            ),
             ("SET x", Request::Unknown { line: b("SET x") }),
-            ("STORE k=v v", Request::Store { key: b("k"), value: b("v v") }),
-            ("STORE noequals", Request::Unknown { line: b("STORE noequals") }),
-            ("SETANDSTORE k=1", Request::SetAndStore { name: b("k"), value: b("1") }),
+            (
+                "STORE k=v v",
+                Request::Store {
+                    key: b("k"),
+                    value: b("v v"),
+                },
+            ),
+            (
+                "STORE noequals",
+                Request::Unknown {
+                    line: b("STORE noequals"),
+                },
+            ),
+            (
+                "SETANDSTORE k=1",
+                Request::SetAndStore {
+                    name: b("k"),
+                    value: b("1"),
+                },
+            ),
             ("RETRIEVE a b", Request::Retrieve { key: b("a b") }),
-            ("RETRIEVE", Request::Unknown { line: b("RETRIEVE") }),
-            ("RETRIEVE ", Request::Unknown { line: b("RETRIEVE ") }),
-            ("retrieve x", Request::Unknown { line: b("retrieve x") }),
+            (
+                "RETRIEVE",
+                Request::Unknown {
+                    line: b("RETRIEVE"),
+                },
+            ),
+            (
+                "RETRIEVE ",
+                Request::Unknown {
+                    line: b("RETRIEVE "),
+                },
+            ),
+            (
+                "retrieve x",
+                Request::Unknown {
+                    line: b("retrieve x"),
+                },
+            ),
             ("REMOVE k", Request::Remove { key: b("k") }),
-            ("INCREMENT k", Request::Increment { key: b("k"), step: None }),
-            ("INCREMENT k=5", Request::Increment { key: b("k"), step: Some(b("5")) }),
-            ("INCREMENT a=", Request::Increment { key: b("a="), step: None }),
-            ("INCREMENT a=b=c", Request::Increment { key: b("a=b"), step: Some(b("c")) }),
-            ("INCREMENT a=b=", Request::Increment { key: b("a"), step: Some(b("b=")) }),
-            ("INCREMENT =5", Request::Increment { key: b("=5"), step: None }),
-            ("DECREMENT k=2", Request::Decrement { key: b("k"), step: Some(b("2")) }),
+            (
+                "INCREMENT k",
+                Request::Increment {
+                    key: b("k"),
+                    step: None,
+                },
+            ),
+            (
+                "INCREMENT k=5",
+                Request::Increment {
+                    key: b("k"),
+                    step: Some(b("5")),
+                },
+            ),
+            (
+                "INCREMENT a=",
+                Request::Increment {
+                    key: b("a="),
+                    step: None,
+                },
+            ),
+            (
+                "INCREMENT a=b=c",
+                Request::Increment {
+                    key: b("a=b"),
+                    step: Some(b("c")),
+                },
+            ),
+            (
+                "INCREMENT a=b=",
+                Request::Increment {
+                    key: b("a"),
+                    step: Some(b("b=")),
+                },
+            ),
+            (
+                "INCREMENT =5",
+                Request::Increment {
+                    key: b("=5"),
+                    step: None,
+                },
+            ),
+            (
+                "DECREMENT k=2",
+                Request::Decrement {
+                    key: b("k"),
+                    step: Some(b("2")),
+                },
+            ),
             ("KEYLISTJUNK", Request::KeyList),
             ("CLEARCACHE", Request::ClearCache),
             ("LISTEN ", Request::Listen { name: b("") }),
@@ -405,18 +523,29 @@ mod tests {
             ("PINGPONG", Request::Ping),
             ("NOPING", Request::NoPing),
             ("CLIENTLIST", Request::ClientList),
-            ("CLIENTDISCONNECT a:1:2", Request::ClientDisconnect { cid: b("a:1:2") }),
+            (
+                "CLIENTDISCONNECT a:1:2",
+                Request::ClientDisconnect { cid: b("a:1:2") },
+            ),
             ("FLUSH f1", Request::Flush { id: b("f1") }),
             ("FLUSH", Request::Unknown { line: b("FLUSH") }),
             ("NOP", Request::Unknown { line: b("NOP") }),
-            ("KEYSYNC 1.5 2.5 U k=v=w", Request::KeySync {
-                cachetime: b("1.5"),
-                accesstime: b("2.5"),
-                mode: b("U"),
-                key: b("k"),
-                value: b("v=w"),
-            }),
-            ("KEYSYNC 1 2 U", Request::Unknown { line: b("KEYSYNC 1 2 U") }),
+            (
+                "KEYSYNC 1.5 2.5 U k=v=w",
+                Request::KeySync {
+                    cachetime: b("1.5"),
+                    accesstime: b("2.5"),
+                    mode: b("U"),
+                    key: b("k"),
+                    value: b("v=w"),
+                },
+            ),
+            (
+                "KEYSYNC 1 2 U",
+                Request::Unknown {
+                    line: b("KEYSYNC 1 2 U"),
+                },
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(p(line), want, "{line}");
@@ -425,7 +554,12 @@ mod tests {
 
     #[test]
     fn encode_round_trip_of_table_rows() {
-        for line in ["SET a=b", "INCREMENT k=5", "KEYSYNC 1 2 D k=REMOVED", "FLUSH x"] {
+        for line in [
+            "SET a=b",
+            "INCREMENT k=5",
+            "KEYSYNC 1 2 D k=REMOVED",
+            "FLUSH x",
+        ] {
             let mut out = BytesMut::new();
             p(line).encode(&mut out);
             assert_eq!(&out[..], format!("{line}\r\n").as_bytes());

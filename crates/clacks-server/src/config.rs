@@ -185,7 +185,10 @@ impl Config {
         })?;
         let hostname = gethostname::gethostname().to_string_lossy().into_owned();
         let mut config = Config::from_xml(&substitute_pc_vars(&text, &env), &hostname)?;
-        if let Some((_, v)) = env.iter().find(|(k, _)| k == "CLACKS_SIMULATED_TIME_OFFSET") {
+        if let Some((_, v)) = env
+            .iter()
+            .find(|(k, _)| k == "CLACKS_SIMULATED_TIME_OFFSET")
+        {
             config.time_offset = v.trim().parse().unwrap_or(0.0);
         }
         Ok(config)
@@ -250,8 +253,11 @@ struct Element {
 fn parse_tree(text: &str) -> Result<Element, ConfigError> {
     let mut reader = quick_xml::Reader::from_str(text);
     let mut stack: Vec<(String, Element)> = vec![(String::new(), Element::default())];
-    let xml_err = |e: &dyn std::fmt::Display, pos: u64| ConfigError::Xml(format!("{e} at byte {pos}"));
-    let attrs_of = |e: &quick_xml::events::BytesStart<'_>, pos: u64| -> Result<Vec<(String, Element)>, ConfigError> {
+    let xml_err =
+        |e: &dyn std::fmt::Display, pos: u64| ConfigError::Xml(format!("{e} at byte {pos}"));
+    let attrs_of = |e: &quick_xml::events::BytesStart<'_>,
+                    pos: u64|
+     -> Result<Vec<(String, Element)>, ConfigError> {
         let mut out = Vec::new();
         for a in e.attributes() {
             let a = a.map_err(|e| xml_err(&e, pos))?;
@@ -288,7 +294,9 @@ fn parse_tree(text: &str) -> Result<Element, ConfigError> {
                 }
             }
             Event::End(_) => {
-                let done = stack.pop().ok_or_else(|| xml_err(&"unbalanced end tag", pos))?;
+                let done = stack
+                    .pop()
+                    .ok_or_else(|| xml_err(&"unbalanced end tag", pos))?;
                 match stack.last_mut() {
                     Some(parent) => parent.1.children.push(done),
                     None => return Err(xml_err(&"unbalanced end tag", pos)),
@@ -364,7 +372,10 @@ impl Element {
     }
 
     fn first(&self, name: &str) -> Option<&Element> {
-        self.children.iter().find(|(n, _)| n == name).map(|(_, e)| e)
+        self.children
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e)
     }
 
     fn text_of(&self, name: &str) -> Option<String> {
@@ -372,11 +383,7 @@ impl Element {
     }
 
     fn apply_host_overrides(&mut self, hostname: &str) {
-        let Some(host) = self
-            .first("hosts")
-            .and_then(|h| h.first(hostname))
-            .cloned()
-        else {
+        let Some(host) = self.first("hosts").and_then(|h| h.first(hostname)).cloned() else {
             return;
         };
         let names: Vec<String> = host.children.iter().map(|(n, _)| n.clone()).collect();
@@ -399,11 +406,9 @@ impl Element {
     fn count(&self, name: &str, default: usize) -> Result<usize, ConfigError> {
         match self.text_of(name) {
             None => Ok(default),
-            Some(t) => t
-                .parse::<usize>()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| invalid(name, format!("expected a positive whole number, got {t:?}"))),
+            Some(t) => t.parse::<usize>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                invalid(name, format!("expected a positive whole number, got {t:?}"))
+            }),
         }
     }
 
@@ -413,9 +418,17 @@ impl Element {
                 tracing::warn!(element = %name, "unknown config element ignored");
             }
         }
-        for name in ["readfailtimeout", "interclacksreadfailtimeout", "throttle", "debugfile"] {
+        for name in [
+            "readfailtimeout",
+            "interclacksreadfailtimeout",
+            "throttle",
+            "debugfile",
+        ] {
             if self.first(name).is_some() {
-                tracing::info!(element = name, "config element accepted but has no effect here");
+                tracing::info!(
+                    element = name,
+                    "config element accepted but has no effect here"
+                );
             }
         }
         let username = self
@@ -439,28 +452,41 @@ impl Element {
             if c.port.is_none() {
                 return Err(invalid("port", "required when <ip> is given"));
             }
-            let ssl = self
-                .first("ssl")
-                .ok_or_else(|| invalid("ssl", "<ssl><cert> and <ssl><key> are required when <ip> is given"))?;
+            let ssl = self.first("ssl").ok_or_else(|| {
+                invalid(
+                    "ssl",
+                    "<ssl><cert> and <ssl><key> are required when <ip> is given",
+                )
+            })?;
             for (field, slot) in [("cert", &mut c.tls_cert), ("key", &mut c.tls_key)] {
                 let path = ssl
                     .text_of(field)
                     .filter(|s| !s.is_empty())
-                    .ok_or_else(|| invalid(format!("ssl/{field}"), "required when <ip> is given"))?;
+                    .ok_or_else(|| {
+                        invalid(format!("ssl/{field}"), "required when <ip> is given")
+                    })?;
                 if !Path::new(&path).is_file() {
-                    return Err(invalid(format!("ssl/{field}"), format!("file {path} not found")));
+                    return Err(invalid(
+                        format!("ssl/{field}"),
+                        format!("file {path} not found"),
+                    ));
                 }
                 *slot = Some(PathBuf::from(path));
             }
         }
-        c.sockets = self.all("socket").map(|e| PathBuf::from(e.text.trim())).collect();
+        c.sockets = self
+            .all("socket")
+            .map(|e| PathBuf::from(e.text.trim()))
+            .collect();
         c.socketchmod = match self.text_of("socketchmod").filter(|s| !s.is_empty()) {
             None => None,
             Some(m) => Some(
                 u32::from_str_radix(&m, 8)
                     .ok()
                     .filter(|m| *m <= 0o7777)
-                    .ok_or_else(|| invalid("socketchmod", format!("expected an octal mode, got {m:?}")))?,
+                    .ok_or_else(|| {
+                        invalid("socketchmod", format!("expected an octal mode, got {m:?}"))
+                    })?,
             ),
         };
         c.socketcommands = self
@@ -469,13 +495,14 @@ impl Element {
             .unwrap_or_default();
         for (i, u) in self.all("user").enumerate() {
             let el = |f: &str| format!("user[{}]/{f}", i + 1);
-            let flag = |f: &str| {
-                u.text_of(f)
-                    .is_some_and(|v| !v.is_empty() && v != "0")
-            };
+            let flag = |f: &str| u.text_of(f).is_some_and(|v| !v.is_empty() && v != "0");
             c.users.push(User {
-                username: u.text_of("username").ok_or_else(|| invalid(el("username"), "required"))?,
-                password: u.text_of("password").ok_or_else(|| invalid(el("password"), "required"))?,
+                username: u
+                    .text_of("username")
+                    .ok_or_else(|| invalid(el("username"), "required"))?,
+                password: u
+                    .text_of("password")
+                    .ok_or_else(|| invalid(el("password"), "required"))?,
                 read: flag("read"),
                 write: flag("write"),
                 manage: flag("manage"),
@@ -510,13 +537,17 @@ impl Element {
         c.stale_cache_time = self.seconds("stalecachetime", 86400)?;
         c.cache_clean_interval = self.seconds("cachecleaninterval", 60)?;
         c.stalled_write_timeout = self.seconds("stalledwritetimeout", 60)?;
-        c.interclacks_stalled_write_timeout = self.seconds("interclacksstalledwritetimeout", 120)?;
+        c.interclacks_stalled_write_timeout =
+            self.seconds("interclacksstalledwritetimeout", 120)?;
         c.max_line_length = self.count("maxlinelength", c.max_line_length)?;
         c.max_connections = self.count("maxconnections", c.max_connections)?;
         c.max_out_buffer = self.count("maxoutbuffer", c.max_out_buffer)?;
         c.tls_handshake_timeout = self.seconds("tlshandshaketimeout", 10)?;
         if c.ips.is_empty() && c.sockets.is_empty() {
-            return Err(invalid("ip", "no <ip> and no <socket>: the server would listen nowhere"));
+            return Err(invalid(
+                "ip",
+                "no <ip> and no <socket>: the server would listen nowhere",
+            ));
         }
         Ok(c)
     }
@@ -571,7 +602,10 @@ mod tests {
         assert_eq!(c.ping_timeout, Duration::from_secs(5));
         assert_eq!(c.users.len(), 2);
         assert!(c.users[0].write && !c.users[1].write && c.users[1].read);
-        assert_eq!(c.persistence_file, Some(PathBuf::from("/tmp/clackspersistance.dat")));
+        assert_eq!(
+            c.persistence_file,
+            Some(PathBuf::from("/tmp/clackspersistance.dat"))
+        );
         assert_eq!(c.auth_timeout, Duration::from_secs(15));
         let other = Config::from_xml(&text, "nohost").unwrap();
         assert_eq!(other.sockets.len(), 2);
@@ -582,11 +616,20 @@ mod tests {
     fn errors_name_the_element() {
         let err = |xml: &str| Config::from_xml(xml, "h").unwrap_err().to_string();
         assert!(err("<c><socket>s</socket><password>p</password></c>").contains("<username>"));
-        assert!(err("<c><username>u</username><password>p</password><ip>1.2.3.4</ip></c>").contains("<port>"));
-        assert!(err("<c><username>u</username><password>p</password><ip>1</ip><port>1</port></c>").contains("<ssl>"));
+        assert!(
+            err("<c><username>u</username><password>p</password><ip>1.2.3.4</ip></c>")
+                .contains("<port>")
+        );
+        assert!(
+            err("<c><username>u</username><password>p</password><ip>1</ip><port>1</port></c>")
+                .contains("<ssl>")
+        );
         assert!(err("<c><username>u</username><password>p</password><socket>s</socket><pingtimeout>x</pingtimeout></c>").contains("<pingtimeout>"));
         assert!(err("<c><username>u</username><password>p</password><socket>s</socket><user><password>p</password></user></c>").contains("user[1]/username"));
-        assert!(err("<c><username>u</username>").contains("invalid XML") || err("<c><username>u</username>").contains("unclosed"));
+        assert!(
+            err("<c><username>u</username>").contains("invalid XML")
+                || err("<c><username>u</username>").contains("unclosed")
+        );
     }
 
     #[test]
@@ -596,7 +639,10 @@ mod tests {
             ("PC_AB".to_string(), "long".to_string()),
             ("OTHER".to_string(), "x".to_string()),
         ];
-        assert_eq!(substitute_pc_vars("PC_AB PC_A OTHER", &env), "long short OTHER");
+        assert_eq!(
+            substitute_pc_vars("PC_AB PC_A OTHER", &env),
+            "long short OTHER"
+        );
     }
 
     #[test]

@@ -30,7 +30,10 @@ where
     let mut session = Session::open(shared.clone(), &peer);
     let span = tracing::info_span!("conn", cid = %String::from_utf8_lossy(&session.cid));
     Stats::bump(&shared.stats.connections_accepted);
-    shared.stats.connections_current.fetch_add(1, Ordering::Relaxed);
+    shared
+        .stats
+        .connections_current
+        .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(parent: &span, "connected");
 
     let (reader, writer) = tokio::io::split(stream);
@@ -54,7 +57,10 @@ where
         _ => None,
     };
     session.close(note);
-    shared.stats.connections_current.fetch_sub(1, Ordering::Relaxed);
+    shared
+        .stats
+        .connections_current
+        .fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(parent: &span, ?reason, "disconnected");
 }
 
@@ -155,7 +161,10 @@ async fn write_loop<W: AsyncWrite>(
                     }
                     Err(_) => {
                         Stats::bump(&shared.stats.stalled_writes);
-                        tracing::warn!(secs = stalled.as_secs_f64(), "writes stalled, closing connection");
+                        tracing::warn!(
+                            secs = stalled.as_secs_f64(),
+                            "writes stalled, closing connection"
+                        );
                         outbox.close(CloseReason::Timeout);
                         return CloseReason::Timeout;
                     }

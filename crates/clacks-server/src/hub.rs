@@ -187,11 +187,11 @@ impl State {
         let serial = shared.next_serial();
         let now = shared.now();
         let (host, port) = match peer {
-            Peer::Tcp(addr) => (
-                addr.ip().to_string(),
-                format!("{}:{serial}", addr.port()),
+            Peer::Tcp(addr) => (addr.ip().to_string(), format!("{}:{serial}", addr.port())),
+            Peer::Unix => (
+                "unixdomainsocket".to_string(),
+                format!("{}:{serial}", format_float(now)),
             ),
-            Peer::Unix => ("unixdomainsocket".to_string(), format!("{}:{serial}", format_float(now))),
         };
         let cid = Bytes::from(format!("{host}:{port}"));
         self.debug(b"CONNECTED", &cid);
@@ -223,8 +223,14 @@ impl State {
         self.monitors.retain(|m| *m != id);
         let discarded = entry.outbox.discard();
         let text = match note {
-            Some(note) => format!("{} ({note}; {discarded} bytes discarded from outbuffer)", String::from_utf8_lossy(&entry.cid)),
-            None => format!("{} ({discarded} bytes discarded from outbuffer)", String::from_utf8_lossy(&entry.cid)),
+            Some(note) => format!(
+                "{} ({note}; {discarded} bytes discarded from outbuffer)",
+                String::from_utf8_lossy(&entry.cid)
+            ),
+            None => format!(
+                "{} ({discarded} bytes discarded from outbuffer)",
+                String::from_utf8_lossy(&entry.cid)
+            ),
         };
         self.debug(b"DISCONNECTED", text.as_bytes());
     }

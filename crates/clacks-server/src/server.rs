@@ -35,8 +35,17 @@ impl Listeners {
         let mut out = Listeners::default();
         if let Some(port) = config.port {
             for ip in &config.ips {
-                let addr = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
-                let l = TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+                let addr = if ip.contains(':') {
+                    format!("[{ip}]:{port}")
+                } else {
+                    format!("{ip}:{port}")
+                };
+                let l = TcpListener::bind(&addr)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        addr: addr.clone(),
+                        source,
+                    })?;
                 out.tcp.push(l);
             }
         }
@@ -132,7 +141,13 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        crate::conn::serve(self.shared.clone(), stream, Peer::Unix, self.shared.shutdown.child_token()).await;
+        crate::conn::serve(
+            self.shared.clone(),
+            stream,
+            Peer::Unix,
+            self.shared.shutdown.child_token(),
+        )
+        .await;
     }
 
     /// Accepts and serves connections until `shutdown` completes, a signal the caller wires in,
@@ -154,15 +169,35 @@ impl Server {
                 tracing::error!("a TCP listener needs a TLS certificate; not serving it");
                 continue;
             };
-            tracker.spawn(accept_tcp(l, tls, shared.clone(), limit.clone(), tracker.clone(), conns.clone(), stop.clone()));
+            tracker.spawn(accept_tcp(
+                l,
+                tls,
+                shared.clone(),
+                limit.clone(),
+                tracker.clone(),
+                conns.clone(),
+                stop.clone(),
+            ));
         }
         for (l, path) in listeners.unix {
             tracing::info!(path = %path.display(), "listening on Unix socket");
             socket_paths.push(path);
-            tracker.spawn(accept_unix(l, shared.clone(), limit.clone(), tracker.clone(), conns.clone(), stop.clone()));
+            tracker.spawn(accept_unix(
+                l,
+                shared.clone(),
+                limit.clone(),
+                tracker.clone(),
+                conns.clone(),
+                stop.clone(),
+            ));
         }
         let persist = shared.config.persistence_file.clone().map(|path| {
-            tokio::spawn(persist_loop(shared.clone(), path, self.save_now, stop.clone()))
+            tokio::spawn(persist_loop(
+                shared.clone(),
+                path,
+                self.save_now,
+                stop.clone(),
+            ))
         });
         tracker.spawn(cleanup_loop(shared.clone(), stop.clone()));
 
@@ -176,7 +211,10 @@ impl Server {
         }
         conns.cancel();
         tracker.close();
-        if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still open after 5 s; closing anyway");
         }
         for path in socket_paths {
@@ -214,7 +252,8 @@ async fn accept_tcp(
         let tls = tls.clone();
         let cancel = conns.child_token();
         tracker.spawn(async move {
-            let handshake = tokio::time::timeout(shared.config.tls_handshake_timeout, tls.accept(tcp)).await;
+            let handshake =
+                tokio::time::timeout(shared.config.tls_handshake_timeout, tls.accept(tcp)).await;
             let stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -272,7 +311,10 @@ async fn accept_unix(
 /// Tells a connection over `maxconnections` why it is refused, then closes it.
 async fn reject<S: AsyncWrite + Unpin>(shared: &Shared, mut stream: S) {
     Stats::bump(&shared.stats.connections_rejected);
-    tracing::warn!(limit = shared.config.max_connections, "connection refused: too many connections");
+    tracing::warn!(
+        limit = shared.config.max_connections,
+        "connection refused: too many connections"
+    );
     let line = Reply::Overhead {
         flags: Flags::ERROR,
         value: "too_many_connections".into(),
@@ -286,7 +328,10 @@ async fn reject<S: AsyncWrite + Unpin>(shared: &Shared, mut stream: S) {
 }
 
 async fn cleanup_loop(shared: Arc<Shared>, stop: CancellationToken) {
-    let interval = shared.config.cache_clean_interval.max(Duration::from_millis(100));
+    let interval = shared
+        .config
+        .cache_clean_interval
+        .max(Duration::from_millis(100));
     loop {
         session::cleanup(&shared);
         tokio::select! {
@@ -297,8 +342,16 @@ async fn cleanup_loop(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 /// Saves when the cache changed, at most every `persistanceinterval`, and once more at stop.
-async fn persist_loop(shared: Arc<Shared>, path: PathBuf, mut force: bool, stop: CancellationToken) {
-    let interval = shared.config.persistence_interval.max(Duration::from_millis(100));
+async fn persist_loop(
+    shared: Arc<Shared>,
+    path: PathBuf,
+    mut force: bool,
+    stop: CancellationToken,
+) {
+    let interval = shared
+        .config
+        .persistence_interval
+        .max(Duration::from_millis(100));
     let mut saved = shared.lock().cache.generation();
     loop {
         let stopping = tokio::select! {

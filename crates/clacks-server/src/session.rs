@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clacks_proto::{Flags, Reply, Request};
-use clacks_store::number::{numify, Num};
-use clacks_store::{Entry, Cleaned};
+use clacks_store::number::numify;
+use clacks_store::{Cleaned, Entry};
 use tokio::time::Instant;
 
 use crate::hub::{ConnId, Peer, Perms, Shared, State};
@@ -92,7 +92,8 @@ impl Session {
         } else {
             Stats::bump(&stats.ping_timeouts);
             tracing::info!(cid = %self.cid_str(), "ping timeout");
-            self.outbox.push_last(Reply::Timeout.to_bytes(), CloseReason::Timeout);
+            self.outbox
+                .push_last(Reply::Timeout.to_bytes(), CloseReason::Timeout);
         }
     }
 
@@ -151,7 +152,10 @@ impl Session {
     fn handle_line(&mut self, state: &mut State, line: Bytes) -> Flow {
         let request = Request::parse(line.clone());
         if let Request::Clacks { info } = &request {
-            let info: Vec<u8> = info.iter().map(|&b| if b == b';' { b'_' } else { b }).collect();
+            let info: Vec<u8> = info
+                .iter()
+                .map(|&b| if b == b';' { b'_' } else { b })
+                .collect();
             if let Some(entry) = state.conn_mut(self.id) {
                 entry.clientinfo = Bytes::from(info);
             }
@@ -215,7 +219,11 @@ impl Session {
             }
             Request::Set { name, value } => {
                 if self.allowed(|p| p.write) {
-                    let line = Reply::Set { name: name.clone(), value }.to_bytes();
+                    let line = Reply::Set {
+                        name: name.clone(),
+                        value,
+                    }
+                    .to_bytes();
                     state.fanout(self.id, &name, &line);
                 }
             }
@@ -239,13 +247,13 @@ impl Session {
             } => {
                 if self.allowed(|p| p.interclacks) {
                     self.ping();
-                    let shift = |t: &Bytes| match numify(t) {
-                        Num::Int(i) => i as f64,
-                        Num::Float(f) => f,
+                    let ctime = numify(&cachetime).to_f64() + self.time_offset;
+                    let atime = numify(&accesstime).to_f64();
+                    let atime = if atime != 0.0 {
+                        atime + self.time_offset
+                    } else {
+                        0.0
                     };
-                    let ctime = shift(&cachetime) + self.time_offset;
-                    let atime = shift(&accesstime);
-                    let atime = if atime != 0.0 { atime + self.time_offset } else { 0.0 };
                     state.cache.merge(
                         key,
                         Entry {
@@ -391,10 +399,7 @@ impl Session {
     /// T, C, S, E, then G re-emission.
     fn overhead(&mut self, state: &mut State, flags: Flags, value: Bytes, now: f64) -> Flow {
         if flags.contains(Flags::TIMESTAMP) {
-            self.time_offset = now - match numify(&value) {
-                Num::Int(i) => i as f64,
-                Num::Float(f) => f,
-            };
+            self.time_offset = now - numify(&value).to_f64();
             return Flow::Continue;
         }
         let truthy = !(value.is_empty() || &value[..] == b"0");
@@ -415,10 +420,7 @@ impl Session {
             if !self.allowed(|p| p.manage) {
                 return Flow::Continue;
             }
-            let secs = match numify(&value) {
-                Num::Int(i) => i as f64,
-                Num::Float(f) => f,
-            };
+            let secs = numify(&value).to_f64();
             if secs > 0.0 {
                 tracing::info!(by = %self.cid_str(), secs, "shutdown requested (OVERHEAD S)");
                 let token = self.shared.shutdown.clone();

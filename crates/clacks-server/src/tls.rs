@@ -11,7 +11,9 @@ use crate::ServerError;
 
 /// Builds a TLS acceptor from PEM certificate chain and key files.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServerError> {
-    let tls_err = |path: &Path, e: &dyn std::fmt::Display| ServerError::Tls(format!("{}: {e}", path.display()));
+    let tls_err = |path: &Path, e: &dyn std::fmt::Display| {
+        ServerError::Tls(format!("{}: {e}", path.display()))
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| tls_err(cert, &e))?
         .collect::<Result<_, _>>()
@@ -37,6 +39,7 @@ pub fn self_signed() -> Result<(String, String), ServerError> {
         "127.0.0.1".to_string(),
         "::1".to_string(),
     ];
-    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| ServerError::Tls(e.to_string()))?;
+    let cert =
+        rcgen::generate_simple_self_signed(names).map_err(|e| ServerError::Tls(e.to_string()))?;
     Ok((cert.cert.pem(), cert.key_pair.serialize_pem()))
 }

@@ -20,7 +20,12 @@ async fn every_command(t: Transport) {
     c.send("STORE t1::empty=").await;
     c.send("RETRIEVE t1::empty").await;
     c.expect("RETRIEVED t1::empty=").await;
-    for line in ["INCREMENT t1::counter", "INCREMENT t1::counter=5", "DECREMENT t1::counter=2", "DECREMENT t1::counter"] {
+    for line in [
+        "INCREMENT t1::counter",
+        "INCREMENT t1::counter=5",
+        "DECREMENT t1::counter=2",
+        "DECREMENT t1::counter",
+    ] {
         c.send(line).await;
     }
     c.send("RETRIEVE t1::counter").await;
@@ -49,7 +54,17 @@ async fn every_command(t: Transport) {
     c.expect("NOTRETRIEVED t1::greeting").await;
     c.send("KEYLISTJUNK").await;
     c.expect("KEYLISTSTART").await;
-    for key in ["t1::big", "t1::counter", "t1::e", "t1::empty", "t1::eq", "t1::f", "t1::greeting", "t1::odd=", "t1::text"] {
+    for key in [
+        "t1::big",
+        "t1::counter",
+        "t1::e",
+        "t1::empty",
+        "t1::eq",
+        "t1::f",
+        "t1::greeting",
+        "t1::odd=",
+        "t1::text",
+    ] {
         c.expect(&format!("KEY {key}")).await;
     }
     c.expect("KEYLISTEND").await;
@@ -65,8 +80,17 @@ async fn every_command(t: Transport) {
 
     // Errors and prefixes.
     c.send("BOGUSCOMMAND with args").await;
-    c.expect("OVERHEAD E unknown_command BOGUSCOMMAND with args").await;
-    for bad in ["retrieve x", "STORE noequals", "RETRIEVE", "SET x", "TIMEOUT", "NOP", "OVERHEAD"] {
+    c.expect("OVERHEAD E unknown_command BOGUSCOMMAND with args")
+        .await;
+    for bad in [
+        "retrieve x",
+        "STORE noequals",
+        "RETRIEVE",
+        "SET x",
+        "TIMEOUT",
+        "NOP",
+        "OVERHEAD",
+    ] {
         c.send(bad).await;
         c.expect(&format!("OVERHEAD E unknown_command {bad}")).await;
     }
@@ -87,7 +111,18 @@ async fn every_command(t: Transport) {
     c.send("CLIENTLIST").await;
     c.expect("CLIENTLISTSTART").await;
     let entry = c.expect_prefix("CLIENT CID=").await;
-    for field in ["HOST=", "PORT=", "CLIENTINFO=test-admin;", "OUTBUFFER_LENGTH=", "INBUFFER_LENGTH=0;", "INTERCLACKS=0;", "MONITOR=0;", "LASTPING=", "LASTINTERCLACKSPING=0;", "WRITEFAILTIME=0;"] {
+    for field in [
+        "HOST=",
+        "PORT=",
+        "CLIENTINFO=test-admin;",
+        "OUTBUFFER_LENGTH=",
+        "INBUFFER_LENGTH=0;",
+        "INTERCLACKS=0;",
+        "MONITOR=0;",
+        "LASTPING=",
+        "LASTINTERCLACKSPING=0;",
+        "WRITEFAILTIME=0;",
+    ] {
         assert!(entry.contains(field), "{field} missing in {entry}");
     }
     match t {
@@ -107,10 +142,16 @@ async fn every_command(t: Transport) {
         }
         stats.push(l);
     }
-    assert!(stats.iter().any(|l| l.starts_with("STAT unknown_commands=")), "{stats:?}");
+    assert!(
+        stats
+            .iter()
+            .any(|l| l.starts_with("STAT unknown_commands=")),
+        "{stats:?}"
+    );
 
     // Replies come in command order, FLUSH is answered in place, QUIT closes.
-    c.send_raw(b"RETRIEVE s\r\nFLUSH f1\r\nBAD\r\nFLUSH f2\r\nQUIT\r\n").await;
+    c.send_raw(b"RETRIEVE s\r\nFLUSH f1\r\nBAD\r\nFLUSH f2\r\nQUIT\r\n")
+        .await;
     c.expect("RETRIEVED s=v").await;
     c.expect("FLUSHED f1").await;
     c.expect("OVERHEAD E unknown_command BAD").await;
@@ -132,7 +173,13 @@ async fn pipelined_login(t: Transport) {
     let server = TestServer::start().await;
     let mut c = server.connect(t).await;
     let tok = common::token(ADMIN.0, ADMIN.1);
-    c.send_raw(format!("STORE early=1\r\nCLACKS x\r\nOVERHEAD A {tok}\r\nFOO\r\nRETRIEVE early\r\nFLUSH f\r\n").as_bytes()).await;
+    c.send_raw(
+        format!(
+            "STORE early=1\r\nCLACKS x\r\nOVERHEAD A {tok}\r\nFOO\r\nRETRIEVE early\r\nFLUSH f\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
     c.expect_prefix("CLACKS ").await;
     c.expect("OVERHEAD M Authentication required").await;
     c.expect("OVERHEAD O Welcome!").await;
@@ -168,7 +215,8 @@ async fn failed_login(t: Transport) {
     let mut c = server.connect(t).await;
     c.expect_prefix("CLACKS ").await;
     c.expect("OVERHEAD M Authentication required").await;
-    c.send(&format!("OVERHEAD A {}", common::token("admin", "wrong"))).await;
+    c.send(&format!("OVERHEAD A {}", common::token("admin", "wrong")))
+        .await;
     c.send("KEYLIST").await;
     c.expect("OVERHEAD F Login failed!").await;
     c.expect_closed().await;

@@ -26,25 +26,37 @@ where
 {
     let mut out = Vec::new();
     for _ in 0..n {
-        out.push(tokio::time::timeout(common::WAIT, f()).await.unwrap().unwrap());
+        out.push(
+            tokio::time::timeout(common::WAIT, f())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     out
 }
 
 #[tokio::test]
 async fn tls_handshake_timeout_closes_the_silent_peer() {
-    let server = TestServer::start_with(|c| c.tls_handshake_timeout = Duration::from_millis(200)).await;
+    let server =
+        TestServer::start_with(|c| c.tls_handshake_timeout = Duration::from_millis(200)).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(common::WAIT, tokio::io::AsyncReadExt::read(&mut silent, &mut buf))
-        .await
-        .expect("server must close the silent peer")
-        .unwrap_or(0);
+    let n = tokio::time::timeout(
+        common::WAIT,
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+    )
+    .await
+    .expect("server must close the silent peer")
+    .unwrap_or(0);
     assert_eq!(n, 0);
     let mut admin = server.login(Transport::Unix, ADMIN).await;
     admin.send("STATS").await;
     let stats = admin.until_flushed("s").await;
-    assert!(stats.contains(&"STAT tls_handshake_failures=1".to_string()), "{stats:?}");
+    assert!(
+        stats.contains(&"STAT tls_handshake_failures=1".to_string()),
+        "{stats:?}"
+    );
 }
 
 async fn slow_consumer(t: Transport) {
@@ -85,7 +97,7 @@ async fn slow_consumer(t: Transport) {
         }
         sent += chunk;
     }
-    sender.send(&format!("SET chan=last")).await;
+    sender.send("SET chan=last").await;
     sender.expect_nothing().await;
     reader.expect("SET chan=last").await;
 
@@ -94,11 +106,20 @@ async fn slow_consumer(t: Transport) {
     while stuck.line().await.is_some() {
         received += 1;
     }
-    assert!(received < sent, "stuck listener got everything ({received} of {sent})");
+    assert!(
+        received < sent,
+        "stuck listener got everything ({received} of {sent})"
+    );
 
-    let line = tokio::time::timeout(common::WAIT, watching).await.unwrap().unwrap();
+    let line = tokio::time::timeout(common::WAIT, watching)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(line.contains("bytes discarded from outbuffer"), "{line}");
-    assert_eq!(server.server.stats().slow_consumers.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        server.server.stats().slow_consumers.load(Ordering::Relaxed),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,8 +137,10 @@ async fn oversized_line(t: Transport) {
     let mut other = server.login(t, ADMIN).await;
     let mut c = server.login(t, ADMIN).await;
     c.send(&format!("STORE ok={}", "y".repeat(1000))).await;
-    c.send_raw(format!("STORE big={}", "x".repeat(3000)).as_bytes()).await;
-    c.expect("OVERHEAD E line_too_long (limit 1024 bytes)").await;
+    c.send_raw(format!("STORE big={}", "x".repeat(3000)).as_bytes())
+        .await;
+    c.expect("OVERHEAD E line_too_long (limit 1024 bytes)")
+        .await;
     c.expect_closed().await;
     other.send("RETRIEVE big").await;
     other.expect("NOTRETRIEVED big").await;
@@ -159,5 +182,10 @@ async fn too_many_connections_are_refused_with_a_reason() {
     assert!(ok.is_some(), "no slot freed");
     a.send("STATS").await;
     let stats = a.until_flushed("s").await;
-    assert!(stats.iter().any(|l| l.starts_with("STAT connections_rejected=")), "{stats:?}");
+    assert!(
+        stats
+            .iter()
+            .any(|l| l.starts_with("STAT connections_rejected=")),
+        "{stats:?}"
+    );
 }

@@ -23,7 +23,25 @@ async fn permissions(t: Transport) {
     ro.expect("KEYLISTEND").await;
     ro.send("LISTEN chan").await;
     ro.send("UNLISTEN chan").await;
-    for cmd in ["STORE perm::test=2", "SETANDSTORE perm::test=3", "REMOVE perm::test", "INCREMENT perm::test", "DECREMENT perm::test", "SET chan=x", "NOTIFY chan", "OVERHEAD GM hello", "CLEARCACHE", "MONITOR", "UNMONITOR", "CLIENTLIST", "CLIENTDISCONNECT x", "OVERHEAD C 1", "OVERHEAD S 1", "STATS", "KEYSYNC 1 1 U perm::test=4"] {
+    for cmd in [
+        "STORE perm::test=2",
+        "SETANDSTORE perm::test=3",
+        "REMOVE perm::test",
+        "INCREMENT perm::test",
+        "DECREMENT perm::test",
+        "SET chan=x",
+        "NOTIFY chan",
+        "OVERHEAD GM hello",
+        "CLEARCACHE",
+        "MONITOR",
+        "UNMONITOR",
+        "CLIENTLIST",
+        "CLIENTDISCONNECT x",
+        "OVERHEAD C 1",
+        "OVERHEAD S 1",
+        "STATS",
+        "KEYSYNC 1 1 U perm::test=4",
+    ] {
         ro.send(cmd).await;
         ro.expect(DENIED).await;
     }
@@ -38,14 +56,24 @@ async fn permissions(t: Transport) {
     rw.send("INCREMENT perm::test").await;
     rw.send("RETRIEVE perm::test").await;
     rw.expect("RETRIEVED perm::test=6").await;
-    for cmd in ["CLEARCACHE", "MONITOR", "CLIENTLIST", "CLIENTDISCONNECT x", "OVERHEAD C 1", "OVERHEAD S 1", "KEYSYNC 1 1 U perm::test=4"] {
+    for cmd in [
+        "CLEARCACHE",
+        "MONITOR",
+        "CLIENTLIST",
+        "CLIENTDISCONNECT x",
+        "OVERHEAD C 1",
+        "OVERHEAD S 1",
+        "KEYSYNC 1 1 U perm::test=4",
+    ] {
         rw.send(cmd).await;
         rw.expect(DENIED).await;
     }
 
     // Main user: everything, including KEYSYNC (newest cachetime wins).
     admin.send("KEYSYNC 1 1 U perm::test=old").await;
-    admin.send("KEYSYNC 99999999999 99999999999 U perm::new=fromsync").await;
+    admin
+        .send("KEYSYNC 99999999999 99999999999 U perm::new=fromsync")
+        .await;
     admin.send("RETRIEVE perm::test").await;
     admin.expect("RETRIEVED perm::test=6").await;
     admin.send("RETRIEVE perm::new").await;

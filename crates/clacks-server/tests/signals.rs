@@ -56,7 +56,8 @@ async fn monitor_mirrors_lines_but_never_auth_tokens() {
     c.expect_prefix("CLACKS ").await;
     c.expect("OVERHEAD M Authentication required").await;
     c.send("CLACKS secret-client").await;
-    c.send(&format!("OVERHEAD A {}", common::token(ADMIN.0, ADMIN.1))).await;
+    c.send(&format!("OVERHEAD A {}", common::token(ADMIN.0, ADMIN.1)))
+        .await;
     c.expect("OVERHEAD O Welcome!").await;
     c.send("STORE k=v").await;
     c.send("OVERHEAD NM not logged").await;
@@ -68,7 +69,10 @@ async fn monitor_mirrors_lines_but_never_auth_tokens() {
     c.send("QUIT").await;
     c.expect_closed().await;
     m.expect(&format!("DEBUG {cid}=QUIT")).await;
-    m.expect(&format!("DEBUG DISCONNECTED={cid} (0 bytes discarded from outbuffer)")).await;
+    m.expect(&format!(
+        "DEBUG DISCONNECTED={cid} (0 bytes discarded from outbuffer)"
+    ))
+    .await;
     let rest = m.until_flushed("end").await;
     assert!(rest.iter().all(|l| !l.contains("OVERHEAD A")), "{rest:?}");
     assert!(m.expect_prefix("DEBUG ").await.ends_with("=FLUSH end"));

@@ -19,7 +19,8 @@ async fn login(server: &Server) -> Client {
     let mut c = connect(server);
     c.expect_prefix("CLACKS ").await;
     c.expect("OVERHEAD M Authentication required").await;
-    c.send(&format!("OVERHEAD A {}", common::token(ADMIN.0, ADMIN.1))).await;
+    c.send(&format!("OVERHEAD A {}", common::token(ADMIN.0, ADMIN.1)))
+        .await;
     c.expect("OVERHEAD O Welcome!").await;
     c
 }
@@ -51,9 +52,16 @@ async fn unauthenticated_connection_is_closed_after_authtimeout() {
     let mut c = connect(&server);
     c.expect_prefix("CLACKS ").await;
     c.expect("OVERHEAD M Authentication required").await;
-    assert_eq!(c.line_within(LONG).await, Ok(None), "closed without a message");
+    assert_eq!(
+        c.line_within(LONG).await,
+        Ok(None),
+        "closed without a message"
+    );
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_secs(15) && waited < Duration::from_secs(16), "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(15) && waited < Duration::from_secs(16),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -64,9 +72,15 @@ async fn ping_timeout_sends_timeout_and_closes() {
     c.send("PING").await;
     only_nops(&mut c).await;
     let pinged = tokio::time::Instant::now();
-    assert_eq!(last_line_before_close(&mut c).await.as_deref(), Some("TIMEOUT"));
+    assert_eq!(
+        last_line_before_close(&mut c).await.as_deref(),
+        Some("TIMEOUT")
+    );
     let waited = pinged.elapsed();
-    assert!(waited >= Duration::from_secs(180) && waited < Duration::from_secs(181), "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(180) && waited < Duration::from_secs(181),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -84,7 +98,10 @@ async fn noping_disables_the_ping_timeout_until_the_next_ping() {
     c.send("PING").await;
     only_nops(&mut c).await;
     let pinged = tokio::time::Instant::now();
-    assert_eq!(last_line_before_close(&mut c).await.as_deref(), Some("TIMEOUT"));
+    assert_eq!(
+        last_line_before_close(&mut c).await.as_deref(),
+        Some("TIMEOUT")
+    );
     assert!(pinged.elapsed() >= Duration::from_secs(180));
 }
 
@@ -97,5 +114,9 @@ async fn overhead_s_shuts_the_server_down_after_the_delay() {
     c.expect_nothing().await;
     let start = tokio::time::Instant::now();
     tokio::time::timeout(LONG, token.cancelled()).await.unwrap();
-    assert!(start.elapsed() >= Duration::from_secs(29), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(29),
+        "{:?}",
+        start.elapsed()
+    );
 }

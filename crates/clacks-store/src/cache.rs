@@ -109,7 +109,7 @@ impl Cache {
             Some(e) if !e.deleted && looks_like_number(&e.data) => numify(&e.data),
             _ => Num::Int(0),
         };
-        let new = if negate { old.sub(step) } else { old.add(step) };
+        let new = if negate { old - step } else { old + step };
         let value = Bytes::from(new.to_perl_string());
         self.put(key, value.clone(), now, false);
         value

@@ -13,27 +13,34 @@ pub enum Num {
     Float(f64),
 }
 
+/// Perl's `a + b`.
+impl std::ops::Add for Num {
+    type Output = Num;
+    fn add(self, other: Num) -> Num {
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => int_or_float(a + b),
+            _ => Num::Float(self.to_f64() + other.to_f64()),
+        }
+    }
+}
+
+/// Perl's `a - b`.
+impl std::ops::Sub for Num {
+    type Output = Num;
+    fn sub(self, other: Num) -> Num {
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => int_or_float(a - b),
+            _ => Num::Float(self.to_f64() - other.to_f64()),
+        }
+    }
+}
+
 impl Num {
-    fn as_f64(self) -> f64 {
+    /// The value as a double.
+    pub fn to_f64(self) -> f64 {
         match self {
             Num::Int(i) => i as f64,
             Num::Float(f) => f,
-        }
-    }
-
-    /// Perl's `a + b`.
-    pub fn add(self, other: Num) -> Num {
-        match (self, other) {
-            (Num::Int(a), Num::Int(b)) => int_or_float(a + b),
-            _ => Num::Float(self.as_f64() + other.as_f64()),
-        }
-    }
-
-    /// Perl's `a - b`.
-    pub fn sub(self, other: Num) -> Num {
-        match (self, other) {
-            (Num::Int(a), Num::Int(b)) => int_or_float(a - b),
-            _ => Num::Float(self.as_f64() - other.as_f64()),
         }
     }
 
@@ -218,12 +225,15 @@ mod tests {
 
     #[test]
     fn arithmetic_like_perl() {
-        let r = |a: &[u8], b: &[u8]| numify(a).add(numify(b)).to_perl_string();
+        let r = |a: &[u8], b: &[u8]| (numify(a) + numify(b)).to_perl_string();
         assert_eq!(r(b"1.5", b"1.25"), "2.75");
-        assert_eq!(numify(b"1e3").sub(Num::Int(1)).to_perl_string(), "999");
+        assert_eq!((numify(b"1e3") - Num::Int(1)).to_perl_string(), "999");
         assert_eq!(r(b"9223372036854775807", b"1"), "9223372036854775808");
         assert_eq!(r(b"18446744073709551615", b"1"), "1.84467440737096e+19");
-        assert_eq!(numify(b"-9223372036854775808").sub(Num::Int(1)).to_perl_string(), "-9.22337203685478e+18");
+        assert_eq!(
+            (numify(b"-9223372036854775808") - Num::Int(1)).to_perl_string(),
+            "-9.22337203685478e+18"
+        );
         assert_eq!(r(b"0", b"3"), "3");
     }
 }

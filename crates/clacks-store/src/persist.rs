@@ -14,7 +14,7 @@ use thiserror::Error;
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::TScalarStyle;
 
-use crate::number::{format_float, numify, Num};
+use crate::number::{format_float, numify};
 use crate::{Cache, Entry};
 
 /// The marker at the start and end of a version 3 file.
@@ -139,10 +139,7 @@ fn time_of(text: &str, now: f64) -> f64 {
     if text.is_empty() {
         return now;
     }
-    match numify(text.as_bytes()) {
-        Num::Int(i) => i as f64,
-        Num::Float(f) => f,
-    }
+    numify(text.as_bytes()).to_f64()
 }
 
 fn decode_legacy(data: &[u8], now: f64) -> Result<Cache, PersistError> {
@@ -243,7 +240,11 @@ fn parse_yaml(body: &[u8]) -> Result<Node, PersistError> {
     }
 }
 
-fn parse_node(parser: &mut Parser<std::str::Chars<'_>>, event: Event, depth: usize) -> Result<Node, PersistError> {
+fn parse_node(
+    parser: &mut Parser<std::str::Chars<'_>>,
+    event: Event,
+    depth: usize,
+) -> Result<Node, PersistError> {
     if depth > 16 {
         return Err(PersistError::InvalidYaml("nested too deeply".into()));
     }
@@ -269,16 +270,16 @@ fn parse_node(parser: &mut Parser<std::str::Chars<'_>>, event: Event, depth: usi
                 items.push((key, value));
             }
         }
-        Event::SequenceStart(..) => {
-            loop {
-                let (ev, _) = parser.next_token().map_err(err)?;
-                if ev == Event::SequenceEnd {
-                    return Ok(Node::Seq);
-                }
-                parse_node(parser, ev, depth + 1)?;
+        Event::SequenceStart(..) => loop {
+            let (ev, _) = parser.next_token().map_err(err)?;
+            if ev == Event::SequenceEnd {
+                return Ok(Node::Seq);
             }
-        }
-        Event::Alias(_) => Err(PersistError::InvalidYaml("aliases are not supported".into())),
+            parse_node(parser, ev, depth + 1)?;
+        },
+        Event::Alias(_) => Err(PersistError::InvalidYaml(
+            "aliases are not supported".into(),
+        )),
         other => Err(PersistError::InvalidYaml(format!("unexpected {other:?}"))),
     }
 }
@@ -307,9 +308,17 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut cache = Cache::default();
-        cache.store(Bytes::from_static(b"k \"q\" \\ :x"), Bytes::from_static(b"v: # 'x' \x01 \xc3\xa4"), 1795294610.59245);
+        cache.store(
+            Bytes::from_static(b"k \"q\" \\ :x"),
+            Bytes::from_static(b"v: # 'x' \x01 \xc3\xa4"),
+            1795294610.59245,
+        );
         cache.remove(Bytes::from_static(b"gone"), 1795294611.5);
-        cache.store(Bytes::from_static(b"yes"), Bytes::from_static(b""), 1795294612.0);
+        cache.store(
+            Bytes::from_static(b"yes"),
+            Bytes::from_static(b""),
+            1795294612.0,
+        );
         let file = encode(&cache);
         let (back, _) = decode(&file, 0.0).unwrap();
         let mut a: Vec<_> = cache.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
@@ -323,9 +332,18 @@ mod tests {
 
     #[test]
     fn rejects_damaged_files() {
-        assert_eq!(decode(b"\0CLACKSV3--- \nk: \n  data: x\n", 0.0).unwrap_err(), PersistError::MissingEndMarker);
-        assert!(matches!(decode(b"\0CLACKSV3", 0.0), Err(PersistError::TooSmall { .. })));
-        assert!(matches!(decode(b"garbage", 0.0), Err(PersistError::UnknownFormat(_))));
+        assert_eq!(
+            decode(b"\0CLACKSV3--- \nk: \n  data: x\n", 0.0).unwrap_err(),
+            PersistError::MissingEndMarker
+        );
+        assert!(matches!(
+            decode(b"\0CLACKSV3", 0.0),
+            Err(PersistError::TooSmall { .. })
+        ));
+        assert!(matches!(
+            decode(b"garbage", 0.0),
+            Err(PersistError::UnknownFormat(_))
+        ));
         assert!(matches!(
             decode(b"\0CLACKSV3- [\0CLACKSV3", 0.0),
             Err(PersistError::InvalidYaml(_))
@@ -344,7 +362,10 @@ mod tests {
         let (cache, format) = decode(file.as_bytes(), 7.0).unwrap();
         assert_eq!(format, Format::Legacy);
         let k = cache.get(b"k").unwrap();
-        assert_eq!((k.cachetime, k.accesstime, k.deleted), (100.5, 101.0, false));
+        assert_eq!(
+            (k.cachetime, k.accesstime, k.deleted),
+            (100.5, 101.0, false)
+        );
         let gone = cache.get(b"gone").unwrap();
         assert!(gone.deleted);
         assert_eq!(gone.cachetime, 90.0);

@@ -30,8 +30,20 @@ pub fn token(user: &str, password: &str) -> String {
 pub fn base_config() -> Config {
     let mut c = Config::with_user(ADMIN.0, ADMIN.1);
     c.users = vec![
-        User { username: RW.0.into(), password: RW.1.into(), read: true, write: true, manage: false },
-        User { username: RO.0.into(), password: RO.1.into(), read: true, write: false, manage: false },
+        User {
+            username: RW.0.into(),
+            password: RW.1.into(),
+            read: true,
+            write: true,
+            manage: false,
+        },
+        User {
+            username: RO.0.into(),
+            password: RO.1.into(),
+            read: true,
+            write: false,
+            manage: false,
+        },
     ];
     c
 }
@@ -85,11 +97,18 @@ impl TestServer {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
         let unix = UnixListener::bind(&socket).unwrap();
-        let listeners = Listeners { tcp: vec![tcp], unix: vec![(unix, socket.clone())] };
+        let listeners = Listeners {
+            tcp: vec![tcp],
+            unix: vec![(unix, socket.clone())],
+        };
         let server = Server::new(config).unwrap();
         let stop = CancellationToken::new();
         let s = stop.clone();
-        let handle = tokio::spawn(server.clone().run(listeners, async move { s.cancelled().await }));
+        let handle = tokio::spawn(
+            server
+                .clone()
+                .run(listeners, async move { s.cancelled().await }),
+        );
         TestServer {
             cert: std::fs::read(&cert_path).unwrap(),
             dir,
@@ -114,15 +133,25 @@ impl TestServer {
     pub async fn connect(&self, transport: Transport) -> Client {
         match transport {
             Transport::Unix => {
-                let s = tokio::time::timeout(WAIT, UnixStream::connect(&self.socket)).await.unwrap().unwrap();
-                Client::new(s)
-            }
-            Transport::Tls => {
-                let tcp = tokio::time::timeout(WAIT, TcpStream::connect(self.addr)).await.unwrap().unwrap();
-                let s = tokio::time::timeout(WAIT, self.tls_connector().connect(ServerName::try_from("localhost").unwrap(), tcp))
+                let s = tokio::time::timeout(WAIT, UnixStream::connect(&self.socket))
                     .await
                     .unwrap()
                     .unwrap();
+                Client::new(s)
+            }
+            Transport::Tls => {
+                let tcp = tokio::time::timeout(WAIT, TcpStream::connect(self.addr))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let s = tokio::time::timeout(
+                    WAIT,
+                    self.tls_connector()
+                        .connect(ServerName::try_from("localhost").unwrap(), tcp),
+                )
+                .await
+                .unwrap()
+                .unwrap();
                 Client::new(s)
             }
         }
@@ -148,7 +177,8 @@ impl TestServer {
         c.expect_prefix("CLACKS ").await;
         c.expect("OVERHEAD M Authentication required").await;
         c.send(&format!("CLACKS test-{}", user.0)).await;
-        c.send(&format!("OVERHEAD A {}", token(user.0, user.1))).await;
+        c.send(&format!("OVERHEAD A {}", token(user.0, user.1)))
+            .await;
         c.expect("OVERHEAD O Welcome!").await;
         c
     }
@@ -163,7 +193,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(s: impl Stream + 'static) -> Client {
-        Client { io: BufReader::new(Box::new(s)) }
+        Client {
+            io: BufReader::new(Box::new(s)),
+        }
     }
 
     pub async fn send(&mut self, line: &str) {
@@ -182,7 +214,9 @@ impl Client {
 
     /// The next line (without CR LF), skipping empty lines; `None` at EOF.
     pub async fn line(&mut self) -> Option<String> {
-        self.line_within(WAIT).await.expect("no line within the time limit")
+        self.line_within(WAIT)
+            .await
+            .expect("no line within the time limit")
     }
 
     /// Like `line`, but `Err` when nothing arrives within `wait`.
@@ -197,7 +231,9 @@ impl Client {
             if n == 0 {
                 return Ok(None);
             }
-            let s = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+            let s = String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
             if !s.is_empty() {
                 return Ok(Some(s));
             }
