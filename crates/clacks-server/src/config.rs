@@ -207,16 +207,17 @@ fn find_config(name: &str, env: &[(String, String)]) -> Result<PathBuf, ConfigEr
         Some((_, v)) => v.split(':').map(str::to_string).collect(),
         None => vec![String::new(), "configs".to_string()],
     };
-    let candidates: Vec<PathBuf> = dirs
-        .iter()
-        .map(|d| {
-            if d.is_empty() {
-                PathBuf::from(name)
-            } else {
-                Path::new(d).join(name)
-            }
-        })
-        .collect();
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    for d in &dirs {
+        let path = if d.is_empty() {
+            PathBuf::from(name)
+        } else {
+            Path::new(d).join(name)
+        };
+        if !candidates.contains(&path) {
+            candidates.push(path);
+        }
+    }
     candidates
         .iter()
         .find(|p| p.is_file())
@@ -630,6 +631,22 @@ mod tests {
             err("<c><username>u</username>").contains("invalid XML")
                 || err("<c><username>u</username>").contains("unclosed")
         );
+    }
+
+    #[test]
+    fn lookup_uses_pc_config_paths_then_legacy_locations() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        std::fs::write(b.path().join("c.xml"), "x").unwrap();
+        let paths = format!("{}:{}", a.path().display(), b.path().display());
+        let env = vec![("PC_CONFIG_PATHS".to_string(), paths)];
+        assert_eq!(find_config("c.xml", &env).unwrap(), b.path().join("c.xml"));
+        let err = find_config("missing.xml", &env).unwrap_err().to_string();
+        assert!(err.contains("missing.xml"), "{err}");
+        let legacy = find_config("no-such-file.xml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(legacy.contains("configs/no-such-file.xml"), "{legacy}");
     }
 
     #[test]

@@ -111,3 +111,28 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), ServerError> {
         .map_err(|e| ServerError::io(path, e))?;
     f.write_all(data).map_err(|e| ServerError::io(path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ensure_creates_private_files_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let config = data.ensure().unwrap();
+        let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(data.credentials()), 0o600);
+        assert_eq!(mode(data.key()), 0o600);
+        assert_eq!(mode(data.root.clone()), 0o700);
+        assert_eq!(config.username, DEFAULT_USER);
+        assert!(config.password.len() >= 24);
+        assert_eq!(config.ips, vec!["127.0.0.1"]);
+        assert_eq!(config.port, Some(DEFAULT_PORT));
+        assert_eq!(config.sockets, vec![data.socket()]);
+        assert_eq!(config.persistence_file, Some(data.persistence()));
+        crate::tls::acceptor(&data.cert(), &data.key()).unwrap();
+        let again = data.ensure().unwrap();
+        assert_eq!(again.password, config.password, "credentials are kept");
+    }
+}

@@ -120,3 +120,39 @@ async fn overhead_s_shuts_the_server_down_after_the_delay() {
         start.elapsed()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn cleanup_purges_old_tombstones_and_stale_entries_and_tells_monitors() {
+    use clacks_store::ManualClock;
+    use std::sync::Arc;
+
+    let clock = ManualClock::new(1_800_000_000.0);
+    let server = Server::with_clock(base_config(), Arc::new(clock.clone())).unwrap();
+    let stop = server.shutdown_token();
+    let running = tokio::spawn(
+        server
+            .clone()
+            .run(Default::default(), std::future::pending()),
+    );
+    let mut c = login(&server).await;
+    c.send("STORE live=1").await;
+    c.send("STORE gone=1").await;
+    c.send("REMOVE gone").await;
+    c.send("MONITOR").await;
+    let before = c.until_flushed("f").await;
+    assert!(before.last().unwrap().ends_with("=MONITOR"), "{before:?}");
+    assert!(c.line().await.unwrap().ends_with("=FLUSH f"));
+    clock.advance(3601.0);
+    assert_eq!(
+        c.line_within(LONG).await,
+        Ok(Some("DEBUG SERVERCACHE=CLEANDELETED=gone".to_string()))
+    );
+    clock.advance(86_400.0);
+    let mut line = c.line_within(LONG).await.unwrap().unwrap();
+    while line == "NOP" {
+        line = c.line_within(LONG).await.unwrap().unwrap();
+    }
+    assert_eq!(line, "DEBUG SERVERCACHE=CLEANSTALE=live");
+    stop.cancel();
+    tokio::time::timeout(LONG, running).await.unwrap().unwrap();
+}
