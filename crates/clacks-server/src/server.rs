@@ -156,9 +156,14 @@ impl Server {
     pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
         let shared = self.shared.clone();
         let stop = shared.shutdown.clone();
-        let conns = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        let accepting = Accepting {
+            shared: shared.clone(),
+            limit: Arc::new(Semaphore::new(shared.config.max_connections)),
+            tracker: tracker.clone(),
+            conns: CancellationToken::new(),
+            stop: stop.clone(),
+        };
         let mut socket_paths = Vec::new();
 
         for l in listeners.tcp {
@@ -169,27 +174,12 @@ impl Server {
                 tracing::error!("a TCP listener needs a TLS certificate; not serving it");
                 continue;
             };
-            tracker.spawn(accept_tcp(
-                l,
-                tls,
-                shared.clone(),
-                limit.clone(),
-                tracker.clone(),
-                conns.clone(),
-                stop.clone(),
-            ));
+            tracker.spawn(accept_tcp(l, tls, accepting.clone()));
         }
         for (l, path) in listeners.unix {
             tracing::info!(path = %path.display(), "listening on Unix socket");
             socket_paths.push(path);
-            tracker.spawn(accept_unix(
-                l,
-                shared.clone(),
-                limit.clone(),
-                tracker.clone(),
-                conns.clone(),
-                stop.clone(),
-            ));
+            tracker.spawn(accept_unix(l, accepting.clone()));
         }
         let persist = shared.config.persistence_file.clone().map(|path| {
             tokio::spawn(persist_loop(
@@ -203,13 +193,13 @@ impl Server {
 
         tokio::select! {
             () = shutdown => tracing::info!("shutdown requested"),
-            () = stop.cancelled() => tracing::info!("shutdown requested by a client"),
+            () = stop.cancelled() => tracing::info!("shutdown requested through the shutdown token (OVERHEAD S)"),
         }
         stop.cancel();
         if let Some(task) = persist {
             let _ = task.await;
         }
-        conns.cancel();
+        accepting.conns.cancel();
         tracker.close();
         if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
             .await
@@ -224,87 +214,86 @@ impl Server {
     }
 }
 
-async fn accept_tcp(
-    listener: TcpListener,
-    tls: TlsAcceptor,
+/// What the accept loops share.
+#[derive(Clone)]
+struct Accepting {
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     tracker: TaskTracker,
+    /// Parent of every connection's cancellation token.
     conns: CancellationToken,
+    /// Stops accepting.
     stop: CancellationToken,
-) {
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (tcp, addr) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+}
+
+impl Accepting {
+    /// The next accepted connection, or `None` once the server stops. Accept errors (such as
+    /// running out of file descriptors) are logged and retried after a pause.
+    async fn next<T, F, Fut>(&self, mut accept: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::io::Result<T>>,
+    {
+        loop {
+            let accepted = tokio::select! {
+                () = self.stop.cancelled() => return None,
+                a = accept() => a,
+            };
+            match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
-        };
-        let _ = tcp.set_nodelay(true);
-        let permit = limit.clone().try_acquire_owned().ok();
-        let shared = shared.clone();
-        let tls = tls.clone();
-        let cancel = conns.child_token();
-        tracker.spawn(async move {
-            let handshake =
-                tokio::time::timeout(shared.config.tls_handshake_timeout, tls.accept(tcp)).await;
-            let stream = match handshake {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    Stats::bump(&shared.stats.tls_handshake_failures);
-                    tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    Stats::bump(&shared.stats.tls_handshake_failures);
-                    tracing::info!(peer = %addr, "TLS handshake timed out");
-                    return;
-                }
+        }
+    }
+
+    /// Takes a connection slot (if one is free) and serves the stream `open` yields in its own
+    /// task; over `maxconnections` the peer is told why and closed.
+    fn spawn<S, F>(&self, open: F)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        F: Future<Output = Option<(S, Peer)>> + Send + 'static,
+    {
+        let permit = self.limit.clone().try_acquire_owned().ok();
+        let shared = self.shared.clone();
+        let cancel = self.conns.child_token();
+        self.tracker.spawn(async move {
+            let Some((stream, peer)) = open.await else {
+                return;
             };
             match permit {
-                Some(_permit) => crate::conn::serve(shared, stream, Peer::Tcp(addr), cancel).await,
+                Some(_permit) => crate::conn::serve(shared, stream, peer, cancel).await,
                 None => reject(&shared, stream).await,
             }
         });
     }
 }
 
-async fn accept_unix(
-    listener: UnixListener,
-    shared: Arc<Shared>,
-    limit: Arc<Semaphore>,
-    tracker: TaskTracker,
-    conns: CancellationToken,
-    stop: CancellationToken,
-) {
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let permit = limit.clone().try_acquire_owned().ok();
-        let shared = shared.clone();
-        let cancel = conns.child_token();
-        tracker.spawn(async move {
-            match permit {
-                Some(_permit) => crate::conn::serve(shared, stream, Peer::Unix, cancel).await,
-                None => reject(&shared, stream).await,
-            }
+async fn accept_tcp(listener: TcpListener, tls: TlsAcceptor, accepting: Accepting) {
+    while let Some((tcp, addr)) = accepting.next(|| listener.accept()).await {
+        let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
+        let shared = accepting.shared.clone();
+        accepting.spawn(async move {
+            let handshake =
+                tokio::time::timeout(shared.config.tls_handshake_timeout, tls.accept(tcp)).await;
+            let failure = match handshake {
+                Ok(Ok(stream)) => return Some((stream, Peer::Tcp(addr))),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_string(),
+            };
+            Stats::bump(&shared.stats.tls_handshake_failures);
+            tracing::info!(peer = %addr, error = %failure, "TLS handshake failed");
+            None
         });
+    }
+}
+
+async fn accept_unix(listener: UnixListener, accepting: Accepting) {
+    while let Some((stream, _)) = accepting.next(|| listener.accept()).await {
+        accepting.spawn(async move { Some((stream, Peer::Unix)) });
     }
 }
 
