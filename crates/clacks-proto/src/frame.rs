@@ -50,6 +50,9 @@ impl LineDecoder {
             }
             let mut line = buf.split_to(pos);
             buf.advance(1);
+            if line.last() == Some(&b'\r') {
+                line.truncate(line.len() - 1);
+            }
             if line.contains(&b'\r') {
                 line = strip_cr(&line);
             }

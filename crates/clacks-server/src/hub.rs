@@ -279,6 +279,8 @@ impl State {
         let Some(entry) = self.conns.get_mut(&id) else {
             return;
         };
+        // Own the bytes: `name` is a slice of a read buffer.
+        let name = Bytes::copy_from_slice(&name);
         if entry.listening.insert(name.clone()) {
             self.subs.entry(name).or_default().push(id);
         }

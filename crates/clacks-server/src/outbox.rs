@@ -74,13 +74,15 @@ impl Outbox {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `line`. Returns `false` when this push made the connection a slow consumer.
+    /// Queues `line`. Returns `false` when this push made the connection a slow consumer: the
+    /// queue would exceed its cap. One line larger than the cap is still accepted into an empty
+    /// queue, so a large reply (KEYLIST of a big cache) is not mistaken for a slow reader.
     pub(crate) fn push(&self, line: Bytes) -> bool {
         let mut inner = self.lock();
         if inner.closing.is_some() {
             return true;
         }
-        if inner.bytes + line.len() > self.cap {
+        if inner.bytes > 0 && inner.bytes + line.len() > self.cap {
             inner.closing = Some(CloseReason::SlowConsumer);
             drop(inner);
             self.notify.notify_one();
@@ -164,6 +166,13 @@ mod tests {
         assert!(o.push(Bytes::from_static(b"12345")));
         assert!(!o.push(Bytes::from_static(b"1")));
         assert!(matches!(o.drain(), Drain::Close(CloseReason::SlowConsumer)));
+    }
+
+    #[test]
+    fn one_large_line_fits_an_empty_queue() {
+        let o = Outbox::new(10);
+        assert!(o.push(Bytes::from(vec![b'x'; 100])));
+        assert!(!o.push(Bytes::from_static(b"1")));
     }
 
     #[test]

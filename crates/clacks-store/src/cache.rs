@@ -74,9 +74,9 @@ impl Cache {
     fn put(&mut self, key: Bytes, data: Bytes, now: f64, deleted: bool) {
         self.generation += 1;
         self.map.insert(
-            key,
+            own(key),
             Entry {
-                data,
+                data: own(data),
                 cachetime: now,
                 accesstime: now,
                 deleted,
@@ -137,15 +137,12 @@ impl Cache {
             .is_none_or(|local| remote.cachetime > local.cachetime);
         if newer {
             self.generation += 1;
-            let remote = if remote.deleted {
-                Entry {
-                    data: Bytes::new(),
-                    ..remote
-                }
+            let data = if remote.deleted {
+                Bytes::new()
             } else {
-                remote
+                own(remote.data)
             };
-            self.map.insert(key, remote);
+            self.map.insert(own(key), Entry { data, ..remote });
         }
         newer
     }
@@ -170,6 +167,12 @@ impl Cache {
         cleaned.sort_by(|a, b| cleaned_key(a).cmp(cleaned_key(b)));
         cleaned
     }
+}
+
+/// A copy that owns its memory: keys and values often arrive as slices of a large read buffer,
+/// which must not stay pinned for as long as the entry lives.
+fn own(b: Bytes) -> Bytes {
+    Bytes::copy_from_slice(&b)
 }
 
 fn cleaned_key(c: &Cleaned) -> &Bytes {
