@@ -23,6 +23,8 @@ mod persistence;
 mod server;
 mod session;
 pub mod stats;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod tls;
 
 use std::path::{Path, PathBuf};

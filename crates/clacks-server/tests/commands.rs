@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestServer, Transport, ADMIN};
+use common::{Connect, TestServer, Transport, ADMIN};
 
 async fn every_command(t: Transport) {
     let server = TestServer::start().await;

@@ -5,7 +5,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{TestServer, Transport, ADMIN, RW};
+use common::{Connect, TestServer, Transport, ADMIN, RW};
 use tokio::net::TcpStream;
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestServer, Transport, ADMIN, RO, RW};
+use common::{Connect, TestServer, Transport, ADMIN, RO, RW};
 
 const DENIED: &str = "OVERHEAD E permission_denied";
 

@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{TestServer, Transport, ADMIN, WAIT};
+use common::{Connect, TestServer, Transport, ADMIN, WAIT};
 
 fn persisted(dir: &tempfile::TempDir) -> impl FnOnce(&mut clacks_server::Config) {
     let file = dir.path().join("cache.dat");
@@ -30,7 +30,7 @@ async fn keys(c: &mut common::Client) -> Vec<String> {
 async fn cache_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let setup = persisted(&dir);
-    let server = TestServer::start_in(dir, setup).await;
+    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
     let mut c = server.login(Transport::Unix, ADMIN).await;
     c.send("STORE a=hello world").await;
     c.send("STORE quote=it's \"quoted\": # yes").await;
@@ -44,7 +44,7 @@ async fn cache_survives_a_restart() {
     assert!(file.starts_with(b"\0CLACKSV3") && file.ends_with(b"\0CLACKSV3"));
 
     let setup = persisted(&dir);
-    let server = TestServer::start_in(dir, setup).await;
+    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
     let mut c = server.login(Transport::Tls, ADMIN).await;
     for (k, v) in [
         ("a", "hello world"),
@@ -80,7 +80,7 @@ async fn loads_a_file_written_by_the_perl_server() {
     let (file, t) = v36_file();
     std::fs::write(dir.path().join("cache.dat"), &file).unwrap();
     let setup = persisted(&dir);
-    let server = TestServer::start_in(dir, setup).await;
+    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
     let mut c = server.login(Transport::Unix, ADMIN).await;
     c.send("RETRIEVE n").await;
     c.expect("RETRIEVED n=2.75").await;
@@ -107,7 +107,7 @@ async fn falls_back_to_the_backup_when_the_file_is_truncated() {
     std::fs::write(dir.path().join("cache.dat"), &file[..file.len() - 4]).unwrap();
     std::fs::write(dir.path().join("cache.dat_bck"), &file).unwrap();
     let setup = persisted(&dir);
-    let server = TestServer::start_in(dir, setup).await;
+    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
     let mut c = server.login(Transport::Unix, ADMIN).await;
     c.send("RETRIEVE n").await;
     c.expect("RETRIEVED n=2.75").await;
@@ -122,7 +122,7 @@ async fn falls_back_to_the_backup_when_the_file_is_truncated() {
 async fn overhead_s_saves_before_exit() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cache.dat");
-    let mut server = TestServer::start_in(dir, {
+    let mut server = TestServer::start_in(dir, "127.0.0.1:0", {
         let file = file.clone();
         move |c| {
             c.persistence_file = Some(file);
@@ -152,7 +152,7 @@ async fn overhead_s_saves_before_exit() {
 async fn reads_alone_do_not_cause_writes() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cache.dat");
-    let server = TestServer::start_in(dir, {
+    let server = TestServer::start_in(dir, "127.0.0.1:0", {
         let file = file.clone();
         move |c| {
             c.persistence_file = Some(file);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestServer, Transport, ADMIN, RW};
+use common::{Connect, TestServer, Transport, ADMIN, RW};
 
 async fn routing(listener_t: Transport, sender_t: Transport) {
     let server = TestServer::start().await;

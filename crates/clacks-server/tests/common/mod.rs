@@ -1,52 +1,18 @@
 //! Shared test helpers: an in-process server on an OS-assigned port and a Unix socket in a temp
 //! dir, and a line client over TLS or the socket. Every wait sits under a timeout.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unused_imports, unreachable_pub, missing_docs)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use clacks_server::config::User;
-use clacks_server::{Config, Listeners, Server};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio::net::{TcpStream, UnixStream};
+
+pub use clacks_server::testing::{base_config, token, TestServer, ADMIN, RO, RW};
 
 pub const WAIT: Duration = Duration::from_secs(10);
-pub const ADMIN: (&str, &str) = ("admin", "adminpass");
-pub const RW: (&str, &str) = ("rwuser", "rwpass");
-pub const RO: (&str, &str) = ("rouser", "ropass");
-
-pub fn token(user: &str, password: &str) -> String {
-    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    format!("{}:{}", b(user), b(password))
-}
-
-/// The config every test server starts from: admin + rw + ro users.
-pub fn base_config() -> Config {
-    let mut c = Config::with_user(ADMIN.0, ADMIN.1);
-    c.users = vec![
-        User {
-            username: RW.0.into(),
-            password: RW.1.into(),
-            read: true,
-            write: true,
-            manage: false,
-        },
-        User {
-            username: RO.0.into(),
-            password: RO.1.into(),
-            read: true,
-            write: false,
-            manage: false,
-        },
-    ];
-    c
-}
 
 #[derive(Clone, Copy, Debug)]
 pub enum Transport {
@@ -54,83 +20,14 @@ pub enum Transport {
     Unix,
 }
 
-pub struct TestServer {
-    pub dir: tempfile::TempDir,
-    pub addr: std::net::SocketAddr,
-    pub socket: PathBuf,
-    pub cert: Vec<u8>,
-    pub stop: CancellationToken,
-    pub handle: Option<JoinHandle<()>>,
-    pub server: Server,
+/// Raw line connections to a test server.
+pub trait Connect {
+    async fn connect(&self, transport: Transport) -> Client;
+    async fn login(&self, transport: Transport, user: (&str, &str)) -> Client;
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-impl TestServer {
-    pub async fn start() -> TestServer {
-        Self::start_with(|_| {}).await
-    }
-
-    /// Starts a server; `tweak` may change the config (the data dir is `config.sockets[0]`'s dir).
-    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        Self::start_in(dir, tweak).await
-    }
-
-    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let cert_path = dir.path().join("cert.pem");
-        let key_path = dir.path().join("key.pem");
-        if !cert_path.exists() {
-            let (cert, key) = clacks_server::tls::self_signed().unwrap();
-            std::fs::write(&cert_path, cert).unwrap();
-            std::fs::write(&key_path, key).unwrap();
-        }
-        let socket = dir.path().join("clacks.sock");
-        let mut config = base_config();
-        config.tls_cert = Some(cert_path.clone());
-        config.tls_key = Some(key_path);
-        tweak(&mut config);
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let unix = UnixListener::bind(&socket).unwrap();
-        let listeners = Listeners {
-            tcp: vec![tcp],
-            unix: vec![(unix, socket.clone())],
-        };
-        let server = Server::new(config).unwrap();
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        let handle = tokio::spawn(
-            server
-                .clone()
-                .run(listeners, async move { s.cancelled().await }),
-        );
-        TestServer {
-            cert: std::fs::read(&cert_path).unwrap(),
-            dir,
-            addr,
-            socket,
-            stop,
-            handle: Some(handle),
-            server,
-        }
-    }
-
-    /// Stops the server and waits until it has finished (persistence saved, sockets removed).
-    pub async fn shutdown(mut self) -> tempfile::TempDir {
-        self.stop.cancel();
-        if let Some(h) = self.handle.take() {
-            tokio::time::timeout(WAIT, h).await.unwrap().unwrap();
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.dir, dir)
-    }
-
-    pub async fn connect(&self, transport: Transport) -> Client {
+impl Connect for TestServer {
+    async fn connect(&self, transport: Transport) -> Client {
         match transport {
             Transport::Unix => {
                 let s = tokio::time::timeout(WAIT, UnixStream::connect(&self.socket))
@@ -144,35 +41,18 @@ impl TestServer {
                     .await
                     .unwrap()
                     .unwrap();
-                let s = tokio::time::timeout(
-                    WAIT,
-                    self.tls_connector()
-                        .connect(ServerName::try_from("localhost").unwrap(), tcp),
-                )
-                .await
-                .unwrap()
-                .unwrap();
+                let name = ServerName::try_from("localhost").unwrap();
+                let s = tokio::time::timeout(WAIT, tls_connector(&self.cert).connect(name, tcp))
+                    .await
+                    .unwrap()
+                    .unwrap();
                 Client::new(s)
             }
         }
     }
 
-    pub fn tls_connector(&self) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(&self.cert) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    }
-
     /// Connects, reads the greeting, names itself and logs in; `OVERHEAD O Welcome!` consumed.
-    pub async fn login(&self, transport: Transport, user: (&str, &str)) -> Client {
+    async fn login(&self, transport: Transport, user: (&str, &str)) -> Client {
         let mut c = self.connect(transport).await;
         c.expect_prefix("CLACKS ").await;
         c.expect("OVERHEAD M Authentication required").await;
@@ -182,6 +62,21 @@ impl TestServer {
         c.expect("OVERHEAD O Welcome!").await;
         c
     }
+}
+
+/// A TLS connector trusting exactly the test server's certificate.
+pub fn tls_connector(cert: &std::path::Path) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
