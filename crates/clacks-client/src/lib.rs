@@ -1,0 +1,52 @@
+//! A client for Clacks servers — `clacksd` or the Perl Net::Clacks server.
+//!
+//! [`Client`] is a cheap, cloneable handle; one background task owns the connection, keeps it
+//! alive with PINGs and reconnects by itself (with backoff and jitter), restoring LISTENs and
+//! monitor mode. Signals and server messages arrive on the [`Events`] stream. Every request has a
+//! timeout; replies are matched to their request exactly.
+//!
+//! ```
+//! use clacks_client::{Client, ConnectOptions, Event};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = clacks_server::testing::TestServer::start().await;
+//! # let (socket, (user, password)) = (server.socket.clone(), clacks_server::testing::ADMIN);
+//! // Or ConnectOptions::tls("127.0.0.1", 49888, user, password),
+//! // or ConnectOptions::from_data_dir("clacks-data") for a zero-config clacksd.
+//! let (client, mut events) = Client::connect(ConnectOptions::unix(&socket, user, password)).await?;
+//! let (other, _) = Client::connect(ConnectOptions::unix(&socket, user, password)).await?;
+//!
+//! client.store("greeting", "hello world").await?;
+//! assert_eq!(client.retrieve("greeting").await?.as_deref(), Some("hello world"));
+//!
+//! client.listen("chat").await?;
+//! client.flush().await?;
+//! other.set("chat", "hi there").await?;
+//! assert_eq!(
+//!     events.next().await,
+//!     Some(Event::ServerInfo(client.server_info().unwrap()))
+//! );
+//! assert_eq!(
+//!     events.next().await,
+//!     Some(Event::Set { name: "chat".into(), value: "hi there".into() })
+//! );
+//! client.disconnect().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod blocking;
+mod cache;
+mod client;
+mod conn;
+mod error;
+mod event;
+mod options;
+mod transport;
+pub mod value;
+
+pub use cache::{sanitize_key, Cache};
+pub use clacks_proto::ClientEntry;
+pub use client::Client;
+pub use error::ClientError;
+pub use event::{Event, Events};
+pub use options::{ConnectOptions, Target, TlsVerify};
