@@ -1,0 +1,188 @@
+//! `clacks shell`: an interactive prompt with history and command completion that prints
+//! incoming signals as they arrive.
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser};
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, ExternalPrinter, Helper};
+
+use crate::{connect, execute, format_event, Command, Conn, Outcome};
+
+/// One shell line, parsed with the same grammar as the command line.
+#[derive(Parser, Debug)]
+#[command(
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+struct Line {
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn command_names() -> Vec<String> {
+    let mut names: Vec<String> = Line::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .filter(|n| n != "shell")
+        .collect();
+    names.extend(["help", "quit"].map(String::from));
+    names
+}
+
+struct ShellHelper {
+    names: Vec<String>,
+}
+
+impl Completer for ShellHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let before = &line[..pos];
+        if before.contains(' ') {
+            return Ok((pos, Vec::new()));
+        }
+        let found = self
+            .names
+            .iter()
+            .filter(|n| n.starts_with(before))
+            .cloned()
+            .collect();
+        Ok((0, found))
+    }
+}
+
+impl Hinter for ShellHelper {
+    type Hint = String;
+}
+impl Highlighter for ShellHelper {}
+impl Validator for ShellHelper {}
+impl Helper for ShellHelper {}
+
+/// Splits a shell line into words; `set`, `setandstore` and `store` keep the rest of the line
+/// as the value, and a line in upper case is sent as a raw protocol line.
+fn words(line: &str) -> Vec<String> {
+    let first = line.split_whitespace().next().unwrap_or_default();
+    if first.chars().any(|c| c.is_ascii_uppercase()) && first == first.to_ascii_uppercase() {
+        return vec!["raw".to_string(), line.to_string()];
+    }
+    if matches!(first, "set" | "setandstore" | "store") {
+        return line.splitn(3, ' ').map(str::to_string).collect();
+    }
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+fn history_file() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".clacks_history"))
+}
+
+pub(crate) fn run(runtime: &tokio::runtime::Runtime, conn: &Conn) -> anyhow::Result<Outcome> {
+    let (client, mut events) = runtime.block_on(connect(conn))?;
+    let mut editor: Editor<ShellHelper, DefaultHistory> = Editor::new()?;
+    editor.set_helper(Some(ShellHelper {
+        names: command_names(),
+    }));
+    let history = history_file();
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    let mut printer = editor.create_external_printer().ok();
+    runtime.spawn(async move {
+        while let Some(event) = events.next().await {
+            let line = match &event {
+                clacks_client::Event::ErrorMessage { message, command } => {
+                    format!("error: {message} {}", command.clone().unwrap_or_default())
+                }
+                clacks_client::Event::Disconnected { reason } => format!("disconnected ({reason})"),
+                clacks_client::Event::Reconnected => "reconnected".to_string(),
+                other => match format_event(other, false) {
+                    Some(line) => line,
+                    None => continue,
+                },
+            };
+            match printer.as_mut() {
+                Some(p) => {
+                    let _ = p.print(format!("{line}\n"));
+                }
+                None => println!("{line}"),
+            }
+        }
+    });
+    println!(
+        "connected to {}; type help for commands, quit to leave",
+        client.server_info().unwrap_or_default()
+    );
+    loop {
+        let line = match editor.readline("clacks> ") {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(line);
+        match line {
+            "quit" | "exit" => break,
+            "help" => {
+                let _ = Line::command()
+                    .override_usage("COMMAND [ARGS]")
+                    .print_help();
+                println!("\nA line in capitals (like RETRIEVE key) is sent as it is.");
+                continue;
+            }
+            _ => {}
+        }
+        let parsed = match Line::try_parse_from(words(line)) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                println!("{}", e.render().to_string().trim_end());
+                continue;
+            }
+        };
+        let mut out = std::io::stdout();
+        match runtime.block_on(execute(&client, &parsed.command, &mut out)) {
+            Ok(Outcome::Done) => {}
+            Ok(Outcome::NotFound) => println!("(not found)"),
+            Err(e) => println!("error: {e:#}"),
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    runtime.block_on(client.disconnect())?;
+    Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_lines_parse_like_the_command_line() {
+        assert_eq!(
+            words("set chan hello world"),
+            vec!["set", "chan", "hello world"]
+        );
+        assert_eq!(words("RETRIEVE a b"), vec!["raw", "RETRIEVE a b"]);
+        assert_eq!(words("get  k"), vec!["get", "k"]);
+        let parsed = Line::try_parse_from(words("store k a = b")).unwrap();
+        assert!(
+            matches!(parsed.command, Command::Store { ref key, ref value } if key == "k" && value == "a = b")
+        );
+        assert!(command_names().contains(&"listen".to_string()));
+    }
+}

@@ -1,0 +1,342 @@
+//! The built `clacks` binary against an in-process clacksd.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clacks_server::testing::{TestServer, ADMIN, RO};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Env {
+    runtime: tokio::runtime::Runtime,
+    server: Option<TestServer>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let server = runtime.block_on(TestServer::start());
+        Env {
+            runtime,
+            server: Some(server),
+        }
+    }
+
+    fn server(&self) -> &TestServer {
+        self.server.as_ref().unwrap()
+    }
+
+    /// `clacks --socket … --user … --password … ARGS`.
+    fn clacks(&self, user: (&str, &str), args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clacks"));
+        cmd.env_clear()
+            .arg("--socket")
+            .arg(&self.server().socket)
+            .args(["--user", user.0, "--password", user.1])
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.clacks(ADMIN, args).output().unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.runtime.block_on(s.shutdown());
+        }
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "status {:?}, stderr {}",
+        o.status,
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Lines of a child's stream, with a timeout per line.
+fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn every_subcommand() {
+    let env = Env::new();
+    assert_eq!(ok(env.run(&["store", "k", "hello world"])), "");
+    assert_eq!(ok(env.run(&["get", "k"])), "hello world\n");
+    let missing = env.run(&["get", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stdout(&missing), "");
+    ok(env.run(&["incr", "n"]));
+    ok(env.run(&["incr", "n", "5"]));
+    ok(env.run(&["decr", "n", "2"]));
+    ok(env.run(&["decr", "n"]));
+    assert_eq!(ok(env.run(&["get", "n"])), "3\n");
+    ok(env.run(&["setandstore", "s", "v"]));
+    ok(env.run(&["set", "chan", "x"]));
+    ok(env.run(&["notify", "chan"]));
+    ok(env.run(&["remove", "k"]));
+    assert_eq!(ok(env.run(&["keys"])), "k\nn\ns\n");
+    assert_eq!(ok(env.run(&["raw", "RETRIEVE", "s"])), "RETRIEVED s=v\n");
+    ok(env.run(&["flush"]));
+    let stats = ok(env.run(&["stats"]));
+    assert!(stats.contains("commands "), "{stats}");
+    let clients = ok(env.run(&["clients"]));
+    assert!(clients.starts_with("CID"), "{clients}");
+    assert!(clients.contains("clacks-cli"), "{clients}");
+    ok(env.run(&["clear-cache"]));
+    assert_eq!(ok(env.run(&["keys"])), "");
+    // Flags may also follow the subcommand.
+    let out = Command::new(env!("CARGO_BIN_EXE_clacks"))
+        .env_clear()
+        .args(["keys", "--user", ADMIN.0, "--password", ADMIN.1, "--socket"])
+        .arg(&env.server().socket)
+        .output()
+        .unwrap();
+    ok(out);
+}
+
+#[test]
+fn listen_receives_a_set_from_another_process_and_kick_works() {
+    let env = Env::new();
+    let mut child = env
+        .clacks(ADMIN, &["listen", "chan", "evt", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    let _guard = Killed(child);
+    assert_eq!(err.recv_timeout(WAIT).unwrap(), "listening to chan, evt");
+    ok(env.run(&["set", "chan", "hello there"]));
+    ok(env.run(&["notify", "evt"]));
+    assert_eq!(
+        out.recv_timeout(WAIT).unwrap(),
+        r#"{"name":"chan","type":"set","value":"hello there"}"#
+    );
+    assert_eq!(
+        out.recv_timeout(WAIT).unwrap(),
+        r#"{"name":"evt","type":"notify"}"#
+    );
+
+    // Kick the listener; it reconnects by itself.
+    let clients = ok(env.run(&["clients"]));
+    // The listener connected first: the smallest serial (the CID's last field).
+    let serial = |cid: &str| cid.rsplit(':').next().unwrap().parse::<u64>().unwrap();
+    let cid = clients
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .min_by_key(|cid| serial(cid))
+        .unwrap();
+    ok(env.run(&["kick", &cid]));
+    assert!(err.recv_timeout(WAIT).unwrap().starts_with("disconnected"));
+    assert_eq!(err.recv_timeout(WAIT).unwrap(), "reconnected");
+    ok(env.run(&["set", "chan", "again"]));
+    assert_eq!(
+        out.recv_timeout(WAIT).unwrap(),
+        r#"{"name":"chan","type":"set","value":"again"}"#
+    );
+}
+
+#[test]
+fn monitor_prints_debug_lines() {
+    let env = Env::new();
+    let mut child = env
+        .clacks(ADMIN, &["monitor"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    let _guard = Killed(child);
+    assert_eq!(err.recv_timeout(WAIT).unwrap(), "monitoring");
+    ok(env.run(&["store", "watched", "1"]));
+    loop {
+        let line = out.recv_timeout(WAIT).unwrap();
+        assert!(line.starts_with("DEBUG "), "{line}");
+        if line.ends_with("=STORE watched=1") {
+            break;
+        }
+    }
+}
+
+#[test]
+fn errors_are_one_line_with_a_non_zero_status() {
+    let env = Env::new();
+    let wrong = env.clacks(("admin", "wrong"), &["keys"]).output().unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    assert_eq!(stderr(&wrong).lines().count(), 1, "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("login failed"),
+        "{}",
+        stderr(&wrong)
+    );
+
+    let denied = env.clacks(RO, &["store", "k", "v"]).output().unwrap();
+    assert_eq!(denied.status.code(), Some(2));
+    assert_eq!(stderr(&denied).trim(), "clacks: STORE k: permission denied");
+
+    let nothing = Command::new(env!("CARGO_BIN_EXE_clacks"))
+        .env_clear()
+        .args([
+            "--socket",
+            "/nonexistent/clacks.sock",
+            "--user",
+            "a",
+            "--password",
+            "b",
+            "keys",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(
+        stderr(&nothing).contains("cannot connect"),
+        "{}",
+        stderr(&nothing)
+    );
+
+    let no_creds = Command::new(env!("CARGO_BIN_EXE_clacks"))
+        .env_clear()
+        .args(["--data-dir", "/nonexistent", "keys"])
+        .output()
+        .unwrap();
+    assert_eq!(no_creds.status.code(), Some(2));
+    assert!(
+        stderr(&no_creds).contains("data directory"),
+        "{}",
+        stderr(&no_creds)
+    );
+}
+
+fn write_credentials(dir: &Path) {
+    std::fs::write(
+        dir.join("credentials"),
+        format!("username={}\npassword={}\n", ADMIN.0, ADMIN.1),
+    )
+    .unwrap();
+}
+
+#[test]
+fn zero_config_uses_the_data_directory() {
+    let env = Env::new();
+    let dir = env.server().dir.path().to_path_buf();
+    write_credentials(&dir);
+    // ./clacks-data is the default; here the data dir is given by flag and by environment.
+    ok(Command::new(env!("CARGO_BIN_EXE_clacks"))
+        .env_clear()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["store", "zc", "works"])
+        .output()
+        .unwrap());
+    let via_env = Command::new(env!("CARGO_BIN_EXE_clacks"))
+        .env_clear()
+        .env("CLACKS_DATA_DIR", &dir)
+        .args(["get", "zc"])
+        .output()
+        .unwrap();
+    assert_eq!(ok(via_env), "works\n");
+    // And from the current directory's ./clacks-data.
+    let sub = dir.join("work");
+    std::fs::create_dir(&sub).unwrap();
+    std::os::unix::fs::symlink(&dir, sub.join("clacks-data")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_clacks"))
+        .env_clear()
+        .current_dir(&sub)
+        .args(["get", "zc"])
+        .output()
+        .unwrap();
+    assert_eq!(ok(out), "works\n");
+}
+
+#[test]
+fn tls_with_environment_variables() {
+    let env = Env::new();
+    let s = env.server();
+    let out = Command::new(env!("CARGO_BIN_EXE_clacks"))
+        .env_clear()
+        .env("CLACKS_HOST", "127.0.0.1")
+        .env("CLACKS_PORT", s.addr.port().to_string())
+        .env("CLACKS_USER", ADMIN.0)
+        .env("CLACKS_PASSWORD", ADMIN.1)
+        .args(["store", "t", "over tls"])
+        .output()
+        .unwrap();
+    ok(out);
+    let out = Command::new(env!("CARGO_BIN_EXE_clacks"))
+        .env_clear()
+        .args(["--host", "localhost", "--port", &s.addr.port().to_string()])
+        .args(["--user", ADMIN.0, "--password", ADMIN.1, "--pin"])
+        .arg(&s.cert)
+        .args(["get", "t"])
+        .output()
+        .unwrap();
+    assert_eq!(ok(out), "over tls\n");
+}
+
+#[test]
+fn shell_runs_commands_from_standard_input() {
+    let env = Env::new();
+    let mut child = env
+        .clacks(ADMIN, &["shell"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "store k some value").unwrap();
+        writeln!(stdin, "get k").unwrap();
+        writeln!(stdin, "RETRIEVE k").unwrap();
+        writeln!(stdin, "get missing").unwrap();
+        writeln!(stdin, "bogus").unwrap();
+        writeln!(stdin, "quit").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("some value\n"), "{text}");
+    assert!(text.contains("RETRIEVED k=some value"), "{text}");
+    assert!(text.contains("(not found)"), "{text}");
+    assert!(text.contains("unrecognized subcommand"), "{text}");
+}
