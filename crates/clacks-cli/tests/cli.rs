@@ -31,13 +31,25 @@ impl Env {
 
     /// `clacks --socket … --user … --password … ARGS`.
     fn clacks(&self, user: (&str, &str), args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clacks"));
-        cmd.env_clear()
-            .arg("--socket")
+        let mut cmd = bare();
+        cmd.arg("--socket")
             .arg(&self.server().socket)
             .args(["--user", user.0, "--password", user.1])
             .args(args);
         cmd
+    }
+
+    /// Starts a long-running `clacks`; its stdout and stderr lines, and a guard that kills it.
+    fn spawn(&self, args: &[&str]) -> (mpsc::Receiver<String>, mpsc::Receiver<String>, Killed) {
+        let mut child = self
+            .clacks(ADMIN, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = lines(child.stdout.take().unwrap());
+        let err = lines(child.stderr.take().unwrap());
+        (out, err, Killed(child))
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -51,6 +63,13 @@ impl Drop for Env {
             self.runtime.block_on(s.shutdown());
         }
     }
+}
+
+/// The `clacks` binary with an empty environment.
+fn bare() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clacks"));
+    cmd.env_clear();
+    cmd
 }
 
 fn stdout(o: &Output) -> String {
@@ -121,8 +140,7 @@ fn every_subcommand() {
     ok(env.run(&["clear-cache"]));
     assert_eq!(ok(env.run(&["keys"])), "");
     // Flags may also follow the subcommand.
-    let out = Command::new(env!("CARGO_BIN_EXE_clacks"))
-        .env_clear()
+    let out = bare()
         .args(["keys", "--user", ADMIN.0, "--password", ADMIN.1, "--socket"])
         .arg(&env.server().socket)
         .output()
@@ -133,15 +151,7 @@ fn every_subcommand() {
 #[test]
 fn listen_receives_a_set_from_another_process_and_kick_works() {
     let env = Env::new();
-    let mut child = env
-        .clacks(ADMIN, &["listen", "chan", "evt", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines(child.stdout.take().unwrap());
-    let err = lines(child.stderr.take().unwrap());
-    let _guard = Killed(child);
+    let (out, err, _guard) = env.spawn(&["listen", "chan", "evt", "--json"]);
     assert_eq!(err.recv_timeout(WAIT).unwrap(), "listening to chan, evt");
     ok(env.run(&["set", "chan", "hello there"]));
     ok(env.run(&["notify", "evt"]));
@@ -177,15 +187,7 @@ fn listen_receives_a_set_from_another_process_and_kick_works() {
 #[test]
 fn monitor_prints_debug_lines() {
     let env = Env::new();
-    let mut child = env
-        .clacks(ADMIN, &["monitor"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines(child.stdout.take().unwrap());
-    let err = lines(child.stderr.take().unwrap());
-    let _guard = Killed(child);
+    let (out, err, _guard) = env.spawn(&["monitor"]);
     assert_eq!(err.recv_timeout(WAIT).unwrap(), "monitoring");
     ok(env.run(&["store", "watched", "1"]));
     loop {
@@ -213,8 +215,7 @@ fn errors_are_one_line_with_a_non_zero_status() {
     assert_eq!(denied.status.code(), Some(2));
     assert_eq!(stderr(&denied).trim(), "clacks: STORE k: permission denied");
 
-    let nothing = Command::new(env!("CARGO_BIN_EXE_clacks"))
-        .env_clear()
+    let nothing = bare()
         .args([
             "--socket",
             "/nonexistent/clacks.sock",
@@ -233,8 +234,7 @@ fn errors_are_one_line_with_a_non_zero_status() {
         stderr(&nothing)
     );
 
-    let no_creds = Command::new(env!("CARGO_BIN_EXE_clacks"))
-        .env_clear()
+    let no_creds = bare()
         .args(["--data-dir", "/nonexistent", "keys"])
         .output()
         .unwrap();
@@ -260,15 +260,13 @@ fn zero_config_uses_the_data_directory() {
     let dir = env.server().dir.path().to_path_buf();
     write_credentials(&dir);
     // ./clacks-data is the default; here the data dir is given by flag and by environment.
-    ok(Command::new(env!("CARGO_BIN_EXE_clacks"))
-        .env_clear()
+    ok(bare()
         .arg("--data-dir")
         .arg(&dir)
         .args(["store", "zc", "works"])
         .output()
         .unwrap());
-    let via_env = Command::new(env!("CARGO_BIN_EXE_clacks"))
-        .env_clear()
+    let via_env = bare()
         .env("CLACKS_DATA_DIR", &dir)
         .args(["get", "zc"])
         .output()
@@ -278,8 +276,7 @@ fn zero_config_uses_the_data_directory() {
     let sub = dir.join("work");
     std::fs::create_dir(&sub).unwrap();
     std::os::unix::fs::symlink(&dir, sub.join("clacks-data")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_clacks"))
-        .env_clear()
+    let out = bare()
         .current_dir(&sub)
         .args(["get", "zc"])
         .output()
@@ -291,8 +288,7 @@ fn zero_config_uses_the_data_directory() {
 fn tls_with_environment_variables() {
     let env = Env::new();
     let s = env.server();
-    let out = Command::new(env!("CARGO_BIN_EXE_clacks"))
-        .env_clear()
+    let out = bare()
         .env("CLACKS_HOST", "127.0.0.1")
         .env("CLACKS_PORT", s.addr.port().to_string())
         .env("CLACKS_USER", ADMIN.0)
@@ -301,8 +297,7 @@ fn tls_with_environment_variables() {
         .output()
         .unwrap();
     ok(out);
-    let out = Command::new(env!("CARGO_BIN_EXE_clacks"))
-        .env_clear()
+    let out = bare()
         .args(["--host", "localhost", "--port", &s.addr.port().to_string()])
         .args(["--user", ADMIN.0, "--password", ADMIN.1, "--pin"])
         .arg(&s.cert)
