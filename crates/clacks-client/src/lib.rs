@@ -50,3 +50,4 @@ pub use client::Client;
 pub use error::ClientError;
 pub use event::{Event, Events};
 pub use options::{ConnectOptions, Target, TlsVerify};
+pub use transport::{open as connect_stream, Stream};

@@ -13,10 +13,12 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::{ClientError, Target, TlsVerify};
 
 /// A connected stream of either kind.
-pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-pub(crate) async fn open(target: &Target) -> Result<Box<dyn Stream>, ClientError> {
+/// Opens the byte stream to `target` (TCP + TLS handshake with the target's certificate check,
+/// or a Unix socket), without speaking the protocol. Used by servers for their interclacks links.
+pub async fn open(target: &Target) -> Result<Box<dyn Stream>, ClientError> {
     let io = |e: std::io::Error| ClientError::Io(e.to_string());
     match target {
         Target::Unix(path) => Ok(Box::new(UnixStream::connect(path).await.map_err(io)?)),

@@ -73,23 +73,24 @@ async fn read_loop<R: AsyncRead>(
     tokio::pin!(reader);
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut decoder = LineDecoder::new(shared.config.max_line_length);
+    let mut sync_lock = shared.sync_lock.subscribe();
     loop {
-        let deadline = session.deadline();
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        let waiting = session.waiting();
         tokio::select! {
             biased;
             () = cancel.cancelled() => {
                 session.outbox.push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
                 return;
             }
-            () = sleep => {
+            () = sleep_until(session.deadline()) => {
                 session.timed_out();
                 return;
+            }
+            () = sleep_until(session.link_ping_due()) => session.send_link_ping(),
+            _ = sync_lock.changed(), if waiting => {
+                if session.handle(Vec::new()) == Flow::Stop {
+                    return;
+                }
             }
             read = reader.read_buf(&mut buf) => {
                 match read {
@@ -126,6 +127,14 @@ async fn read_loop<R: AsyncRead>(
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no such time.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -62,6 +62,10 @@ pub(crate) struct ConnEntry {
     listening: HashSet<Bytes>,
     /// Length of the partial input line.
     pub(crate) inbuf: Arc<AtomicUsize>,
+    /// Whether this is an interclacks link (either direction).
+    interclacks: bool,
+    /// Wall-clock time of the last PING we sent on the link.
+    pub(crate) lastinterclacksping: f64,
 }
 
 /// The mutable shared state.
@@ -70,6 +74,10 @@ pub(crate) struct State {
     conns: HashMap<ConnId, ConnEntry>,
     subs: HashMap<Bytes, Vec<ConnId>>,
     monitors: Vec<ConnId>,
+    /// Interclacks links: where replicated commands go.
+    links: Vec<ConnId>,
+    /// Set while our master syncs us (`OVERHEAD L 1` … `L 0`); other connections wait.
+    pub(crate) sync_locked: bool,
     stats: Arc<Stats>,
 }
 
@@ -85,6 +93,10 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// `CLACKS …` greeting plus `OVERHEAD M Authentication required`, encoded once.
     pub(crate) greeting: Bytes,
+    /// The main user's login token, sent to interclacks peers.
+    pub(crate) main_token: Bytes,
+    /// Follows `State::sync_locked`, so waiting connections wake up when the sync lock ends.
+    pub(crate) sync_lock: tokio::sync::watch::Sender<bool>,
 }
 
 /// Server name and version in the greeting.
@@ -114,6 +126,7 @@ impl Shared {
                 },
             ));
         }
+        let main_token = Bytes::from(credentials[0].token.clone());
         let mut greeting = bytes::BytesMut::new();
         Reply::Clacks {
             info: Bytes::from(SERVER_INFO),
@@ -134,12 +147,16 @@ impl Shared {
                 conns: HashMap::new(),
                 subs: HashMap::new(),
                 monitors: Vec::new(),
+                links: Vec::new(),
+                sync_locked: false,
                 stats,
             }),
             credentials,
             serial: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             greeting: greeting.freeze(),
+            main_token,
+            sync_lock: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -173,6 +190,12 @@ impl Shared {
 pub(crate) enum Peer {
     Tcp(std::net::SocketAddr),
     Unix,
+    /// Our link to our master, with the fixed CID the reference uses.
+    Master {
+        cid: String,
+        host: String,
+        port: String,
+    },
 }
 
 impl State {
@@ -186,14 +209,20 @@ impl State {
     ) -> (ConnId, Bytes) {
         let serial = shared.next_serial();
         let now = shared.now();
-        let (host, port) = match peer {
-            Peer::Tcp(addr) => (addr.ip().to_string(), format!("{}:{serial}", addr.port())),
-            Peer::Unix => (
-                "unixdomainsocket".to_string(),
-                format!("{}:{serial}", format_float(now)),
-            ),
+        let (host, port, cid) = match peer {
+            Peer::Tcp(addr) => {
+                let (h, p) = (addr.ip().to_string(), format!("{}:{serial}", addr.port()));
+                let cid = format!("{h}:{p}");
+                (h, p, cid)
+            }
+            Peer::Unix => {
+                let p = format!("{}:{serial}", format_float(now));
+                let cid = format!("unixdomainsocket:{p}");
+                ("unixdomainsocket".to_string(), p, cid)
+            }
+            Peer::Master { cid, host, port } => (host.clone(), port.clone(), cid.clone()),
         };
-        let cid = Bytes::from(format!("{host}:{port}"));
+        let cid = Bytes::from(cid);
         self.debug(b"CONNECTED", &cid);
         self.conns.insert(
             serial,
@@ -207,6 +236,8 @@ impl State {
                 lastping: now,
                 listening: HashSet::new(),
                 inbuf,
+                interclacks: false,
+                lastinterclacksping: 0.0,
             },
         );
         (serial, cid)
@@ -221,6 +252,7 @@ impl State {
             self.unsubscribe_name(id, name);
         }
         self.monitors.retain(|m| *m != id);
+        self.links.retain(|l| *l != id);
         let discarded = entry.outbox.discard();
         let text = match note {
             Some(note) => format!(
@@ -327,6 +359,35 @@ impl State {
         }
     }
 
+    /// Marks a connection as an interclacks link (or not).
+    pub(crate) fn set_link(&mut self, id: ConnId, on: bool) {
+        if let Some(entry) = self.conns.get_mut(&id) {
+            entry.interclacks = on;
+        }
+        self.links.retain(|l| *l != id);
+        if on {
+            self.links.push(id);
+        }
+    }
+
+    /// Relays a command line (with its CR LF) to every interclacks link except `origin`.
+    pub(crate) fn forward(&self, origin: ConnId, line: &Bytes) {
+        for id in self.links.iter().filter(|l| **l != origin) {
+            self.deliver(*id, line);
+        }
+    }
+
+    /// Every interclacks link.
+    pub(crate) fn links(&self) -> &[ConnId] {
+        &self.links
+    }
+
+    /// Sets or releases the sync lock and wakes connections waiting for it.
+    pub(crate) fn set_sync_lock(&mut self, shared: &Shared, on: bool) {
+        self.sync_locked = on;
+        shared.sync_lock.send_replace(on);
+    }
+
     /// Every connection id.
     pub(crate) fn ids(&self) -> Vec<ConnId> {
         self.conns.keys().copied().collect()
@@ -352,10 +413,10 @@ impl State {
                 clientinfo: e.clientinfo.clone(),
                 outbuffer_length: e.outbox.len(),
                 inbuffer_length: e.inbuf.load(Ordering::Relaxed),
-                interclacks: false,
+                interclacks: e.interclacks,
                 monitor: e.monitor,
                 lastping: Bytes::from(format_float(e.lastping)),
-                lastinterclacksping: Bytes::from_static(b"0"),
+                lastinterclacksping: Bytes::from(format_float(e.lastinterclacksping)),
                 writefailtime: Bytes::from_static(b"0"),
             })
             .collect();

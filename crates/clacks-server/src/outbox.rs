@@ -95,6 +95,17 @@ impl Outbox {
         true
     }
 
+    /// Queues `data` whatever the cap (an interclacks full sync).
+    pub(crate) fn push_force(&self, data: Bytes) {
+        let mut inner = self.lock();
+        if inner.closing.is_none() {
+            inner.bytes += data.len();
+            inner.queue.push_back(data);
+        }
+        drop(inner);
+        self.notify.notify_one();
+    }
+
     /// Queues a last line (ignoring the cap) and closes after it is written.
     pub(crate) fn push_last(&self, line: Bytes, reason: CloseReason) {
         let mut inner = self.lock();

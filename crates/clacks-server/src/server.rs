@@ -15,9 +15,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::Master;
 use crate::hub::{Peer, Shared};
 use crate::stats::Stats;
 use crate::{persistence, session, Config, ServerError};
+use clacks_client::{Target, TlsVerify};
+use rand::Rng;
 
 /// Bound listening sockets, handed to [`Server::run`] (so tests can bind port 0 themselves).
 #[derive(Debug, Default)]
@@ -108,9 +111,6 @@ impl Server {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
-        if config.master.is_some() {
-            tracing::warn!("<master> is configured, but interclacks links are not supported yet: running standalone");
-        }
         let (cache, save_now) = match &config.persistence_file {
             Some(path) => {
                 let loaded = persistence::load(path, clock.now());
@@ -190,6 +190,9 @@ impl Server {
             ))
         });
         tracker.spawn(cleanup_loop(shared.clone(), stop.clone()));
+        if let Some(master) = shared.config.master.clone() {
+            tracker.spawn(master_loop(master, accepting.clone()));
+        }
 
         tokio::select! {
             () = shutdown => tracing::info!("shutdown requested"),
@@ -314,6 +317,75 @@ async fn reject<S: AsyncWrite + Unpin>(shared: &Shared, mut stream: S) {
         stream.shutdown().await
     })
     .await;
+}
+
+/// Keeps the link to our master up: connect, serve it as an interclacks connection, and after
+/// it ends (or a connection attempt fails) try again with backoff and jitter, logging why.
+async fn master_loop(master: Master, accepting: Accepting) {
+    let shared = accepting.shared.clone();
+    let (target, peer) = match &master {
+        Master::Tcp { ip, port } => (
+            Target::Tls {
+                host: ip.clone(),
+                port: *port,
+                verify: TlsVerify::None,
+            },
+            Peer::Master {
+                cid: format!("{ip}:{port}"),
+                host: ip.clone(),
+                port: port.to_string(),
+            },
+        ),
+        Master::Unix(path) => (
+            Target::Unix(path.clone()),
+            Peer::Master {
+                cid: "unixdomainsocket:interclacksmaster".into(),
+                host: String::new(),
+                port: String::new(),
+            },
+        ),
+    };
+    let limit = shared
+        .config
+        .interclacks_reconnect_timeout
+        .max(Duration::from_millis(100));
+    let connect_timeout = Duration::from_secs(5) + shared.config.tls_handshake_timeout;
+    let mut failures: u32 = 0;
+    loop {
+        let started = tokio::time::Instant::now();
+        let attempt = tokio::time::timeout(connect_timeout, clacks_client::connect_stream(&target));
+        let outcome = tokio::select! {
+            () = accepting.stop.cancelled() => return,
+            r = attempt => r,
+        };
+        match outcome {
+            Ok(Ok(stream)) => {
+                tracing::info!(?master, "connected to master");
+                let cancel = accepting.conns.child_token();
+                crate::conn::serve(shared.clone(), stream, peer.clone(), cancel).await;
+                tracing::warn!(?master, "link to master closed");
+                if started.elapsed() > limit {
+                    failures = 0;
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(?master, error = %e, "cannot connect to master"),
+            Err(_) => tracing::warn!(?master, "connecting to master timed out"),
+        }
+        failures = failures.saturating_add(1);
+        let base = Duration::from_millis(250)
+            .saturating_mul(2u32.saturating_pow(failures.min(16)))
+            .min(limit);
+        let delay = base.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
+        tracing::info!(
+            ?master,
+            delay_ms = delay.as_millis() as u64,
+            "reconnecting to master"
+        );
+        tokio::select! {
+            () = accepting.stop.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
 }
 
 async fn cleanup_loop(shared: Arc<Shared>, stop: CancellationToken) {

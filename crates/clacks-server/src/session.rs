@@ -4,17 +4,18 @@
 //! pushed to the connection's own outbox in command order. Errors become protocol replies only
 //! in [`Session::error`].
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use clacks_proto::{Flags, Reply, Request};
-use clacks_store::number::numify;
-use clacks_store::{Cleaned, Entry};
+use clacks_store::number::{format_float, numify};
+use clacks_store::{same_value, Cleaned, Entry};
 use tokio::time::Instant;
 
-use crate::hub::{ConnId, Peer, Perms, Shared, State};
+use crate::hub::{ConnId, Peer, Perms, Shared, State, SERVER_INFO};
 use crate::outbox::{CloseReason, Outbox};
 use crate::stats::Stats;
 
@@ -31,6 +32,17 @@ enum ClientError<'a> {
     UnknownCommand(&'a Bytes),
 }
 
+/// What kind of interclacks link a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// A client.
+    None,
+    /// A slave that connected to us and sent `OVERHEAD I 1`.
+    Inbound,
+    /// Our connection to our master.
+    ToMaster,
+}
+
 /// Per-connection protocol state, owned by the connection's reader.
 pub(crate) struct Session {
     shared: Arc<Shared>,
@@ -43,18 +55,55 @@ pub(crate) struct Session {
     /// Last PING (monotonic); `None` after NOPING.
     last_ping: Option<Instant>,
     connected_at: Instant,
+    link: Link,
+    /// When the next keepalive PING goes out on an interclacks link.
+    next_link_ping: Instant,
+    /// Lines that arrived while our master held the sync lock, run when it is released.
+    deferred: Vec<Bytes>,
+    /// During our master's sync: the records it sent, so we answer only with what differs.
+    sync_seen: Option<HashMap<Bytes, Entry>>,
+    /// Permission refusals so far (a refused command is never replicated).
+    denials: u64,
 }
 
 impl Session {
-    /// Registers a new connection and queues the greeting.
+    /// Registers a new connection and queues the greeting, or, for the link to our master,
+    /// the interclacks client hello (`CLACKS … in interclacks client mode`, login, `OVERHEAD I 1`).
     pub(crate) fn open(shared: Arc<Shared>, peer: &Peer) -> Session {
         let outbox = Arc::new(Outbox::new(shared.config.max_out_buffer));
         let inbuf = Arc::new(AtomicUsize::new(0));
-        outbox.push(shared.greeting.clone());
-        let (id, cid) = shared
-            .lock()
-            .register(&shared, peer, outbox.clone(), inbuf.clone());
+        let link = if matches!(peer, Peer::Master { .. }) {
+            let mut hello = BytesMut::new();
+            Request::Clacks {
+                info: Bytes::from(format!("{SERVER_INFO} in interclacks client mode")),
+            }
+            .encode(&mut hello);
+            Request::Overhead {
+                flags: Flags::AUTH,
+                value: shared.main_token.clone(),
+            }
+            .encode(&mut hello);
+            Request::Overhead {
+                flags: Flags::INTERCLACKS,
+                value: Bytes::from_static(b"1"),
+            }
+            .encode(&mut hello);
+            outbox.push(hello.freeze());
+            Link::ToMaster
+        } else {
+            outbox.push(shared.greeting.clone());
+            Link::None
+        };
+        let (id, cid) = {
+            let mut state = shared.lock();
+            let (id, cid) = state.register(&shared, peer, outbox.clone(), inbuf.clone());
+            if link == Link::ToMaster {
+                state.set_link(id, true);
+            }
+            (id, cid)
+        };
         let now = Instant::now();
+        let ping_every = link_ping_interval(&shared);
         Session {
             shared,
             id,
@@ -65,21 +114,61 @@ impl Session {
             time_offset: 0.0,
             last_ping: Some(now),
             connected_at: now,
+            link,
+            next_link_ping: now + ping_every,
+            deferred: Vec::new(),
+            sync_seen: None,
+            denials: 0,
         }
     }
 
-    /// Removes the connection from the shared state.
+    /// Removes the connection from the shared state (releasing the sync lock if our master
+    /// goes away in the middle of a sync).
     pub(crate) fn close(&self, note: Option<&str>) {
-        self.shared.lock().unregister(self.id, note);
+        let mut state = self.shared.lock();
+        if self.link == Link::ToMaster && state.sync_locked {
+            tracing::warn!("link to master lost during sync; releasing the sync lock");
+            state.debug(
+                b"DISCONNECTED",
+                format!("{} (Unlocking interclacks mid-sync)", self.cid_str()).as_bytes(),
+            );
+            state.set_sync_lock(&self.shared, false);
+        }
+        state.unregister(self.id, note);
     }
 
     /// When this connection times out if nothing happens: the auth deadline before login, the
-    /// ping deadline after (none after NOPING).
+    /// ping deadline after (none after NOPING; at once for an interclacks link after NOPING).
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        match self.perms {
-            None => Some(self.connected_at + self.shared.config.auth_timeout),
-            Some(_) => self.last_ping.map(|t| t + self.shared.config.ping_timeout),
+        let config = &self.shared.config;
+        match (self.perms, self.link) {
+            (None, _) => Some(self.connected_at + config.auth_timeout),
+            (Some(_), Link::None) => self.last_ping.map(|t| t + config.ping_timeout),
+            (Some(_), _) => Some(
+                self.last_ping
+                    .map_or_else(Instant::now, |t| t + config.interclacks_ping_timeout),
+            ),
         }
+    }
+
+    /// When the next keepalive PING is due (interclacks links only).
+    pub(crate) fn link_ping_due(&self) -> Option<Instant> {
+        (self.link != Link::None).then_some(self.next_link_ping)
+    }
+
+    /// Sends the interclacks keepalive PING.
+    pub(crate) fn send_link_ping(&mut self) {
+        self.outbox.push(Reply::Ping.to_bytes());
+        self.next_link_ping = Instant::now() + link_ping_interval(&self.shared);
+        let now = self.shared.now();
+        if let Some(entry) = self.shared.lock().conn_mut(self.id) {
+            entry.lastinterclacksping = now;
+        }
+    }
+
+    /// Whether lines wait for the sync lock to be released.
+    pub(crate) fn waiting(&self) -> bool {
+        !self.deferred.is_empty()
     }
 
     /// The deadline passed: close (silently before login, with `TIMEOUT` after).
@@ -105,11 +194,12 @@ impl Session {
         self.outbox.push(reply.to_bytes());
     }
 
-    fn error(&self, err: ClientError<'_>) {
+    fn error(&mut self, err: ClientError<'_>) {
         let stats = &self.shared.stats;
         let value = match err {
             ClientError::PermissionDenied => {
                 Stats::bump(&stats.permission_denied);
+                self.denials += 1;
                 Bytes::from_static(b"permission_denied")
             }
             ClientError::UnknownCommand(line) => {
@@ -126,7 +216,7 @@ impl Session {
     }
 
     /// Checks a permission; on refusal replies `permission_denied`.
-    fn allowed(&self, check: impl Fn(&Perms) -> bool) -> bool {
+    fn allowed(&mut self, check: impl Fn(&Perms) -> bool) -> bool {
         let ok = self.perms.as_ref().is_some_and(check);
         if !ok {
             self.error(ClientError::PermissionDenied);
@@ -134,14 +224,21 @@ impl Session {
         ok
     }
 
-    /// Executes a batch of complete lines in order.
+    /// Executes a batch of complete lines in order. While our master holds the sync lock, lines
+    /// of other connections wait (reading goes on) and run, in order, once it is released.
     pub(crate) fn handle(&mut self, lines: Vec<Bytes>) -> Flow {
-        if lines.is_empty() {
+        if lines.is_empty() && self.deferred.is_empty() {
             return Flow::Continue;
         }
         let shared = self.shared.clone();
         let mut state = shared.lock();
-        for line in lines {
+        if state.sync_locked && self.link != Link::ToMaster {
+            self.deferred.extend(lines);
+            return Flow::Continue;
+        }
+        let mut batch = std::mem::take(&mut self.deferred);
+        batch.extend(lines);
+        for line in batch {
             if self.handle_line(&mut state, line) == Flow::Stop {
                 return Flow::Stop;
             }
@@ -171,8 +268,15 @@ impl Session {
         }
         Stats::bump(&self.shared.stats.commands);
         let logged = !matches!(&request, Request::Overhead { flags, .. } if flags.contains(Flags::NO_LOGGING));
+        // A refused command is never replicated; KEYSYNC replicates itself when it changed
+        // something.
+        let replicated = request.is_replicated() && !matches!(request, Request::KeySync { .. });
+        let denials = self.denials;
         // Monitors see the line after its own replies, as the reference queues it.
         let flow = self.execute(state, request, &line);
+        if replicated && self.denials == denials {
+            replicate(state, self.id, &line);
+        }
         if logged {
             state.debug(&self.cid, &line);
         }
@@ -254,15 +358,19 @@ impl Session {
                     } else {
                         0.0
                     };
-                    state.cache.merge(
-                        key,
-                        Entry {
-                            data: value,
-                            cachetime: ctime,
-                            accesstime: atime,
-                            deleted: &mode[..] == b"D",
-                        },
-                    );
+                    let deleted = &mode[..] == b"D";
+                    let remote = Entry {
+                        data: if deleted { Bytes::new() } else { value },
+                        cachetime: ctime,
+                        accesstime: atime,
+                        deleted,
+                    };
+                    if let Some(seen) = self.sync_seen.as_mut() {
+                        seen.insert(Bytes::copy_from_slice(&key), remote.clone());
+                    }
+                    if state.cache.merge(key, remote) {
+                        replicate(state, self.id, line);
+                    }
                 }
             }
             Request::Store { key, value } => {
@@ -383,6 +491,11 @@ impl Session {
                     self.outbox.push(out.freeze());
                 }
             }
+            Request::Timeout if self.link != Link::None && self.allowed(|p| p.interclacks) => {
+                tracing::warn!(cid = %self.cid_str(), "peer says our link timed out; dropping it");
+                self.outbox.close(CloseReason::Timeout);
+                return Flow::Stop;
+            }
             Request::Timeout | Request::Unknown { .. } => {
                 self.error(ClientError::UnknownCommand(line));
             }
@@ -403,11 +516,23 @@ impl Session {
             return Flow::Continue;
         }
         let truthy = !(value.is_empty() || &value[..] == b"0");
+        if flags.contains(Flags::LOCK) && self.link == Link::ToMaster {
+            if self.allowed(|p| p.interclacks) {
+                self.sync_lock(state, truthy);
+            }
+            return Flow::Continue;
+        }
         if flags.contains(Flags::CLOSE_ALL) && truthy {
             if !self.allowed(|p| p.manage) {
                 return Flow::Continue;
             }
             tracing::info!(by = %self.cid_str(), "closing all connections (OVERHEAD C)");
+            if flags.contains(Flags::FORWARD) {
+                let close_tree = Bytes::from_static(b"\r\nOVERHEAD GC 1\r\n");
+                for id in state.links().to_vec() {
+                    state.deliver(id, &close_tree);
+                }
+            }
             let quit = Reply::Quit.to_bytes();
             for id in state.ids() {
                 if let Some(entry) = state.conn(id) {
@@ -434,6 +559,17 @@ impl Session {
         if flags.contains(Flags::ERROR) {
             tracing::warn!(cid = %self.cid_str(), message = %String::from_utf8_lossy(&value), "error message from peer");
         }
+        if flags.contains(Flags::INTERCLACKS) {
+            if !self.allowed(|p| p.interclacks) {
+                return Flow::Continue;
+            }
+            if truthy {
+                self.become_link(state);
+            } else {
+                state.set_link(self.id, false);
+                self.link = Link::None;
+            }
+        }
         if flags.contains(Flags::FORWARD) {
             if !self.allowed(|p| p.write) {
                 return Flow::Continue;
@@ -452,6 +588,125 @@ impl Session {
         }
         Flow::Continue
     }
+}
+
+impl Session {
+    /// `OVERHEAD I 1` from a slave: it becomes an interclacks link and gets our whole cache,
+    /// framed by our master-mode greeting, login, clock and sync lock.
+    fn become_link(&mut self, state: &mut State) {
+        tracing::info!(cid = %self.cid_str(), entries = state.cache.len(), "slave connected; sending full sync");
+        state.set_link(self.id, true);
+        self.link = Link::Inbound;
+        self.ping();
+        self.next_link_ping = Instant::now() + link_ping_interval(&self.shared);
+        let mut out = BytesMut::new();
+        Reply::Clacks {
+            info: Bytes::from(format!("{SERVER_INFO} in interclacks master mode")),
+        }
+        .encode(&mut out);
+        let overhead = |flags: Flags, value: Bytes, out: &mut BytesMut| {
+            Reply::Overhead { flags, value }.encode(out)
+        };
+        overhead(
+            Flags::INFORMAL,
+            Bytes::from_static(b"Authentication required"),
+            &mut out,
+        );
+        overhead(Flags::AUTH, self.shared.main_token.clone(), &mut out);
+        overhead(Flags::LOCK, Bytes::from_static(b"1"), &mut out);
+        overhead(
+            Flags::TIMESTAMP,
+            Bytes::from(format_float(self.shared.now())),
+            &mut out,
+        );
+        keysync_lines(state.cache.iter(), &mut out);
+        overhead(Flags::LOCK, Bytes::from_static(b"0"), &mut out);
+        Reply::Ping.encode(&mut out);
+        self.outbox.push_force(out.freeze());
+    }
+
+    /// `OVERHEAD L 1` / `L 0` from our master. On release we send our clock and the records the
+    /// master does not have in the same version (unknown to it, or newer here with a different
+    /// value), so an unchanged slave sends nothing back.
+    fn sync_lock(&mut self, state: &mut State, on: bool) {
+        if on {
+            tracing::info!("sync lock on: master is sending its cache");
+            state.set_sync_lock(&self.shared, true);
+            self.sync_seen = Some(HashMap::new());
+            return;
+        }
+        state.set_sync_lock(&self.shared, false);
+        let seen = self.sync_seen.take().unwrap_or_default();
+        let mut out = BytesMut::new();
+        Reply::Overhead {
+            flags: Flags::TIMESTAMP,
+            value: Bytes::from(format_float(self.shared.now())),
+        }
+        .encode(&mut out);
+        let ours = state
+            .cache
+            .iter()
+            .filter(|(key, local)| match seen.get(*key) {
+                None => true,
+                Some(remote) => local.cachetime > remote.cachetime && !same_value(local, remote),
+            });
+        let sent = keysync_lines(ours, &mut out);
+        tracing::info!(
+            received = seen.len(),
+            sent,
+            "sync lock off: sent our newer records"
+        );
+        self.outbox.push_force(out.freeze());
+    }
+}
+
+/// PING interval on interclacks links: a third of the link timeout (at least one second).
+fn link_ping_interval(shared: &Shared) -> Duration {
+    (shared.config.interclacks_ping_timeout / 3).max(Duration::from_secs(1))
+}
+
+/// Relays a command line to every interclacks link except the one it came from.
+fn replicate(state: &State, origin: ConnId, line: &Bytes) {
+    if state.links().iter().all(|l| *l == origin) {
+        return;
+    }
+    let mut out = BytesMut::with_capacity(line.len() + 2);
+    out.extend_from_slice(line);
+    out.extend_from_slice(b"\r\n");
+    state.forward(origin, &out.freeze());
+}
+
+/// Encodes one `KEYSYNC` per record, keys in byte order; returns how many.
+fn keysync_lines<'a>(
+    entries: impl Iterator<Item = (&'a Bytes, &'a Entry)>,
+    out: &mut BytesMut,
+) -> usize {
+    let mut entries: Vec<_> = entries.collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (key, e) in &entries {
+        let (accesstime, mode, value) = if e.deleted {
+            (
+                Bytes::from_static(b"0"),
+                b"D",
+                Bytes::from_static(b"REMOVED"),
+            )
+        } else {
+            (
+                Bytes::from(format_float(e.accesstime)),
+                b"U",
+                e.data.clone(),
+            )
+        };
+        Request::KeySync {
+            cachetime: Bytes::from(format_float(e.cachetime)),
+            accesstime,
+            mode: Bytes::from_static(mode),
+            key: (*key).clone(),
+            value,
+        }
+        .encode(out);
+    }
+    entries.len()
 }
 
 /// Runs one cache cleanup pass and tells monitors what was purged.

@@ -129,12 +129,14 @@ impl Cache {
     }
 
     /// `KEYSYNC` merge: takes the peer's record if the key is unknown here or the peer's
-    /// `cachetime` is strictly newer. Returns whether the local record changed.
+    /// `cachetime` is strictly newer, unless it holds the same value (same data, same
+    /// tombstone state): a record that only comes back with a later timestamp changes nothing.
+    /// Returns whether the local record changed.
     pub fn merge(&mut self, key: Bytes, remote: Entry) -> bool {
         let newer = self
             .map
             .get(&key)
-            .is_none_or(|local| remote.cachetime > local.cachetime);
+            .is_none_or(|local| remote.cachetime > local.cachetime && !same_value(local, &remote));
         if newer {
             self.generation += 1;
             let data = if remote.deleted {
@@ -167,6 +169,11 @@ impl Cache {
         cleaned.sort_by(|a, b| cleaned_key(a).cmp(cleaned_key(b)));
         cleaned
     }
+}
+
+/// Whether two records hold the same value (tombstones are equal whatever their data).
+pub fn same_value(a: &Entry, b: &Entry) -> bool {
+    a.deleted == b.deleted && (a.deleted || a.data == b.data)
 }
 
 /// A copy that owns its memory: keys and values often arrive as slices of a large read buffer,
@@ -232,6 +239,11 @@ mod tests {
         assert!(!c.merge(b("k"), remote("old", 99.0, false)));
         assert!(!c.merge(b("k"), remote("same", 100.0, false)));
         assert!(c.merge(b("k"), remote("REMOVED", 101.0, true)));
+        assert!(
+            !c.merge(b("k"), remote("", 102.0, true)),
+            "same tombstone, later time"
+        );
+        assert_eq!(c.get(b"k").unwrap().cachetime, 101.0);
         assert_eq!(c.get(b"k").unwrap().data, b(""));
         c.store(b("live"), b("x"), 100.0);
         let cleaned = c.cleanup(100.0 + 3602.0, 3600.0, 86400.0);

@@ -18,6 +18,6 @@ mod clock;
 pub mod number;
 pub mod persist;
 
-pub use cache::{Cache, Cleaned, Entry};
+pub use cache::{same_value, Cache, Cleaned, Entry};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use persist::PersistError;

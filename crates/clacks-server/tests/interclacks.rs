@@ -1,0 +1,449 @@
+//! Interclacks trees of in-process servers: replication, signals, resync, partitions, skew.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clacks_server::config::Master;
+use common::{Client, Connect, TestServer, Transport, ADMIN, RO, WAIT};
+use tokio::net::{UnixListener, UnixStream};
+
+/// A slave of `master` (over its Unix socket, or TLS).
+async fn slave_of(master: &TestServer, tls: bool) -> TestServer {
+    let m = if tls {
+        Master::Tcp {
+            ip: "127.0.0.1".into(),
+            port: master.addr.port(),
+        }
+    } else {
+        Master::Unix(master.socket.clone())
+    };
+    slave_via(m, |_| {}).await
+}
+
+async fn slave_via(master: Master, tweak: impl FnOnce(&mut clacks_server::Config)) -> TestServer {
+    TestServer::start_with(|c| {
+        c.master = Some(master);
+        c.interclacks_reconnect_timeout = Duration::from_millis(500);
+        tweak(c);
+    })
+    .await
+}
+
+async fn value(c: &mut Client, key: &str) -> Option<String> {
+    c.send(&format!("RETRIEVE {key}")).await;
+    let line = c.line().await.unwrap();
+    line.strip_prefix(&format!("RETRIEVED {key}="))
+        .map(str::to_string)
+}
+
+/// Waits until `key` has `want` on `server` (replication is asynchronous).
+async fn eventually(server: &TestServer, key: &str, want: Option<&str>) {
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = value(&mut c, key).await;
+        if got.as_deref() == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key} on {:?}: {got:?}, want {want:?}",
+            server.socket
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `server` lists `n` interclacks links.
+async fn links(server: &TestServer, n: usize) {
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        c.send("CLIENTLIST").await;
+        let lines = c.until_flushed("l").await;
+        let got = lines
+            .iter()
+            .filter(|l| l.contains("INTERCLACKS=1;"))
+            .count();
+        if got == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{got} links, want {n}: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_level_tree_replicates_everything_everywhere() {
+    let root = TestServer::start().await;
+    let a = slave_of(&root, false).await;
+    let b = slave_of(&root, true).await;
+    let g = slave_of(&a, false).await;
+    links(&root, 2).await;
+    links(&a, 2).await;
+    links(&b, 1).await;
+    links(&g, 1).await;
+    let nodes = [&root, &a, &b, &g];
+
+    // Cache commands at any node reach every node.
+    for (i, n) in nodes.iter().enumerate() {
+        let mut c = n.login(Transport::Unix, ADMIN).await;
+        c.send(&format!("STORE key{i}=from node {i}")).await;
+        c.send("INCREMENT counter").await;
+        c.expect_nothing().await;
+    }
+    for n in nodes {
+        for i in 0..4 {
+            eventually(n, &format!("key{i}"), Some(&format!("from node {i}"))).await;
+        }
+        eventually(n, "counter", Some("4")).await;
+    }
+    let mut gc = g.login(Transport::Unix, ADMIN).await;
+    gc.send("REMOVE key0").await;
+    gc.send("SETANDSTORE sas=v").await;
+    gc.expect_nothing().await;
+    for n in nodes {
+        eventually(n, "key0", None).await;
+        eventually(n, "sas", Some("v")).await;
+    }
+
+    // Signals from any node reach listeners at every other node, never the sender.
+    let mut listeners = Vec::new();
+    for n in nodes {
+        let mut l = n.login(Transport::Unix, ADMIN).await;
+        l.send("LISTEN chan").await;
+        l.expect_nothing().await;
+        listeners.push(l);
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        let mut sender = n.login(Transport::Tls, ADMIN).await;
+        sender.send("LISTEN chan").await;
+        sender.send(&format!("SET chan=hello from {i}")).await;
+        sender.send("NOTIFY chan").await;
+        sender.expect_nothing().await;
+        for l in listeners.iter_mut() {
+            l.expect(&format!("SET chan=hello from {i}")).await;
+            l.expect("NOTIFY chan").await;
+        }
+    }
+    for l in listeners.iter_mut() {
+        l.expect_nothing().await;
+    }
+
+    // OVERHEAD G travels the whole tree once; CLEARCACHE too.
+    gc.send("OVERHEAD GNU tree wide").await;
+    gc.expect("OVERHEAD GN tree wide").await;
+    for l in listeners.iter_mut() {
+        l.expect("OVERHEAD GN tree wide").await;
+        l.expect_nothing().await;
+    }
+    let mut rc = root.login(Transport::Unix, ADMIN).await;
+    rc.send("CLEARCACHE").await;
+    rc.expect_nothing().await;
+    for n in nodes {
+        eventually(n, "counter", None).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_commands_are_not_replicated() {
+    let root = TestServer::start().await;
+    let a = slave_of(&root, false).await;
+    links(&root, 1).await;
+    let mut ro = a.login(Transport::Unix, RO).await;
+    ro.send("STORE secret=x").await;
+    ro.expect("OVERHEAD E permission_denied").await;
+    let mut admin = a.login(Transport::Unix, ADMIN).await;
+    admin.send("STORE marker=1").await;
+    admin.expect_nothing().await;
+    eventually(&root, "marker", Some("1")).await;
+    eventually(&root, "secret", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_slave_gets_the_data_and_a_restarted_master_gets_it_back() {
+    let root = TestServer::start().await;
+    let mut rc = root.login(Transport::Unix, ADMIN).await;
+    rc.send("STORE early=before the slave").await;
+    rc.send("STORE gone=x").await;
+    rc.send("REMOVE gone").await;
+    rc.expect_nothing().await;
+    drop(rc);
+    let a = slave_of(&root, false).await;
+    eventually(&a, "early", Some("before the slave")).await;
+    let mut ac = a.login(Transport::Unix, ADMIN).await;
+    ac.send("KEYLIST").await;
+    assert_eq!(
+        ac.until_flushed("k").await,
+        ["KEYLISTSTART", "KEY early", "KEY gone", "KEYLISTEND"]
+    );
+
+    // The master restarts empty (no persistence); the slave reconnects and gives it the data.
+    let root = root.restart(|_| {}).await;
+    eventually(&root, "early", Some("before the slave")).await;
+    let mut rc = root.login(Transport::Unix, ADMIN).await;
+    rc.send("KEYLIST").await;
+    assert_eq!(
+        rc.until_flushed("k").await,
+        ["KEYLISTSTART", "KEY early", "KEY gone", "KEYLISTEND"]
+    );
+}
+
+/// A Unix-socket relay between a slave and its master that the test can cut, pause and restore.
+struct Relay {
+    path: PathBuf,
+    cut: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    async fn start(target: PathBuf) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let (c, p, g) = (cut.clone(), paused.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(up) = UnixStream::connect(&target).await else {
+                    continue;
+                };
+                let (p, mut gen) = (p.clone(), g.subscribe());
+                tokio::spawn(async move {
+                    let (mut dr, mut dw) = down.into_split();
+                    let (mut ur, mut uw) = up.into_split();
+                    let to_master = tokio::io::copy(&mut dr, &mut uw);
+                    let to_slave = async {
+                        let mut buf = vec![0u8; 65536];
+                        loop {
+                            while p.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            let n = tokio::io::AsyncReadExt::read(&mut ur, &mut buf).await?;
+                            if n == 0 {
+                                return Ok::<(), std::io::Error>(());
+                            }
+                            tokio::io::AsyncWriteExt::write_all(&mut dw, &buf[..n]).await?;
+                        }
+                    };
+                    tokio::select! {
+                        _ = to_master => {}
+                        _ = to_slave => {}
+                        _ = gen.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay {
+            path,
+            cut,
+            paused,
+            generation,
+            _dir: dir,
+        }
+    }
+
+    /// Closes the current link and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+        self.paused.store(false, Ordering::SeqCst);
+    }
+}
+
+async fn partition_heals(stop_reading: bool) {
+    let root = TestServer::start().await;
+    let relay = Relay::start(root.socket.clone()).await;
+    let a = slave_via(Master::Unix(relay.path.clone()), |c| {
+        c.interclacks_ping_timeout = Duration::from_secs(3);
+    })
+    .await;
+    links(&root, 1).await;
+    let mut rc = root.login(Transport::Unix, ADMIN).await;
+    let mut ac = a.login(Transport::Unix, ADMIN).await;
+    for k in ["both", "del_on_slave", "del_on_master", "old_on_master"] {
+        rc.send(&format!("STORE {k}=original")).await;
+    }
+    rc.expect_nothing().await;
+    eventually(&a, "old_on_master", Some("original")).await;
+
+    if stop_reading {
+        // The master's messages stop reaching the slave: the slave's link times out.
+        relay.paused.store(true, Ordering::SeqCst);
+        relay.cut.store(true, Ordering::SeqCst);
+        links(&a, 0).await;
+    } else {
+        relay.cut();
+        links(&a, 0).await;
+    }
+    // Both sides keep writing while apart; later writes must win, deletes included.
+    rc.send("STORE both=master first").await;
+    rc.send("STORE old_on_master=master, older").await;
+    rc.send("REMOVE del_on_master").await;
+    rc.send("STORE only_master=m").await;
+    rc.expect_nothing().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    ac.send("STORE both=slave later").await;
+    ac.send("STORE old_on_master=slave, newer").await;
+    ac.send("REMOVE del_on_slave").await;
+    ac.send("STORE only_slave=s").await;
+    ac.expect_nothing().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    rc.send("STORE del_on_slave=master, but older than the delete?")
+        .await;
+    rc.expect_nothing().await;
+
+    relay.restore();
+    for node in [&root, &a] {
+        eventually(node, "both", Some("slave later")).await;
+        eventually(node, "old_on_master", Some("slave, newer")).await;
+        eventually(node, "del_on_master", None).await;
+        eventually(node, "only_master", Some("m")).await;
+        eventually(node, "only_slave", Some("s")).await;
+        // The master's STORE came after the slave's REMOVE: the newer write wins.
+        eventually(
+            node,
+            "del_on_slave",
+            Some("master, but older than the delete?"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_link_heals_to_the_newest_values() {
+    partition_heals(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_stops_reading_is_dropped_and_heals() {
+    partition_heals(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_with_five_seconds_of_clock_skew_converge() {
+    let root = TestServer::start().await;
+    let relay = Relay::start(root.socket.clone()).await;
+    let a = slave_via(Master::Unix(relay.path.clone()), |c| c.time_offset = 5.0).await;
+    links(&root, 1).await;
+    relay.cut();
+    links(&a, 0).await;
+    let mut ac = a.login(Transport::Unix, ADMIN).await;
+    let mut rc = root.login(Transport::Unix, ADMIN).await;
+    // First on the fast-clock slave, then (later in real time) on the master.
+    ac.send("STORE k=first").await;
+    ac.expect_nothing().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rc.send("STORE k=second").await;
+    rc.expect_nothing().await;
+    relay.restore();
+    links(&root, 1).await;
+    eventually(&a, "k", Some("second")).await;
+    eventually(&root, "k", Some("second")).await;
+}
+
+/// Counts the KEYSYNC lines a server receives, as its monitor sees them.
+async fn keysync_counter(server: &TestServer) -> tokio::task::JoinHandle<usize> {
+    let mut m = server.login(Transport::Unix, ADMIN).await;
+    m.send("MONITOR").await;
+    m.until_flushed("m").await;
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok(Some(line)) = m.line_within(Duration::from_millis(1500)).await {
+            if line.starts_with("DEBUG ") && line.contains("=KEYSYNC ") {
+                n += 1;
+            }
+        }
+        n
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_with_unchanged_data_sends_no_keysync_wave() {
+    const KEYS: usize = 50;
+    let root = TestServer::start().await;
+    let relay = Relay::start(root.socket.clone()).await;
+    let a = slave_via(Master::Unix(relay.path.clone()), |_| {}).await;
+    let b = slave_of(&root, false).await;
+    let g = slave_of(&a, false).await;
+    links(&root, 2).await;
+    links(&g, 1).await;
+    let mut rc = root.login(Transport::Unix, ADMIN).await;
+    for i in 0..KEYS {
+        rc.send(&format!("STORE k{i}=v{i}")).await;
+    }
+    rc.send("REMOVE k0").await;
+    rc.expect_nothing().await;
+    for n in [&a, &b, &g] {
+        eventually(
+            n,
+            &format!("k{}", KEYS - 1),
+            Some(&format!("v{}", KEYS - 1)),
+        )
+        .await;
+    }
+
+    relay.cut();
+    links(&a, 1).await;
+    let at_root = keysync_counter(&root).await;
+    let at_a = keysync_counter(&a).await;
+    let at_b = keysync_counter(&b).await;
+    let at_g = keysync_counter(&g).await;
+    relay.restore();
+    links(&root, 2).await;
+    links(&a, 2).await;
+    // Bound: the master's dump to the reconnecting slave (one line per record), nothing back,
+    // nothing anywhere else.
+    assert_eq!(at_a.await.unwrap(), KEYS);
+    assert_eq!(at_root.await.unwrap(), 0);
+    assert_eq!(at_b.await.unwrap(), 0);
+    assert_eq!(at_g.await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_are_kept_alive_and_listed() {
+    let root =
+        TestServer::start_with(|c| c.interclacks_ping_timeout = Duration::from_secs(3)).await;
+    let a = slave_via(Master::Unix(root.socket.clone()), |c| {
+        c.interclacks_ping_timeout = Duration::from_secs(3)
+    })
+    .await;
+    links(&root, 1).await;
+    // Longer than the link timeout: PINGs every second keep it up.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let mut c = root.login(Transport::Unix, ADMIN).await;
+    c.send("CLIENTLIST").await;
+    let list = c.until_flushed("l").await;
+    let link = list
+        .iter()
+        .find(|l| l.contains("INTERCLACKS=1;"))
+        .expect("link listed");
+    assert!(link.contains("in interclacks client mode"), "{link}");
+    assert!(!link.contains("LASTINTERCLACKSPING=0;"), "{link}");
+    let mut ac = a.login(Transport::Unix, ADMIN).await;
+    ac.send("CLIENTLIST").await;
+    let list = ac.until_flushed("l").await;
+    assert!(
+        list.iter()
+            .any(|l| l.starts_with("CLIENT CID=unixdomainsocket:interclacksmaster;HOST=;PORT=;")),
+        "{list:?}"
+    );
+}
