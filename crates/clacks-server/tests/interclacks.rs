@@ -144,6 +144,17 @@ async fn a_three_level_tree_replicates_everything_everywhere() {
         l.expect("OVERHEAD GN tree wide").await;
         l.expect_nothing().await;
     }
+    // REMOVE at every node reaches every node.
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        let mut c = n.login(Transport::Unix, ADMIN).await;
+        c.send(&format!("REMOVE key{i}")).await;
+        c.expect_nothing().await;
+    }
+    for n in nodes {
+        for i in 0..4 {
+            eventually(n, &format!("key{i}"), None).await;
+        }
+    }
     let mut rc = root.login(Transport::Unix, ADMIN).await;
     rc.send("CLEARCACHE").await;
     rc.expect_nothing().await;
@@ -446,4 +457,57 @@ async fn links_are_kept_alive_and_listed() {
             .any(|l| l.starts_with("CLIENT CID=unixdomainsocket:interclacksmaster;HOST=;PORT=;")),
         "{list:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_master_syncs_other_commands_wait_and_then_run_in_order() {
+    // A hand-driven master speaking the v36 master side of the handshake.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fake-master.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let slave = slave_via(Master::Unix(path), |_| {}).await;
+    let (stream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut master = Client::new(stream);
+    master
+        .expect(concat!(
+            "CLACKS clacksd ",
+            env!("CARGO_PKG_VERSION"),
+            " in interclacks client mode"
+        ))
+        .await;
+    let token = clacks_server::testing::token(ADMIN.0, ADMIN.1);
+    master.expect(&format!("OVERHEAD A {token}")).await;
+    master.expect("OVERHEAD I 1").await;
+    master.send("CLACKS PageCamel 36").await;
+    master.send("OVERHEAD M Authentication required").await;
+    master.send(&format!("OVERHEAD A {token}")).await;
+    master.expect("OVERHEAD O Welcome!").await;
+    let mut local = slave.login(Transport::Unix, ADMIN).await;
+    local.send("STORE mine=local").await;
+    local.expect_nothing().await;
+    master.expect("STORE mine=local").await;
+
+    master.send("OVERHEAD L 1").await;
+    master.send("OVERHEAD T 1000").await;
+    master.send("FLUSH locked").await;
+    master.expect("FLUSHED locked").await;
+    // Locked: the local client's commands are read but wait.
+    local.send("STORE x=from client").await;
+    local.send("RETRIEVE x").await;
+    assert_eq!(local.line_within(Duration::from_millis(300)).await, Err(()));
+    master.send("KEYSYNC 900 900 U x=from master").await;
+    master.send("KEYSYNC 900 900 U mine=older on master").await;
+    master.send("OVERHEAD L 0").await;
+    // Released: they run in order after the sync, and the slave answers with what differs.
+    local.expect("RETRIEVED x=from client").await;
+    let clock = master.expect_prefix("OVERHEAD T ").await;
+    assert!(clock.len() > "OVERHEAD T ".len());
+    let answer = master.expect_prefix("KEYSYNC ").await;
+    assert!(answer.ends_with(" U mine=local"), "{answer}");
+    master.expect("STORE x=from client").await;
+    master.send("FLUSH end").await;
+    master.expect("FLUSHED end").await;
 }
