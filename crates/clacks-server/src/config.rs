@@ -137,6 +137,8 @@ pub struct Config {
     pub max_out_buffer: usize,
     /// Time a TLS handshake may take (`<tlshandshaketimeout>`, extension).
     pub tls_handshake_timeout: Duration,
+    /// Runtime worker threads (`<workerthreads>`, extension; default: one per core).
+    pub worker_threads: Option<usize>,
     /// Seconds added to the clock (`CLACKS_SIMULATED_TIME_OFFSET`).
     pub time_offset: f64,
 }
@@ -171,6 +173,7 @@ impl Config {
             max_connections: 10_000,
             max_out_buffer: 16 * 1024 * 1024,
             tls_handshake_timeout: Duration::from_secs(10),
+            worker_threads: None,
             time_offset: 0.0,
         }
     }
@@ -362,6 +365,7 @@ const KNOWN: &[&str] = &[
     "maxconnections",
     "maxoutbuffer",
     "tlshandshaketimeout",
+    "workerthreads",
 ];
 
 impl Element {
@@ -544,6 +548,9 @@ impl Element {
         c.max_connections = self.count("maxconnections", c.max_connections)?;
         c.max_out_buffer = self.count("maxoutbuffer", c.max_out_buffer)?;
         c.tls_handshake_timeout = self.seconds("tlshandshaketimeout", 10)?;
+        if self.first("workerthreads").is_some() {
+            c.worker_threads = Some(self.count("workerthreads", 1)?);
+        }
         if c.ips.is_empty() && c.sockets.is_empty() {
             return Err(invalid(
                 "ip",

@@ -29,6 +29,9 @@ struct Args {
     /// Print a commented sample config file and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// Worker threads of the runtime (default: `<workerthreads>`, else one per core).
+    #[arg(long)]
+    threads: Option<usize>,
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -71,7 +74,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!("config OK");
         return Ok(());
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads.or(config.worker_threads) {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = builder
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async move {
         let listeners = Listeners::bind(&config).await?;
         if args.config.is_none() {
