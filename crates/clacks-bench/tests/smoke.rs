@@ -1,0 +1,80 @@
+//! A tiny run of every workload against an in-process clacksd: the tool works and the counts add
+//! up. Nothing is timed.
+
+use std::process::Command;
+
+use clacks_server::testing::{TestServer, ADMIN};
+
+fn bench(server: &TestServer, json_dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_clacks-bench"))
+        .env_clear()
+        .arg("--target")
+        .arg(format!("unix:{}", server.socket.display()))
+        .args([
+            "--user",
+            ADMIN.0,
+            "--password",
+            ADMIN.1,
+            "--quiet",
+            "--label",
+            "smoke",
+        ])
+        .arg("--json-dir")
+        .arg(json_dir)
+        .arg("--server-pid")
+        .arg(std::process::id().to_string())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(json_dir.join("smoke.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn every_workload_runs_and_counts_add_up() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let dir = tempfile::tempdir().unwrap();
+
+    let r = bench(
+        &server,
+        dir.path(),
+        &["fanout", "--listeners", "5", "--messages", "300"],
+    );
+    assert_eq!(r["workload"], "fanout");
+    assert_eq!(r["results"]["messages_published"], 300);
+    assert_eq!(r["results"]["messages_delivered"], 1500);
+    assert_eq!(r["results"]["lost"], 0);
+    assert_eq!(r["results"]["latency"]["samples"], 1500);
+    assert!(r["server_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("clacksd "));
+
+    let r = bench(
+        &server,
+        dir.path(),
+        &[
+            "cache",
+            "--connections",
+            "5",
+            "--ops",
+            "500",
+            "--keys",
+            "100",
+            "--pipeline",
+            "4",
+        ],
+    );
+    assert_eq!(r["results"]["operations"], 500);
+
+    let r = bench(&server, dir.path(), &["connections", "--count", "50"]);
+    assert_eq!(r["results"]["connections"], 50);
+    assert!(r["results"]["server_kib_per_connection"].is_number());
+    drop(server);
+}
