@@ -172,9 +172,11 @@ impl Request {
     /// Parses one line (without terminator). Never fails.
     pub fn parse(line: Bytes) -> Request {
         let unknown = |line: &Bytes| Request::Unknown { line: line.clone() };
-        let after = |prefix: &[u8]| -> Option<Bytes> {
-            line.starts_with(prefix).then(|| line.slice(prefix.len()..))
-        };
+        // Comparing the first byte before the whole prefix keeps this chain cheap.
+        let first = line.first().copied();
+        let has = |prefix: &[u8]| first == prefix.first().copied() && line.starts_with(prefix);
+        let after =
+            |prefix: &[u8]| -> Option<Bytes> { has(prefix).then(|| line.slice(prefix.len()..)) };
         let nonempty = |b: Bytes| (!b.is_empty()).then_some(b);
 
         if let Some(info) = after(b"CLACKS ").and_then(nonempty) {
@@ -220,10 +222,10 @@ impl Request {
             let (key, step) = split_step(rest);
             return Request::Decrement { key, step };
         }
-        if line.starts_with(b"KEYLIST") {
+        if has(b"KEYLIST") {
             return Request::KeyList;
         }
-        if line.starts_with(b"CLEARCACHE") {
+        if has(b"CLEARCACHE") {
             return Request::ClearCache;
         }
         if let Some(name) = after(b"LISTEN ") {
@@ -243,7 +245,7 @@ impl Request {
             (b"STATS", Request::Stats),
         ];
         for (prefix, req) in prefixes {
-            if line.starts_with(prefix) {
+            if has(prefix) {
                 return req;
             }
         }

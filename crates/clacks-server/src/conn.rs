@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use clacks_proto::{Flags, LineDecoder, ProtoError, Reply};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::hub::{Peer, Shared};
 use crate::outbox::{CloseReason, Drain, Outbox};
@@ -28,19 +28,19 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let mut session = Session::open(shared.clone(), &peer);
-    let span = tracing::info_span!("conn", cid = %String::from_utf8_lossy(&session.cid));
+    let cid = String::from_utf8_lossy(&session.cid).into_owned();
     Stats::bump(&shared.stats.connections_accepted);
     shared
         .stats
         .connections_current
         .fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(parent: &span, "connected");
+    tracing::debug!(cid, "connected");
 
     let (reader, writer) = tokio::io::split(stream);
     let outbox = session.outbox.clone();
     let stalled = shared.config.stalled_write_timeout;
     let reason = async {
-        let write = write_loop(writer, &outbox, stalled, &shared);
+        let write = write_loop(writer, &outbox, stalled, &shared, &cid);
         let read = read_loop(reader, &mut session, &shared, &cancel);
         tokio::pin!(write);
         tokio::select! {
@@ -48,7 +48,6 @@ where
             () = read => write.await,
         }
     }
-    .instrument(span.clone())
     .await;
 
     let note = match reason {
@@ -61,7 +60,7 @@ where
         .stats
         .connections_current
         .fetch_sub(1, Ordering::Relaxed);
-    tracing::debug!(parent: &span, ?reason, "disconnected");
+    tracing::debug!(cid, ?reason, "disconnected");
 }
 
 async fn read_loop<R: AsyncRead>(
@@ -74,7 +73,13 @@ async fn read_loop<R: AsyncRead>(
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut decoder = LineDecoder::new(shared.config.max_line_length);
     let mut sync_lock = shared.sync_lock.subscribe();
+    // Timers are reset only when their time changes, not re-created for every read.
+    let deadline = Timer::new();
+    let link_ping = Timer::new();
+    tokio::pin!(deadline, link_ping);
     loop {
+        deadline.as_mut().set_at(session.deadline());
+        link_ping.as_mut().set_at(session.link_ping_due());
         let waiting = session.waiting();
         tokio::select! {
             biased;
@@ -82,11 +87,11 @@ async fn read_loop<R: AsyncRead>(
                 session.outbox.push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
                 return;
             }
-            () = sleep_until(session.deadline()) => {
+            () = deadline.as_mut().wait() => {
                 session.timed_out();
                 return;
             }
-            () = sleep_until(session.link_ping_due()) => session.send_link_ping(),
+            () = link_ping.as_mut().wait() => session.send_link_ping(),
             _ = sync_lock.changed(), if waiting => {
                 if session.handle(Vec::new()) == Flow::Stop {
                     return;
@@ -114,7 +119,7 @@ async fn read_loop<R: AsyncRead>(
                 }
                 if let Err(ProtoError::LineTooLong { limit }) = result {
                     Stats::bump(&shared.stats.lines_too_long);
-                    tracing::warn!(limit, "line too long, closing connection");
+                    tracing::warn!(cid = %String::from_utf8_lossy(&session.cid), limit, "line too long, closing connection");
                     let line = Reply::Overhead {
                         flags: Flags::ERROR,
                         value: format!("line_too_long (limit {limit} bytes)").into(),
@@ -130,12 +135,42 @@ async fn read_loop<R: AsyncRead>(
     }
 }
 
-/// Sleeps until `at`, or forever when there is no such time.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+pin_project_lite::pin_project! {
+    /// A sleep that can be moved to another time (or to never) without re-creating it.
+    struct Timer {
+        #[pin]
+        sleep: tokio::time::Sleep,
+        at: Option<Instant>,
     }
+}
+
+impl Timer {
+    fn new() -> Timer {
+        Timer {
+            sleep: tokio::time::sleep_until(far_future()),
+            at: None,
+        }
+    }
+
+    fn set_at(self: std::pin::Pin<&mut Self>, at: Option<Instant>) {
+        let this = self.project();
+        if *this.at != at {
+            *this.at = at;
+            this.sleep.reset(at.unwrap_or_else(far_future));
+        }
+    }
+
+    async fn wait(self: std::pin::Pin<&mut Self>) {
+        let this = self.project();
+        if this.at.is_none() {
+            return std::future::pending().await;
+        }
+        this.sleep.await;
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
 }
 
 async fn write_loop<W: AsyncWrite>(
@@ -143,12 +178,17 @@ async fn write_loop<W: AsyncWrite>(
     outbox: &Outbox,
     stalled: Duration,
     shared: &Shared,
+    cid: &str,
 ) -> CloseReason {
     tokio::pin!(writer);
+    let mut items = Vec::new();
     let mut batch = BytesMut::new();
+    let mut last_write = Instant::now();
+    let nop = tokio::time::sleep_until(last_write + NOP_INTERVAL);
+    tokio::pin!(nop);
     loop {
-        match outbox.drain() {
-            Drain::Write(items) => {
+        match outbox.drain(&mut items) {
+            Drain::Write => {
                 let write = async {
                     if let [one] = items.as_slice() {
                         writer.write_all(one).await?;
@@ -161,16 +201,20 @@ async fn write_loop<W: AsyncWrite>(
                     }
                     writer.flush().await
                 };
-                match tokio::time::timeout(stalled, write).await {
+                let result = complete_or_timeout(write, stalled).await;
+                items.clear();
+                last_write = Instant::now();
+                match result {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "write failed");
+                        tracing::debug!(cid, error = %e, "write failed");
                         outbox.close(CloseReason::Quit);
                         return CloseReason::Quit;
                     }
                     Err(_) => {
                         Stats::bump(&shared.stats.stalled_writes);
                         tracing::warn!(
+                            cid,
                             secs = stalled.as_secs_f64(),
                             "writes stalled, closing connection"
                         );
@@ -182,8 +226,12 @@ async fn write_loop<W: AsyncWrite>(
             Drain::Idle => {
                 tokio::select! {
                     () = outbox.wait() => {}
-                    () = tokio::time::sleep(NOP_INTERVAL) => {
-                        outbox.push(Reply::Nop.to_bytes());
+                    () = nop.as_mut() => {
+                        if last_write.elapsed() >= NOP_INTERVAL {
+                            outbox.push(Reply::Nop.to_bytes());
+                            last_write = Instant::now();
+                        }
+                        nop.as_mut().reset(last_write + NOP_INTERVAL);
                     }
                 }
             }
@@ -192,5 +240,19 @@ async fn write_loop<W: AsyncWrite>(
                 return reason;
             }
         }
+    }
+}
+
+/// Runs `fut`, failing after `limit`; the timer is only armed if it does not finish at once,
+/// so the common write costs no timer.
+async fn complete_or_timeout<F: std::future::Future>(
+    fut: F,
+    limit: Duration,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(out) => Ok(out),
+        std::task::Poll::Pending => tokio::time::timeout(limit, fut).await,
     }
 }

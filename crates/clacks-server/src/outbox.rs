@@ -45,8 +45,8 @@ struct Inner {
 /// What the writer should do next.
 #[derive(Debug)]
 pub(crate) enum Drain {
-    /// Write these.
-    Write(Vec<Bytes>),
+    /// Write what was moved into the caller's vector.
+    Write,
     /// Nothing queued; wait.
     Idle,
     /// Done: close the connection.
@@ -138,8 +138,8 @@ impl Outbox {
         self.lock().bytes
     }
 
-    /// Takes everything queued, or says why there is nothing.
-    pub(crate) fn drain(&self) -> Drain {
+    /// Moves everything queued into `into`, or says why there is nothing.
+    pub(crate) fn drain(&self, into: &mut Vec<Bytes>) -> Drain {
         let mut inner = self.lock();
         match inner.closing {
             Some(reason) if !reason.flushes() => return Drain::Close(reason),
@@ -150,7 +150,8 @@ impl Outbox {
             return Drain::Idle;
         }
         inner.bytes = 0;
-        Drain::Write(inner.queue.drain(..).collect())
+        into.extend(inner.queue.drain(..));
+        Drain::Write
     }
 
     /// Discards what is queued; returns how many bytes that was.
@@ -176,7 +177,10 @@ mod tests {
         assert!(o.push(Bytes::from_static(b"12345")));
         assert!(o.push(Bytes::from_static(b"12345")));
         assert!(!o.push(Bytes::from_static(b"1")));
-        assert!(matches!(o.drain(), Drain::Close(CloseReason::SlowConsumer)));
+        assert!(matches!(
+            o.drain(&mut Vec::new()),
+            Drain::Close(CloseReason::SlowConsumer)
+        ));
     }
 
     #[test]
@@ -191,7 +195,9 @@ mod tests {
         let o = Outbox::new(100);
         o.push(Bytes::from_static(b"a"));
         o.close(CloseReason::Quit);
-        assert!(matches!(o.drain(), Drain::Write(v) if v.len() == 1));
-        assert!(matches!(o.drain(), Drain::Close(CloseReason::Quit)));
+        let mut v = Vec::new();
+        assert!(matches!(o.drain(&mut v), Drain::Write));
+        assert_eq!(v.len(), 1);
+        assert!(matches!(o.drain(&mut v), Drain::Close(CloseReason::Quit)));
     }
 }

@@ -33,7 +33,8 @@ pub enum Cleaned {
 /// update access times and do not.
 #[derive(Debug, Default, Clone)]
 pub struct Cache {
-    map: HashMap<Bytes, Entry>,
+    /// Randomly seeded fast hashing (keys come from clients, so not a fixed-seed hash).
+    map: HashMap<Bytes, Entry, foldhash::fast::RandomState>,
     generation: u64,
 }
 

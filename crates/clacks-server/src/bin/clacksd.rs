@@ -74,10 +74,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!("config OK");
         return Ok(());
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads.or(config.worker_threads) {
-        builder.worker_threads(n.max(1));
-    }
+    // One thread: the cheaper single-threaded scheduler; more: the work-stealing one.
+    let mut builder = match args.threads.or(config.worker_threads) {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = builder
         .enable_all()
         .build()
