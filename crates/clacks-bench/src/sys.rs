@@ -35,7 +35,9 @@ pub(crate) fn machine() -> serde_json::Value {
         .unwrap_or_default();
     serde_json::json!({
         "hostname": gethostname::gethostname().to_string_lossy(),
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpus": std::fs::read_to_string("/proc/cpuinfo")
+            .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+            .unwrap_or(0),
         "cpu_model": model,
     })
 }

@@ -34,7 +34,7 @@ impl Endpoint {
     pub(crate) async fn connect(&self) -> anyhow::Result<(Conn, BytesMut)> {
         let mut stream: Conn = if let Some(path) = self.target.strip_prefix("unix:") {
             Box::new(
-                tokio::net::UnixStream::connect(path)
+                connect_unix(path)
                     .await
                     .with_context(|| self.target.clone())?,
             )
@@ -127,6 +127,20 @@ async fn greeting(target: &str) -> anyhow::Result<String> {
         }
         if s.read_buf(&mut buf).await? == 0 {
             bail!("closed before the greeting");
+        }
+    }
+}
+
+/// Connects to a Unix socket, retrying while the server's listen backlog is full.
+async fn connect_unix(path: &str) -> std::io::Result<tokio::net::UnixStream> {
+    let mut tries = 0;
+    loop {
+        match tokio::net::UnixStream::connect(path).await {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && tries < 200 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            other => return other,
         }
     }
 }

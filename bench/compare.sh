@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Runs the same workloads against clacksd, Redis, memcached (and the Perl reference server if
+# --perl LIBDIR is given), each server pinned to CPU 0 and the load generator to CPU 1, three
+# times each; prints a table of medians and ratios and writes bench/results/ (JSON per run,
+# summary.json, summary.md, chart.png).
+#
+#   bench/compare.sh [--perl /path/to/lib] [--duration SECONDS] [--connections N] [--runs N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PERL_LIB=""
+DURATION=5
+CONNS=10000
+RUNS=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --perl) PERL_LIB="$2"; shift 2 ;;
+    --duration) DURATION="$2"; shift 2 ;;
+    --connections) CONNS="$2"; shift 2 ;;
+    --runs) RUNS="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v memcached >/dev/null || need+=(memcached)
+command -v taskset >/dev/null || need+=(util-linux)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --locked -q -p clacks-server -p clacks-bench
+
+ulimit -n 65536 || ulimit -n "$(ulimit -Hn)"
+WORK=$(mktemp -d)
+OUT=bench/results
+RUNDIR=$OUT/runs
+rm -rf "$RUNDIR"; mkdir -p "$RUNDIR"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+wait_for() { for _ in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.1; done; echo "$1 did not appear" >&2; exit 1; }
+
+# clacksd: one worker thread, no persistence, Unix socket + TLS.
+openssl req -new -newkey rsa:2048 -x509 -sha256 -days 2 -nodes -subj /CN=localhost \
+  -out "$WORK/cert.pem" -keyout "$WORK/key.pem" 2>/dev/null
+cat > "$WORK/clacksd.xml" <<XML
+<clacks>
+  <ip>127.0.0.1</ip><port>49901</port>
+  <ssl><cert>$WORK/cert.pem</cert><key>$WORK/key.pem</key></ssl>
+  <socket>$WORK/clacksd.sock</socket>
+  <username>bench</username><password>bench</password>
+  <maxconnections>20000</maxconnections>
+  <workerthreads>1</workerthreads>
+</clacks>
+XML
+taskset -c 0 target/release/clacksd --config "$WORK/clacksd.xml" >"$WORK/clacksd.log" 2>&1 &
+CLACKSD=$!; PIDS+=("$CLACKSD")
+taskset -c 0 redis-server --port 6399 --bind 127.0.0.1 --unixsocket "$WORK/redis.sock" --save '' \
+  --appendonly no --io-threads 1 --maxclients 20000 >"$WORK/redis.log" 2>&1 &
+REDIS=$!; PIDS+=("$REDIS")
+taskset -c 0 memcached -t 1 -u "$(id -un)" -s "$WORK/memcached.sock" -c 20000 -m 1024 >"$WORK/memcached.log" 2>&1 &
+MEMCACHED=$!; PIDS+=("$MEMCACHED")
+PERL=""
+if [ -n "$PERL_LIB" ]; then
+  cat > "$WORK/perl.xml" <<XML
+<clacks>
+  <socket>$WORK/perl.sock</socket>
+  <username>bench</username><password>bench</password>
+  <pingtimeout>600</pingtimeout>
+  <throttle><maxsleep>50</maxsleep><step>10</step></throttle>
+</clacks>
+XML
+  (cd "$WORK" && taskset -c 0 perl -I"$PERL_LIB" -MNet::Clacks::Server -e 'Net::Clacks::Server->new(0, "perl.xml")->run()' >perl.log 2>&1) &
+  PERL=$!; PIDS+=("$PERL")
+fi
+wait_for "$WORK/clacksd.sock"; wait_for "$WORK/redis.sock"; wait_for "$WORK/memcached.sock"
+if [ -n "$PERL" ]; then wait_for "$WORK/perl.sock"; fi
+sleep 1
+# The Perl server runs in a subshell; measure the perl process itself.
+if [ -n "$PERL" ]; then PERL=$(pgrep -f "Net::Clacks::Server->new" | head -1); fi
+
+bench() { # label pid proto target args...
+  local label=$1 pid=$2 proto=$3 target=$4; shift 4
+  for i in $(seq 1 "$RUNS"); do
+    taskset -c 1 target/release/clacks-bench --quiet --proto "$proto" --target "$target" \
+      --user bench --password bench --server-pid "$pid" --duration "$DURATION" \
+      --label "$label-$i" --json-dir "$RUNDIR" "$@" >/dev/null
+    echo "  $label run $i done" >&2
+  done
+}
+
+C_UNIX="unix:$WORK/clacksd.sock"; C_TLS="tls:127.0.0.1:49901"
+R_UNIX="unix:$WORK/redis.sock"; R_TCP="tcp:127.0.0.1:6399"; M_UNIX="unix:$WORK/memcached.sock"
+for n in 10 100; do
+  bench "fanout$n.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" fanout --listeners "$n"
+  bench "fanout$n.clacksd-tls" "$CLACKSD" clacks "$C_TLS" fanout --listeners "$n"
+  bench "fanout$n.redis-unix" "$REDIS" redis "$R_UNIX" fanout --listeners "$n"
+  bench "fanout$n.redis-tcp" "$REDIS" redis "$R_TCP" fanout --listeners "$n"
+  if [ -n "$PERL" ]; then bench "fanout$n.perl-unix" "$PERL" clacks "unix:$WORK/perl.sock" fanout --listeners "$n"; fi
+done
+bench "latency200k.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" fanout --listeners 100 --rate 2000
+bench "latency200k.redis-unix" "$REDIS" redis "$R_UNIX" fanout --listeners 100 --rate 2000
+for p in 1 16; do
+  bench "cache-p$p.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" cache --pipeline "$p"
+  bench "cache-p$p.redis-unix" "$REDIS" redis "$R_UNIX" cache --pipeline "$p"
+  bench "cache-p$p.memcached-unix" "$MEMCACHED" memcached "$M_UNIX" cache --pipeline "$p"
+  if [ -n "$PERL" ]; then bench "cache-p$p.perl-unix" "$PERL" clacks "unix:$WORK/perl.sock" cache --pipeline "$p"; fi
+done
+# Memory is measured on fresh servers: memory freed by earlier runs stays in a process's RSS.
+fresh_clacksd() {
+  kill "$CLACKSD"; wait "$CLACKSD" 2>/dev/null || true
+  rm -f "$WORK/clacksd.sock"
+  taskset -c 0 target/release/clacksd --config "$WORK/clacksd.xml" >>"$WORK/clacksd.log" 2>&1 &
+  CLACKSD=$!; PIDS+=("$CLACKSD"); wait_for "$WORK/clacksd.sock"; sleep 0.5
+}
+fresh_clacksd
+bench "connections.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" connections --count "$CONNS"
+fresh_clacksd
+bench "connections.clacksd-tls" "$CLACKSD" clacks "$C_TLS" connections --count "$CONNS"
+bench "connections.redis-unix" "$REDIS" redis "$R_UNIX" connections --count "$CONNS"
+bench "connections.memcached-unix" "$MEMCACHED" memcached "$M_UNIX" connections --count "$CONNS"
+if [ -n "$PERL" ]; then bench "connections.perl-unix" "$PERL" clacks "unix:$WORK/perl.sock" connections --count 200; fi
+
+python3 bench/summarize.py "$RUNDIR" "$OUT"
