@@ -73,14 +73,12 @@ if [ -n "$PERL_LIB" ]; then
   <throttle><maxsleep>50</maxsleep><step>10</step></throttle>
 </clacks>
 XML
-  (cd "$WORK" && taskset -c 0 perl -I"$PERL_LIB" -MNet::Clacks::Server -e 'Net::Clacks::Server->new(0, "perl.xml")->run()' >perl.log 2>&1) &
-  PERL=$!; PIDS+=("$PERL")
+  (cd "$WORK" && exec taskset -c 0 perl -I"$PERL_LIB" -MNet::Clacks::Server -e 'Net::Clacks::Server->new(0, "perl.xml")->run()' >perl.log 2>&1) &
+  PERL=$!; PIDS+=("$PERL")   # the subshell execs taskset, which execs perl: one PID
 fi
 wait_for "$WORK/clacksd.sock"; wait_for "$WORK/redis.sock"; wait_for "$WORK/memcached.sock"
 if [ -n "$PERL" ]; then wait_for "$WORK/perl.sock"; fi
 sleep 1
-# The Perl server runs in a subshell; measure the perl process itself.
-if [ -n "$PERL" ]; then PERL=$(pgrep -f "Net::Clacks::Server->new" | head -1); fi
 
 bench() { # label pid proto target args...
   local label=$1 pid=$2 proto=$3 target=$4; shift 4

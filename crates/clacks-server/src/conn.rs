@@ -70,7 +70,7 @@ async fn read_loop<R: AsyncRead>(
     cancel: &CancellationToken,
 ) {
     tokio::pin!(reader);
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut buf = BytesMut::with_capacity(1024);
     let mut decoder = LineDecoder::new(shared.config.max_line_length);
     let mut sync_lock = shared.sync_lock.subscribe();
     // Timers are reset only when their time changes, not re-created for every read.
