@@ -5,6 +5,7 @@
 # summary.json, summary.md, chart.png).
 #
 #   bench/compare.sh [--perl /path/to/lib] [--duration SECONDS] [--connections N] [--runs N]
+#                    [--only "fanout cache connections"]   (re-run some workloads, keep the rest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,12 +13,14 @@ PERL_LIB=""
 DURATION=5
 CONNS=10000
 RUNS=3
+ONLY="fanout cache connections"
 while [ $# -gt 0 ]; do
   case "$1" in
     --perl) PERL_LIB="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --connections) CONNS="$2"; shift 2 ;;
     --runs) RUNS="$2"; shift 2 ;;
+    --only) ONLY="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -36,7 +39,10 @@ ulimit -n 65536 || ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
 OUT=bench/results
 RUNDIR=$OUT/runs
-rm -rf "$RUNDIR"; mkdir -p "$RUNDIR"
+mkdir -p "$RUNDIR"
+for w in $ONLY; do rm -f "$RUNDIR"/"$w"*.json; done
+[[ " $ONLY " == *" fanout "* ]] && rm -f "$RUNDIR"/latency*.json
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -92,6 +98,7 @@ bench() { # label pid proto target args...
 
 C_UNIX="unix:$WORK/clacksd.sock"; C_TLS="tls:127.0.0.1:49901"
 R_UNIX="unix:$WORK/redis.sock"; R_TCP="tcp:127.0.0.1:6399"; M_UNIX="unix:$WORK/memcached.sock"
+if wants fanout; then
 for n in 10 100; do
   bench "fanout$n.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" fanout --listeners "$n"
   bench "fanout$n.clacksd-tls" "$CLACKSD" clacks "$C_TLS" fanout --listeners "$n"
@@ -101,25 +108,35 @@ for n in 10 100; do
 done
 bench "latency200k.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" fanout --listeners 100 --rate 2000
 bench "latency200k.redis-unix" "$REDIS" redis "$R_UNIX" fanout --listeners 100 --rate 2000
+fi
+if wants cache; then
 for p in 1 16; do
   bench "cache-p$p.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" cache --pipeline "$p"
   bench "cache-p$p.redis-unix" "$REDIS" redis "$R_UNIX" cache --pipeline "$p"
   bench "cache-p$p.memcached-unix" "$MEMCACHED" memcached "$M_UNIX" cache --pipeline "$p"
   if [ -n "$PERL" ]; then bench "cache-p$p.perl-unix" "$PERL" clacks "unix:$WORK/perl.sock" cache --pipeline "$p"; fi
 done
-# Memory is measured on fresh servers: memory freed by earlier runs stays in a process's RSS.
+fi
+# Memory is measured on a fresh clacksd for every run: memory freed by an earlier run stays in the
+# process's RSS and would hide the cost of the next connections.
 fresh_clacksd() {
   kill "$CLACKSD"; wait "$CLACKSD" 2>/dev/null || true
   rm -f "$WORK/clacksd.sock"
   taskset -c 0 target/release/clacksd --config "$WORK/clacksd.xml" >>"$WORK/clacksd.log" 2>&1 &
   CLACKSD=$!; PIDS+=("$CLACKSD"); wait_for "$WORK/clacksd.sock"; sleep 0.5
 }
-fresh_clacksd
-bench "connections.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" connections --count "$CONNS"
-fresh_clacksd
-bench "connections.clacksd-tls" "$CLACKSD" clacks "$C_TLS" connections --count "$CONNS"
-bench "connections.redis-unix" "$REDIS" redis "$R_UNIX" connections --count "$CONNS"
-bench "connections.memcached-unix" "$MEMCACHED" memcached "$M_UNIX" connections --count "$CONNS"
-if [ -n "$PERL" ]; then bench "connections.perl-unix" "$PERL" clacks "unix:$WORK/perl.sock" connections --count 200; fi
+if wants connections; then
+  for i in $(seq 1 "$RUNS"); do
+    fresh_clacksd
+    RUNS=1 bench "connections.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" connections --count "$CONNS"
+    mv "$RUNDIR/connections.clacksd-unix-1.json" "$RUNDIR/connections.clacksd-unix-r$i.json"
+    fresh_clacksd
+    RUNS=1 bench "connections.clacksd-tls" "$CLACKSD" clacks "$C_TLS" connections --count "$CONNS"
+    mv "$RUNDIR/connections.clacksd-tls-1.json" "$RUNDIR/connections.clacksd-tls-r$i.json"
+  done
+  bench "connections.redis-unix" "$REDIS" redis "$R_UNIX" connections --count "$CONNS"
+  bench "connections.memcached-unix" "$MEMCACHED" memcached "$M_UNIX" connections --count "$CONNS"
+  if [ -n "$PERL" ]; then bench "connections.perl-unix" "$PERL" clacks "unix:$WORK/perl.sock" connections --count 200; fi
+fi
 
 python3 bench/summarize.py "$RUNDIR" "$OUT"
