@@ -73,6 +73,7 @@ async fn read_loop<R: AsyncRead>(
     let mut buf = BytesMut::with_capacity(1024);
     let mut decoder = LineDecoder::new(shared.config.max_line_length);
     let mut sync_lock = shared.sync_lock.subscribe();
+    let mut lines = Vec::new();
     // Timers are reset only when their time changes, not re-created for every read.
     let deadline = Timer::new();
     let link_ping = Timer::new();
@@ -93,7 +94,7 @@ async fn read_loop<R: AsyncRead>(
             }
             () = link_ping.as_mut().wait() => session.send_link_ping(),
             _ = sync_lock.changed(), if waiting => {
-                if session.handle(Vec::new()) == Flow::Stop {
+                if session.handle(&mut lines) == Flow::Stop {
                     return;
                 }
             }
@@ -105,7 +106,6 @@ async fn read_loop<R: AsyncRead>(
                     }
                     Ok(_) => {}
                 }
-                let mut lines = Vec::new();
                 let result = loop {
                     match decoder.decode(&mut buf) {
                         Ok(Some(line)) => lines.push(line),
@@ -114,7 +114,7 @@ async fn read_loop<R: AsyncRead>(
                     }
                 };
                 session.inbuf.store(buf.len(), Ordering::Relaxed);
-                if session.handle(lines) == Flow::Stop {
+                if session.handle(&mut lines) == Flow::Stop {
                     return;
                 }
                 if let Err(ProtoError::LineTooLong { limit }) = result {

@@ -64,6 +64,10 @@ pub(crate) struct Session {
     sync_seen: Option<HashMap<Bytes, Entry>>,
     /// Permission refusals so far (a refused command is never replicated).
     denials: u64,
+    /// Replies of the current batch, queued to the outbox as one piece at its end.
+    out: BytesMut,
+    /// Whether this connection is a monitor (its own DEBUG lines follow its replies).
+    monitoring: bool,
 }
 
 impl Session {
@@ -119,6 +123,8 @@ impl Session {
             deferred: Vec::new(),
             sync_seen: None,
             denials: 0,
+            out: BytesMut::new(),
+            monitoring: false,
         }
     }
 
@@ -190,8 +196,21 @@ impl Session {
         String::from_utf8_lossy(&self.cid).into_owned()
     }
 
-    fn reply(&self, reply: Reply) {
-        self.outbox.push(reply.to_bytes());
+    fn reply(&mut self, reply: Reply) {
+        reply.encode(&mut self.out);
+    }
+
+    /// Queues the replies gathered so far; done before anything else reaches this outbox.
+    fn flush_out(&mut self) {
+        if !self.out.is_empty() {
+            self.outbox.push(self.out.split().freeze());
+        }
+    }
+
+    /// Closes this connection after its replies.
+    fn close_self(&mut self, reason: CloseReason) {
+        self.flush_out();
+        self.outbox.close(reason);
     }
 
     fn error(&mut self, err: ClientError<'_>) {
@@ -226,24 +245,31 @@ impl Session {
 
     /// Executes a batch of complete lines in order. While our master holds the sync lock, lines
     /// of other connections wait (reading goes on) and run, in order, once it is released.
-    pub(crate) fn handle(&mut self, lines: Vec<Bytes>) -> Flow {
+    /// `lines` is drained (its allocation is reused by the caller).
+    pub(crate) fn handle(&mut self, lines: &mut Vec<Bytes>) -> Flow {
         if lines.is_empty() && self.deferred.is_empty() {
             return Flow::Continue;
         }
         let shared = self.shared.clone();
         let mut state = shared.lock();
         if state.sync_locked && self.link != Link::ToMaster {
-            self.deferred.extend(lines);
+            self.deferred.append(lines);
             return Flow::Continue;
         }
-        let mut batch = std::mem::take(&mut self.deferred);
-        batch.extend(lines);
-        for line in batch {
+        if !self.deferred.is_empty() {
+            let mut waited = std::mem::take(&mut self.deferred);
+            waited.append(lines);
+            *lines = waited;
+        }
+        let mut flow = Flow::Continue;
+        for line in lines.drain(..) {
             if self.handle_line(&mut state, line) == Flow::Stop {
-                return Flow::Stop;
+                flow = Flow::Stop;
+                break;
             }
         }
-        Flow::Continue
+        self.flush_out();
+        flow
     }
 
     fn handle_line(&mut self, state: &mut State, line: Bytes) -> Flow {
@@ -278,6 +304,9 @@ impl Session {
             replicate(state, self.id, &line);
         }
         if logged {
+            if self.monitoring {
+                self.flush_out();
+            }
             state.debug(&self.cid, &line);
         }
         flow
@@ -297,6 +326,7 @@ impl Session {
                 Stats::bump(&self.shared.stats.auth_failures);
                 tracing::info!(cid = %self.cid_str(), "login failed");
                 self.perms = None;
+                self.flush_out();
                 self.outbox.push_last(
                     Reply::Overhead {
                         flags: Flags::AUTH_FAILED,
@@ -404,13 +434,11 @@ impl Session {
             }
             Request::KeyList => {
                 if self.allowed(|p| p.read) {
-                    let mut out = bytes::BytesMut::new();
-                    Reply::KeyListStart.encode(&mut out);
+                    Reply::KeyListStart.encode(&mut self.out);
                     for key in state.cache.keys_sorted() {
-                        Reply::Key { key }.encode(&mut out);
+                        Reply::Key { key }.encode(&mut self.out);
                     }
-                    Reply::KeyListEnd.encode(&mut out);
-                    self.outbox.push(out.freeze());
+                    Reply::KeyListEnd.encode(&mut self.out);
                 }
             }
             Request::ClearCache => {
@@ -430,11 +458,12 @@ impl Session {
             }
             Request::Monitor | Request::Unmonitor => {
                 if self.allowed(|p| p.manage) {
-                    state.set_monitor(self.id, matches!(request, Request::Monitor));
+                    self.monitoring = matches!(request, Request::Monitor);
+                    state.set_monitor(self.id, self.monitoring);
                 }
             }
             Request::Quit => {
-                self.outbox.close(CloseReason::Quit);
+                self.close_self(CloseReason::Quit);
                 return Flow::Stop;
             }
             Request::Ping => {
@@ -451,17 +480,16 @@ impl Session {
             }
             Request::ClientList => {
                 if self.allowed(|p| p.manage) {
-                    let mut out = bytes::BytesMut::new();
-                    Reply::ClientListStart.encode(&mut out);
+                    Reply::ClientListStart.encode(&mut self.out);
                     for entry in state.client_entries() {
-                        Reply::Client(Box::new(entry)).encode(&mut out);
+                        Reply::Client(Box::new(entry)).encode(&mut self.out);
                     }
-                    Reply::ClientListEnd.encode(&mut out);
-                    self.outbox.push(out.freeze());
+                    Reply::ClientListEnd.encode(&mut self.out);
                 }
             }
             Request::ClientDisconnect { cid } => {
                 if self.allowed(|p| p.manage) {
+                    self.flush_out();
                     if let Some(target) = state.find_cid(&cid).and_then(|id| state.conn(id)) {
                         tracing::info!(by = %self.cid_str(), target = %String::from_utf8_lossy(&cid), "client disconnected by request");
                         target
@@ -476,8 +504,8 @@ impl Session {
             Request::Flush { id } => self.reply(Reply::Flushed { id }),
             Request::Stats => {
                 if self.allowed(|p| p.manage) {
-                    let mut out = bytes::BytesMut::new();
-                    Reply::StatsStart.encode(&mut out);
+                    let out = &mut self.out;
+                    Reply::StatsStart.encode(out);
                     let mut stats = self.shared.stats.snapshot();
                     stats.push(("cache_entries", state.cache.len() as u64));
                     for (name, value) in stats {
@@ -485,15 +513,14 @@ impl Session {
                             name: Bytes::from_static(name.as_bytes()),
                             value: Bytes::from(value.to_string()),
                         }
-                        .encode(&mut out);
+                        .encode(out);
                     }
-                    Reply::StatsEnd.encode(&mut out);
-                    self.outbox.push(out.freeze());
+                    Reply::StatsEnd.encode(out);
                 }
             }
             Request::Timeout if self.link != Link::None && self.allowed(|p| p.interclacks) => {
                 tracing::warn!(cid = %self.cid_str(), "peer says our link timed out; dropping it");
-                self.outbox.close(CloseReason::Timeout);
+                self.close_self(CloseReason::Timeout);
                 return Flow::Stop;
             }
             Request::Timeout | Request::Unknown { .. } => {
@@ -527,6 +554,7 @@ impl Session {
                 return Flow::Continue;
             }
             tracing::info!(by = %self.cid_str(), "closing all connections (OVERHEAD C)");
+            self.flush_out();
             if flags.contains(Flags::FORWARD) {
                 let close_tree = Bytes::from_static(b"\r\nOVERHEAD GC 1\r\n");
                 for id in state.links().to_vec() {
@@ -584,6 +612,7 @@ impl Session {
             }
             .to_bytes();
             let except = (!flags.contains(Flags::RETURN_TO_SENDER)).then_some(self.id);
+            self.flush_out();
             state.broadcast(except, &line);
         }
         Flow::Continue
@@ -622,6 +651,7 @@ impl Session {
         keysync_lines(state.cache.iter(), &mut out);
         overhead(Flags::LOCK, Bytes::from_static(b"0"), &mut out);
         Reply::Ping.encode(&mut out);
+        self.flush_out();
         self.outbox.push_force(out.freeze());
     }
 
@@ -656,6 +686,7 @@ impl Session {
             sent,
             "sync lock off: sent our newer records"
         );
+        self.flush_out();
         self.outbox.push_force(out.freeze());
     }
 }
