@@ -24,6 +24,7 @@
 
 mod error;
 mod frame;
+pub mod memcache;
 pub mod overhead;
 mod reply;
 mod request;

@@ -141,6 +141,37 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     /// Seconds added to the clock (`CLACKS_SIMULATED_TIME_OFFSET`).
     pub time_offset: f64,
+    /// The memcached text protocol listener (`<memcached>`, extension); off when `None`.
+    pub memcached: Option<Memcached>,
+}
+
+/// Where the memcached text protocol is served (`<memcached>`). memcached has no
+/// authentication, so a port without `<ip>` listens on 127.0.0.1 only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Memcached {
+    /// Addresses for `<port>` (default `127.0.0.1`).
+    pub ips: Vec<String>,
+    /// TCP port (plain TCP, like memcached).
+    pub port: Option<u16>,
+    /// Unix sockets.
+    pub sockets: Vec<PathBuf>,
+    /// Largest item value in bytes (`<maxitemsize>`, default 1 MiB).
+    pub max_item_size: usize,
+}
+
+impl Memcached {
+    /// The default largest item: 1 MiB, as memcached's.
+    pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
+
+    /// A listener on `127.0.0.1:port`.
+    pub fn on_port(port: u16) -> Memcached {
+        Memcached {
+            ips: vec!["127.0.0.1".into()],
+            port: Some(port),
+            sockets: Vec::new(),
+            max_item_size: Self::DEFAULT_MAX_ITEM_SIZE,
+        }
+    }
 }
 
 impl Config {
@@ -169,12 +200,13 @@ impl Config {
             cache_clean_interval: Duration::from_secs(60),
             stalled_write_timeout: Duration::from_secs(60),
             interclacks_stalled_write_timeout: Duration::from_secs(120),
-            max_line_length: 1024 * 1024,
+            max_line_length: 2 * 1024 * 1024,
             max_connections: 10_000,
             max_out_buffer: 16 * 1024 * 1024,
             tls_handshake_timeout: Duration::from_secs(10),
             worker_threads: None,
             time_offset: 0.0,
+            memcached: None,
         }
     }
 
@@ -366,6 +398,7 @@ const KNOWN: &[&str] = &[
     "maxoutbuffer",
     "tlshandshaketimeout",
     "workerthreads",
+    "memcached",
 ];
 
 impl Element {
@@ -415,6 +448,38 @@ impl Element {
                 invalid(name, format!("expected a positive whole number, got {t:?}"))
             }),
         }
+    }
+
+    fn memcached(&self) -> Result<Memcached, ConfigError> {
+        let mut ips: Vec<String> = self.all("ip").map(|e| e.text.trim().to_string()).collect();
+        let port = match self.text_of("port") {
+            None => None,
+            Some(p) => Some(p.parse::<u16>().map_err(|_| {
+                invalid(
+                    "memcached/port",
+                    format!("expected a port number, got {p:?}"),
+                )
+            })?),
+        };
+        if port.is_none() && !ips.is_empty() {
+            return Err(invalid("memcached/port", "required when <ip> is given"));
+        }
+        if port.is_some() && ips.is_empty() {
+            ips.push("127.0.0.1".into());
+        }
+        let sockets: Vec<PathBuf> = self
+            .all("socket")
+            .map(|e| PathBuf::from(e.text.trim()))
+            .collect();
+        if port.is_none() && sockets.is_empty() {
+            return Err(invalid("memcached", "needs <port> (and <ip>) or <socket>"));
+        }
+        Ok(Memcached {
+            ips,
+            port,
+            sockets,
+            max_item_size: self.count("maxitemsize", Memcached::DEFAULT_MAX_ITEM_SIZE)?,
+        })
     }
 
     fn into_config(self) -> Result<Config, ConfigError> {
@@ -550,6 +615,22 @@ impl Element {
         c.tls_handshake_timeout = self.seconds("tlshandshaketimeout", 10)?;
         if self.first("workerthreads").is_some() {
             c.worker_threads = Some(self.count("workerthreads", 1)?);
+        }
+        if let Some(m) = self.first("memcached") {
+            c.memcached = Some(m.memcached()?);
+        }
+        if let Some(m) = &c.memcached {
+            // A stored value must fit on one interclacks line (base64 makes text 4/3 longer).
+            let needed = m.max_item_size.saturating_mul(4) / 3 + 512;
+            if needed > c.max_line_length {
+                return Err(invalid(
+                    "memcached/maxitemsize",
+                    format!(
+                        "{} bytes needs a <maxlinelength> of at least {needed}",
+                        m.max_item_size
+                    ),
+                ));
+            }
         }
         if c.ips.is_empty() && c.sockets.is_empty() {
             return Err(invalid(

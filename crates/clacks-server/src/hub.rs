@@ -23,6 +23,9 @@ use crate::Config;
 /// Connection number, unique for the life of the process.
 pub(crate) type ConnId = u64;
 
+/// No connection (connection numbers start at 1): the origin of changes made over memcached.
+pub(crate) const NO_CONN: ConnId = 0;
+
 /// What a user may do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Perms {
@@ -97,6 +100,8 @@ pub(crate) struct Shared {
     pub(crate) main_token: Bytes,
     /// Follows `State::sync_locked`, so waiting connections wake up when the sync lock ends.
     pub(crate) sync_lock: tokio::sync::watch::Sender<bool>,
+    /// When the server started.
+    pub(crate) started: std::time::Instant,
 }
 
 /// Server name and version in the greeting.
@@ -157,6 +162,7 @@ impl Shared {
             greeting: greeting.freeze(),
             main_token,
             sync_lock: tokio::sync::watch::Sender::new(false),
+            started: std::time::Instant::now(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod config;
 mod conn;
 pub mod datadir;
 mod hub;
+mod memcache;
 mod outbox;
 mod persistence;
 mod server;
@@ -29,7 +30,7 @@ pub mod tls;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Memcached};
 pub use server::{Listeners, Server};
 
 /// Errors starting or running the server.

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,57 +29,82 @@ pub struct Listeners {
     pub tcp: Vec<TcpListener>,
     /// Unix socket listeners with their paths (removed at shutdown).
     pub unix: Vec<(UnixListener, PathBuf)>,
+    /// memcached text protocol listeners (plain TCP).
+    pub memcached_tcp: Vec<TcpListener>,
+    /// memcached text protocol Unix sockets with their paths (removed at shutdown).
+    pub memcached_unix: Vec<(UnixListener, PathBuf)>,
 }
 
 impl Listeners {
-    /// Binds every `<ip>` × `<port>` and every `<socket>` of `config`. A stale socket file is
-    /// replaced; `socketchmod` and `socketcommands` are applied to each socket.
+    /// Binds every `<ip>` × `<port>` and every `<socket>` of `config`, and those of its
+    /// `<memcached>` section. A stale socket file is replaced; `socketchmod` and
+    /// `socketcommands` are applied to each socket.
     pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
-        let mut out = Listeners::default();
-        if let Some(port) = config.port {
-            for ip in &config.ips {
-                let addr = if ip.contains(':') {
-                    format!("[{ip}]:{port}")
-                } else {
-                    format!("{ip}:{port}")
-                };
-                let l = TcpListener::bind(&addr)
-                    .await
-                    .map_err(|source| ServerError::Bind {
-                        addr: addr.clone(),
-                        source,
-                    })?;
-                out.tcp.push(l);
-            }
-        }
+        let mut out = Listeners {
+            tcp: bind_tcp(&config.ips, config.port).await?,
+            ..Listeners::default()
+        };
         for path in &config.sockets {
-            if let Ok(meta) = std::fs::symlink_metadata(path) {
-                use std::os::unix::fs::FileTypeExt;
-                if meta.file_type().is_socket() {
-                    tracing::info!(path = %path.display(), "removing stale socket file");
-                    let _ = std::fs::remove_file(path);
-                }
+            out.unix.push((bind_unix(path, config)?, path.clone()));
+        }
+        if let Some(m) = &config.memcached {
+            out.memcached_tcp = bind_tcp(&m.ips, m.port).await?;
+            for path in &m.sockets {
+                out.memcached_unix
+                    .push((bind_unix(path, config)?, path.clone()));
             }
-            let l = UnixListener::bind(path).map_err(|source| ServerError::Bind {
-                addr: path.display().to_string(),
-                source,
-            })?;
-            if let Some(mode) = config.socketchmod {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                    .map_err(|e| ServerError::io(path, e))?;
-            }
-            for cmd in &config.socketcommands {
-                tracing::info!(command = %cmd, "running socket command");
-                match std::process::Command::new("sh").arg("-c").arg(cmd).status() {
-                    Ok(s) if s.success() => {}
-                    Ok(s) => tracing::warn!(command = %cmd, status = %s, "socket command failed"),
-                    Err(e) => tracing::warn!(command = %cmd, error = %e, "socket command failed"),
-                }
-            }
-            out.unix.push((l, path.clone()));
         }
         Ok(out)
     }
+}
+
+async fn bind_tcp(ips: &[String], port: Option<u16>) -> Result<Vec<TcpListener>, ServerError> {
+    let mut out = Vec::new();
+    let Some(port) = port else {
+        return Ok(out);
+    };
+    for ip in ips {
+        let addr = if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        };
+        let l = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+fn bind_unix(path: &Path, config: &Config) -> Result<UnixListener, ServerError> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if meta.file_type().is_socket() {
+            tracing::info!(path = %path.display(), "removing stale socket file");
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let l = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+        addr: path.display().to_string(),
+        source,
+    })?;
+    if let Some(mode) = config.socketchmod {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| ServerError::io(path, e))?;
+    }
+    for cmd in &config.socketcommands {
+        tracing::info!(command = %cmd, "running socket command");
+        match std::process::Command::new("sh").arg("-c").arg(cmd).status() {
+            Ok(s) if s.success() => {}
+            Ok(s) => tracing::warn!(command = %cmd, status = %s, "socket command failed"),
+            Err(e) => tracing::warn!(command = %cmd, error = %e, "socket command failed"),
+        }
+    }
+    Ok(l)
 }
 
 /// A configured server, ready to run.
@@ -179,7 +204,18 @@ impl Server {
         for (l, path) in listeners.unix {
             tracing::info!(path = %path.display(), "listening on Unix socket");
             socket_paths.push(path);
-            tracker.spawn(accept_unix(l, accepting.clone()));
+            tracker.spawn(accept_unix(l, Protocol::Clacks, accepting.clone()));
+        }
+        for l in listeners.memcached_tcp {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "memcached protocol listening on TCP");
+            }
+            tracker.spawn(accept_memcached_tcp(l, accepting.clone()));
+        }
+        for (l, path) in listeners.memcached_unix {
+            tracing::info!(path = %path.display(), "memcached protocol listening on Unix socket");
+            socket_paths.push(path);
+            tracker.spawn(accept_unix(l, Protocol::Memcached, accepting.clone()));
         }
         let persist = shared.config.persistence_file.clone().map(|path| {
             tokio::spawn(persist_loop(
@@ -254,7 +290,7 @@ impl Accepting {
 
     /// Takes a connection slot (if one is free) and serves the stream `open` yields in its own
     /// task; over `maxconnections` the peer is told why and closed.
-    fn spawn<S, F>(&self, open: F)
+    fn spawn<S, F>(&self, protocol: Protocol, open: F)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         F: Future<Output = Option<(S, Peer)>> + Send + 'static,
@@ -266,9 +302,18 @@ impl Accepting {
             let Some((stream, peer)) = open.await else {
                 return;
             };
-            match permit {
-                Some(_permit) => crate::conn::serve(shared, stream, peer, cancel).await,
-                None => reject(&shared, stream).await,
+            match (permit, protocol) {
+                (Some(_permit), Protocol::Clacks) => {
+                    crate::conn::serve(shared, stream, peer, cancel).await
+                }
+                (Some(_permit), Protocol::Memcached) => {
+                    let who = match peer {
+                        Peer::Tcp(addr) => addr.to_string(),
+                        _ => "unixdomainsocket".to_string(),
+                    };
+                    crate::memcache::serve(shared, stream, who, cancel).await
+                }
+                (None, _) => reject(&shared, stream, protocol).await,
             }
         });
     }
@@ -279,7 +324,7 @@ async fn accept_tcp(listener: TcpListener, tls: TlsAcceptor, accepting: Acceptin
         let _ = tcp.set_nodelay(true);
         let tls = tls.clone();
         let shared = accepting.shared.clone();
-        accepting.spawn(async move {
+        accepting.spawn(Protocol::Clacks, async move {
             let handshake =
                 tokio::time::timeout(shared.config.tls_handshake_timeout, tls.accept(tcp)).await;
             let failure = match handshake {
@@ -294,24 +339,46 @@ async fn accept_tcp(listener: TcpListener, tls: TlsAcceptor, accepting: Acceptin
     }
 }
 
-async fn accept_unix(listener: UnixListener, accepting: Accepting) {
+async fn accept_unix(listener: UnixListener, protocol: Protocol, accepting: Accepting) {
     while let Some((stream, _)) = accepting.next(|| listener.accept()).await {
-        accepting.spawn(async move { Some((stream, Peer::Unix)) });
+        accepting.spawn(protocol, async move { Some((stream, Peer::Unix)) });
     }
 }
 
+async fn accept_memcached_tcp(listener: TcpListener, accepting: Accepting) {
+    while let Some((tcp, addr)) = accepting.next(|| listener.accept()).await {
+        let _ = tcp.set_nodelay(true);
+        accepting.spawn(
+            Protocol::Memcached,
+            async move { Some((tcp, Peer::Tcp(addr))) },
+        );
+    }
+}
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Clacks,
+    Memcached,
+}
+
 /// Tells a connection over `maxconnections` why it is refused, then closes it.
-async fn reject<S: AsyncWrite + Unpin>(shared: &Shared, mut stream: S) {
+async fn reject<S: AsyncWrite + Unpin>(shared: &Shared, mut stream: S, protocol: Protocol) {
     Stats::bump(&shared.stats.connections_rejected);
     tracing::warn!(
         limit = shared.config.max_connections,
+        ?protocol,
         "connection refused: too many connections"
     );
-    let line = Reply::Overhead {
-        flags: Flags::ERROR,
-        value: "too_many_connections".into(),
-    }
-    .to_bytes();
+    let line = match protocol {
+        Protocol::Clacks => Reply::Overhead {
+            flags: Flags::ERROR,
+            value: "too_many_connections".into(),
+        }
+        .to_bytes(),
+        // memcached's own text for this case.
+        Protocol::Memcached => bytes::Bytes::from_static(b"ERROR Too many open connections\r\n"),
+    };
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         stream.write_all(&line).await?;
         stream.shutdown().await

@@ -389,16 +389,12 @@ impl Session {
                         0.0
                     };
                     let deleted = &mode[..] == b"D";
-                    let remote = Entry {
-                        data: if deleted { Bytes::new() } else { value },
-                        cachetime: ctime,
-                        accesstime: atime,
-                        deleted,
-                    };
+                    let data = if deleted { Bytes::new() } else { value };
+                    let remote = Entry::new(data, ctime, atime, deleted);
                     if let Some(seen) = self.sync_seen.as_mut() {
                         seen.insert(Bytes::copy_from_slice(&key), remote.clone());
                     }
-                    if state.cache.merge(key, remote) {
+                    if state.cache.merge(key, remote, now) {
                         replicate(state, self.id, line);
                     }
                 }
@@ -435,7 +431,7 @@ impl Session {
             Request::KeyList => {
                 if self.allowed(|p| p.read) {
                     Reply::KeyListStart.encode(&mut self.out);
-                    for key in state.cache.keys_sorted() {
+                    for key in state.cache.keys_sorted(now) {
                         Reply::Key { key }.encode(&mut self.out);
                     }
                     Reply::KeyListEnd.encode(&mut self.out);
@@ -648,7 +644,12 @@ impl Session {
             Bytes::from(format_float(self.shared.now())),
             &mut out,
         );
-        keysync_lines(state.cache.iter(), &mut out);
+        let now = self.shared.now();
+        let cache = &state.cache;
+        keysync_lines(
+            cache.iter().filter(|(_, e)| cache.current(e, now)),
+            &mut out,
+        );
         overhead(Flags::LOCK, Bytes::from_static(b"0"), &mut out);
         Reply::Ping.encode(&mut out);
         self.flush_out();
@@ -673,9 +674,11 @@ impl Session {
             value: Bytes::from(format_float(self.shared.now())),
         }
         .encode(&mut out);
-        let ours = state
-            .cache
+        let now = self.shared.now();
+        let cache = &state.cache;
+        let ours = cache
             .iter()
+            .filter(|(_, local)| cache.current(local, now))
             .filter(|(key, local)| match seen.get(*key) {
                 None => true,
                 Some(remote) => local.cachetime > remote.cachetime && !same_value(local, remote),
@@ -753,6 +756,7 @@ pub(crate) fn cleanup(shared: &Shared) {
         let text = match c {
             Cleaned::Deleted(k) => [&b"CLEANDELETED="[..], &k].concat(),
             Cleaned::Stale(k) => [&b"CLEANSTALE="[..], &k].concat(),
+            Cleaned::Expired(k) => [&b"CLEANEXPIRED="[..], &k].concat(),
         };
         state.debug(b"SERVERCACHE", &text);
     }

@@ -36,9 +36,51 @@ counters! {
     messages_delivered: "NOTIFY/SET lines delivered to listeners.",
     persistence_saves: "Persistence files written.",
     persistence_errors: "Persistence writes that failed.",
+    memcached_connections: "memcached protocol connections accepted (also in `connections_accepted`).",
+    memcached_commands: "memcached protocol requests executed.",
+    memcached_get_hits: "memcached `get`/`gets` keys found.",
+    memcached_get_misses: "memcached `get`/`gets` keys not found.",
+    memcached_sets: "memcached storage commands (`set`, `add`, `replace`, `append`, `prepend`, `cas`).",
+    memcached_cas_hits: "memcached `cas` that stored.",
+    memcached_cas_misses: "memcached `cas` of a missing key.",
+    memcached_cas_badval: "memcached `cas` with a stale unique.",
+    memcached_delete_hits: "memcached `delete` of a present key.",
+    memcached_delete_misses: "memcached `delete` of a missing key.",
+    memcached_incr_hits: "memcached `incr` of a present key.",
+    memcached_incr_misses: "memcached `incr` of a missing key.",
+    memcached_decr_hits: "memcached `decr` of a present key.",
+    memcached_decr_misses: "memcached `decr` of a missing key.",
+    memcached_touch_hits: "memcached `touch`/`gat`/`gats` keys found.",
+    memcached_touch_misses: "memcached `touch`/`gat`/`gats` keys not found.",
+    memcached_flushes: "memcached `flush_all` commands.",
+    memcached_too_large: "memcached items refused for being over `maxitemsize`.",
+    memcached_client_errors: "memcached `ERROR`/`CLIENT_ERROR` replies (malformed requests).",
 }
 
 impl Stats {
+    /// memcached's `stats reset`: zeroes the memcached command counters.
+    pub fn reset_memcached(&self) {
+        for c in [
+            &self.memcached_get_hits,
+            &self.memcached_get_misses,
+            &self.memcached_sets,
+            &self.memcached_cas_hits,
+            &self.memcached_cas_misses,
+            &self.memcached_cas_badval,
+            &self.memcached_delete_hits,
+            &self.memcached_delete_misses,
+            &self.memcached_incr_hits,
+            &self.memcached_incr_misses,
+            &self.memcached_decr_hits,
+            &self.memcached_decr_misses,
+            &self.memcached_touch_hits,
+            &self.memcached_touch_misses,
+            &self.memcached_flushes,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Adds one to a counter.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);

@@ -49,6 +49,10 @@ pub struct TestServer {
     pub socket: PathBuf,
     /// The self-signed certificate (PEM file).
     pub cert: PathBuf,
+    /// The memcached protocol TCP address.
+    pub memcached: SocketAddr,
+    /// The memcached protocol Unix socket.
+    pub memcached_socket: PathBuf,
     /// The server.
     pub server: Server,
     stop: CancellationToken,
@@ -89,16 +93,29 @@ impl TestServer {
         }
         let socket = dir.path().join("clacks.sock");
         let _ = std::fs::remove_file(&socket);
+        let memcached_socket = dir.path().join("memcached.sock");
+        let _ = std::fs::remove_file(&memcached_socket);
         let mut config = base_config();
         config.tls_cert = Some(cert.clone());
         config.tls_key = Some(key);
+        config.memcached = Some(crate::Memcached {
+            ips: Vec::new(),
+            port: None,
+            sockets: vec![memcached_socket.clone()],
+            max_item_size: crate::Memcached::DEFAULT_MAX_ITEM_SIZE,
+        });
         tweak(&mut config);
         let tcp = TcpListener::bind(bind).await.expect("bind TCP");
         let addr = tcp.local_addr().expect("local addr");
         let unix = UnixListener::bind(&socket).expect("bind socket");
+        let mc_tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind TCP");
+        let memcached = mc_tcp.local_addr().expect("local addr");
+        let mc_unix = UnixListener::bind(&memcached_socket).expect("bind socket");
         let listeners = Listeners {
             tcp: vec![tcp],
             unix: vec![(unix, socket.clone())],
+            memcached_tcp: vec![mc_tcp],
+            memcached_unix: vec![(mc_unix, memcached_socket.clone())],
         };
         let server = Server::new(config).expect("server");
         let stop = CancellationToken::new();
@@ -113,6 +130,8 @@ impl TestServer {
             addr,
             socket,
             cert,
+            memcached,
+            memcached_socket,
             server,
             stop,
             handle: Some(handle),

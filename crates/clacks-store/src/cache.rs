@@ -16,6 +16,33 @@ pub struct Entry {
     pub accesstime: f64,
     /// Whether this is a tombstone.
     pub deleted: bool,
+    /// memcached client flags (0 for values written over Clacks).
+    pub flags: u32,
+    /// When the value expires (seconds since the epoch), 0 for never. Set over memcached only;
+    /// local to this server.
+    pub expires: f64,
+    /// memcached CAS unique, new at every write (never persisted or replicated).
+    pub cas: u64,
+}
+
+impl Entry {
+    /// A record without memcached flags or expiry.
+    pub fn new(data: Bytes, cachetime: f64, accesstime: f64, deleted: bool) -> Entry {
+        Entry {
+            data,
+            cachetime,
+            accesstime,
+            deleted,
+            flags: 0,
+            expires: 0.0,
+            cas: 0,
+        }
+    }
+
+    /// Whether the record holds a value that has not expired.
+    pub fn is_live(&self, now: f64) -> bool {
+        !self.deleted && (self.expires == 0.0 || self.expires > now)
+    }
 }
 
 /// What a cleanup pass purged.
@@ -25,6 +52,8 @@ pub enum Cleaned {
     Deleted(Bytes),
     /// A live entry not accessed within the stale lifetime.
     Stale(Bytes),
+    /// An entry past its memcached expiry time (or flushed by `flush_all`).
+    Expired(Bytes),
 }
 
 /// The key/value cache.
@@ -34,17 +63,48 @@ pub enum Cleaned {
 #[derive(Debug, Default, Clone)]
 pub struct Cache {
     /// Randomly seeded fast hashing (keys come from clients, so not a fixed-seed hash).
-    map: HashMap<Bytes, Entry, foldhash::fast::RandomState>,
+    pub(crate) map: HashMap<Bytes, Entry, foldhash::fast::RandomState>,
     generation: u64,
+    /// The last CAS unique handed out.
+    last_cas: u64,
+    /// A pending memcached `flush_all <delay>`: from this time on, values written before it
+    /// are gone.
+    pub(crate) flush_at: Option<f64>,
 }
 
 impl Cache {
     /// A cache holding `entries`.
     pub fn from_entries(entries: impl IntoIterator<Item = (Bytes, Entry)>) -> Self {
-        Cache {
-            map: entries.into_iter().collect(),
-            generation: 0,
+        let mut cache = Cache::default();
+        for (key, mut entry) in entries {
+            entry.cas = cache.new_cas();
+            cache.map.insert(key, entry);
         }
+        cache
+    }
+
+    pub(crate) fn new_cas(&mut self) -> u64 {
+        self.last_cas += 1;
+        self.last_cas
+    }
+
+    /// Whether `e` holds a value at `now`: not a tombstone, not expired, not flushed.
+    pub fn alive(&self, e: &Entry, now: f64) -> bool {
+        alive_with(e, self.flush_at, now)
+    }
+
+    /// Whether `e` is still a record at `now`: a tombstone or a value that is [alive](Self::alive).
+    /// Expired values are not (they are purged by [`Cache::cleanup`]).
+    pub fn current(&self, e: &Entry, now: f64) -> bool {
+        e.deleted || self.alive(e, now)
+    }
+
+    /// The live record of `key`, for changing it.
+    pub(crate) fn alive_mut(&mut self, key: &[u8], now: f64) -> Option<&mut Entry> {
+        let flush_at = self.flush_at;
+        self.map
+            .get_mut(key)
+            .filter(|e| alive_with(e, flush_at, now))
     }
 
     /// Counter of persisted-state changes.
@@ -73,16 +133,21 @@ impl Cache {
     }
 
     fn put(&mut self, key: Bytes, data: Bytes, now: f64, deleted: bool) {
+        self.insert(key, Entry::new(data, now, now, deleted));
+    }
+
+    /// Writes a record with a new CAS unique.
+    pub(crate) fn insert(&mut self, key: Bytes, mut entry: Entry) {
         self.generation += 1;
-        self.map.insert(
-            own(key),
-            Entry {
-                data: own(data),
-                cachetime: now,
-                accesstime: now,
-                deleted,
-            },
-        );
+        // Like memcached, only values take a CAS unique (a delete uses none up).
+        entry.cas = if entry.deleted { 0 } else { self.new_cas() };
+        entry.data = own(entry.data);
+        self.map.insert(own(key), entry);
+    }
+
+    /// Counts a change of a record's persisted fields made in place.
+    pub(crate) fn touched(&mut self) {
+        self.generation += 1;
     }
 
     /// `STORE` / `SETANDSTORE`.
@@ -92,7 +157,7 @@ impl Cache {
 
     /// `RETRIEVE`: the live value, updating its access time.
     pub fn retrieve(&mut self, key: &[u8], now: f64) -> Option<Bytes> {
-        let entry = self.map.get_mut(key).filter(|e| !e.deleted)?;
+        let entry = self.alive_mut(key, now)?;
         entry.accesstime = now;
         Some(entry.data.clone())
     }
@@ -107,7 +172,7 @@ impl Cache {
     pub fn add(&mut self, key: Bytes, step: Option<&[u8]>, negate: bool, now: f64) -> Bytes {
         let step = step.map_or(Num::Int(1), numify);
         let old = match self.map.get(&key) {
-            Some(e) if !e.deleted && looks_like_number(&e.data) => numify(&e.data),
+            Some(e) if self.alive(e, now) && looks_like_number(&e.data) => numify(&e.data),
             _ => Num::Int(0),
         };
         let new = if negate { old - step } else { old + step };
@@ -116,9 +181,14 @@ impl Cache {
         value
     }
 
-    /// Every key, tombstones included, in byte order (`KEYLIST`).
-    pub fn keys_sorted(&self) -> Vec<Bytes> {
-        let mut keys: Vec<Bytes> = self.map.keys().cloned().collect();
+    /// Every key, tombstones included, expired values not, in byte order (`KEYLIST`).
+    pub fn keys_sorted(&self, now: f64) -> Vec<Bytes> {
+        let mut keys: Vec<Bytes> = self
+            .map
+            .iter()
+            .filter(|(_, e)| self.current(e, now))
+            .map(|(k, _)| k.clone())
+            .collect();
         keys.sort_unstable();
         keys
     }
@@ -127,34 +197,38 @@ impl Cache {
     pub fn clear(&mut self) {
         self.generation += 1;
         self.map.clear();
+        self.flush_at = None;
     }
 
     /// `KEYSYNC` merge: takes the peer's record if the key is unknown here or the peer's
     /// `cachetime` is strictly newer, unless it holds the same value (same data, same
     /// tombstone state): a record that only comes back with a later timestamp changes nothing.
     /// Returns whether the local record changed.
-    pub fn merge(&mut self, key: Bytes, remote: Entry) -> bool {
-        let newer = self
-            .map
-            .get(&key)
-            .is_none_or(|local| remote.cachetime > local.cachetime && !same_value(local, &remote));
+    /// A local value that has expired counts as unknown.
+    pub fn merge(&mut self, key: Bytes, mut remote: Entry, now: f64) -> bool {
+        let newer = self.map.get(&key).is_none_or(|local| {
+            !self.current(local, now)
+                || (remote.cachetime > local.cachetime && !same_value(local, &remote))
+        });
         if newer {
-            self.generation += 1;
-            let data = if remote.deleted {
-                Bytes::new()
-            } else {
-                own(remote.data)
-            };
-            self.map.insert(own(key), Entry { data, ..remote });
+            if remote.deleted {
+                remote.data = Bytes::new();
+            }
+            self.insert(key, remote);
         }
         newer
     }
 
     /// Purges tombstones older than `deleted_ttl` and live entries not accessed for `stale_ttl`.
+    /// Values past their memcached expiry (or flushed) go as well.
     pub fn cleanup(&mut self, now: f64, deleted_ttl: f64, stale_ttl: f64) -> Vec<Cleaned> {
         let mut cleaned = Vec::new();
+        let flush_at = self.flush_at.take_if(|t| now >= *t);
         self.map.retain(|key, e| {
-            if e.deleted && e.cachetime < now - deleted_ttl {
+            if !e.deleted && !alive_with(e, flush_at, now) {
+                cleaned.push(Cleaned::Expired(key.clone()));
+                false
+            } else if e.deleted && e.cachetime < now - deleted_ttl {
                 cleaned.push(Cleaned::Deleted(key.clone()));
                 false
             } else if !e.deleted && e.accesstime < now - stale_ttl {
@@ -172,6 +246,10 @@ impl Cache {
     }
 }
 
+fn alive_with(e: &Entry, flush_at: Option<f64>, now: f64) -> bool {
+    e.is_live(now) && !flush_at.is_some_and(|t| now >= t && e.cachetime < t)
+}
+
 /// Whether two records hold the same value (tombstones are equal whatever their data).
 pub fn same_value(a: &Entry, b: &Entry) -> bool {
     a.deleted == b.deleted && (a.deleted || a.data == b.data)
@@ -185,7 +263,7 @@ fn own(b: Bytes) -> Bytes {
 
 fn cleaned_key(c: &Cleaned) -> &Bytes {
     match c {
-        Cleaned::Deleted(k) | Cleaned::Stale(k) => k,
+        Cleaned::Deleted(k) | Cleaned::Stale(k) | Cleaned::Expired(k) => k,
     }
 }
 
@@ -210,7 +288,7 @@ mod tests {
         assert_eq!(c.retrieve(b"k", 14.0), None);
         assert!(c.get(b"k").unwrap().deleted);
         c.remove(b("never"), 15.0);
-        assert_eq!(c.keys_sorted(), vec![b("k"), b("never")]);
+        assert_eq!(c.keys_sorted(16.0), vec![b("k"), b("never")]);
     }
 
     #[test]
@@ -231,17 +309,12 @@ mod tests {
     fn merge_newest_wins_and_cleanup() {
         let mut c = Cache::default();
         c.store(b("k"), b("local"), 100.0);
-        let remote = |data: &str, t: f64, deleted: bool| Entry {
-            data: b(data),
-            cachetime: t,
-            accesstime: t,
-            deleted,
-        };
-        assert!(!c.merge(b("k"), remote("old", 99.0, false)));
-        assert!(!c.merge(b("k"), remote("same", 100.0, false)));
-        assert!(c.merge(b("k"), remote("REMOVED", 101.0, true)));
+        let remote = |data: &str, t: f64, deleted: bool| Entry::new(b(data), t, t, deleted);
+        assert!(!c.merge(b("k"), remote("old", 99.0, false), 100.0));
+        assert!(!c.merge(b("k"), remote("same", 100.0, false), 100.0));
+        assert!(c.merge(b("k"), remote("REMOVED", 101.0, true), 101.0));
         assert!(
-            !c.merge(b("k"), remote("", 102.0, true)),
+            !c.merge(b("k"), remote("", 102.0, true), 102.0),
             "same tombstone, later time"
         );
         assert_eq!(c.get(b"k").unwrap().cachetime, 101.0);

@@ -15,6 +15,7 @@
 
 mod cache;
 mod clock;
+pub mod memcache;
 pub mod number;
 pub mod persist;
 

@@ -74,6 +74,15 @@ pub fn encode(cache: &Cache) -> Vec<u8> {
         } else {
             b"\n  deleted: 0\n"
         });
+        // memcached fields, written only when set (the reference server keeps and ignores them).
+        if e.expires != 0.0 {
+            out.extend_from_slice(b"  expires: ");
+            out.extend_from_slice(format_time(e.expires).as_bytes());
+            out.push(b'\n');
+        }
+        if e.flags != 0 {
+            out.extend_from_slice(format!("  flags: {}\n", e.flags).as_bytes());
+        }
     }
     out.extend_from_slice(MARKER);
     out
@@ -111,12 +120,7 @@ pub fn decode(data: &[u8], now: f64) -> Result<(Cache, Format), PersistError> {
     let root = parse_yaml(body)?;
     let mut entries = Vec::new();
     for (key, record) in root.into_map()? {
-        let mut entry = Entry {
-            data: Bytes::new(),
-            cachetime: now,
-            accesstime: now,
-            deleted: false,
-        };
+        let mut entry = Entry::new(Bytes::new(), now, now, false);
         for (field, value) in record.into_map()? {
             let text = value.into_text()?;
             match field.into_text()?.as_str() {
@@ -124,6 +128,8 @@ pub fn decode(data: &[u8], now: f64) -> Result<(Cache, Format), PersistError> {
                 "cachetime" => entry.cachetime = time_of(&text, now),
                 "accesstime" => entry.accesstime = time_of(&text, now),
                 "deleted" => entry.deleted = !matches!(text.as_str(), "" | "0"),
+                "flags" => entry.flags = text.trim().parse().unwrap_or(0),
+                "expires" => entry.expires = text.trim().parse().unwrap_or(0.0),
                 _ => {}
             }
         }
@@ -179,22 +185,19 @@ fn decode_legacy(data: &[u8], now: f64) -> Result<Cache, PersistError> {
         let accesstime = access.get(&key).map_or(now, |t| time_of(t, now));
         entries.insert(
             Bytes::from(key.into_bytes()),
-            Entry {
-                data: Bytes::from(value.into_bytes()),
+            Entry::new(
+                Bytes::from(value.into_bytes()),
                 cachetime,
                 accesstime,
-                deleted: false,
-            },
+                false,
+            ),
         );
     }
     for (key, t) in times {
         let key = Bytes::from(key.into_bytes());
-        entries.entry(key).or_insert_with(|| Entry {
-            data: Bytes::new(),
-            cachetime: time_of(&t, now),
-            accesstime: now,
-            deleted: true,
-        });
+        entries
+            .entry(key)
+            .or_insert_with(|| Entry::new(Bytes::new(), time_of(&t, now), now, true));
     }
     Ok(Cache::from_entries(entries))
 }
@@ -319,12 +322,42 @@ mod tests {
             Bytes::from_static(b""),
             1795294612.0,
         );
+        let limits = crate::memcache::Limits {
+            item: 100,
+            stored: 200,
+        };
+        cache
+            .mc_store(
+                crate::memcache::Mode::Set,
+                Bytes::from_static(b"mc"),
+                crate::memcache::NewValue {
+                    data: Bytes::from_static(b"two\nlines"),
+                    flags: 42,
+                    expires: 1795299999.5,
+                },
+                limits,
+                1795294613.0,
+            )
+            .unwrap();
         let file = encode(&cache);
         let (back, _) = decode(&file, 0.0).unwrap();
-        let mut a: Vec<_> = cache.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
-        let mut b: Vec<_> = back.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
-        a.sort_by(|x, y| x.0.cmp(&y.0));
-        b.sort_by(|x, y| x.0.cmp(&y.0));
+        let records = |c: &Cache| {
+            let mut v: Vec<_> = c
+                .iter()
+                .map(|(k, e)| {
+                    (
+                        k.clone(),
+                        Entry {
+                            cas: 0,
+                            ..e.clone()
+                        },
+                    )
+                })
+                .collect();
+            v.sort_by(|x, y| x.0.cmp(&y.0));
+            v
+        };
+        let (a, b) = (records(&cache), records(&back));
         assert_eq!(a, b);
         let empty = encode(&Cache::default());
         assert_eq!(decode(&empty, 0.0).unwrap().0.len(), 0);

@@ -1,0 +1,414 @@
+//! The memcached text protocol listener: one task per connection that reads, executes every
+//! complete request against the shared cache under one lock, and writes the replies with one
+//! write. Writes that change the cache are replicated to interclacks links as Clacks `STORE` /
+//! `REMOVE` lines, so Clacks clients and other servers see them.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use clacks_proto::memcache::{self as proto, McDecoder, McFrame, McRequest, StoreMode};
+use clacks_proto::{ProtoError, Request};
+use clacks_store::memcache::{expires_at, Limits, Mode, NewValue, Refused};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Memcached;
+use crate::hub::{Shared, State, NO_CONN, SERVER_INFO};
+use crate::stats::Stats;
+
+/// Replies are written once this much is gathered, even in the middle of a batch.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// What the connection does after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Read more input.
+    Read,
+    /// More complete requests wait in the buffer (output was flushed early).
+    More,
+    /// Close after writing the output.
+    Close,
+}
+
+/// Serves one memcached connection until it closes. `who` names the peer in logs.
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    mut stream: S,
+    who: String,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let stats = &shared.stats;
+    Stats::bump(&stats.connections_accepted);
+    Stats::bump(&stats.memcached_connections);
+    stats.connections_current.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(peer = %who, "memcached connection");
+
+    let max_item = shared
+        .config
+        .memcached
+        .as_ref()
+        .map_or(Memcached::DEFAULT_MAX_ITEM_SIZE, |m| m.max_item_size);
+    let mut decoder = McDecoder::new(shared.config.max_line_length, max_item);
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut out = BytesMut::new();
+    let stalled = shared.config.stalled_write_timeout;
+    loop {
+        let next = execute_batch(&shared, &mut decoder, &mut buf, &mut out, max_item, &who);
+        if !out.is_empty() {
+            match tokio::time::timeout(stalled, stream.write_all(&out)).await {
+                Ok(Ok(())) => out.clear(),
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %who, error = %e, "memcached write failed");
+                    break;
+                }
+                Err(_) => {
+                    Stats::bump(&stats.stalled_writes);
+                    tracing::warn!(peer = %who, secs = stalled.as_secs_f64(), "writes stalled, closing memcached connection");
+                    break;
+                }
+            }
+        }
+        match next {
+            Next::Close => break,
+            Next::More => continue,
+            Next::Read => {}
+        }
+        let read = tokio::select! {
+            () = cancel.cancelled() => break,
+            read = stream.read_buf(&mut buf) => read,
+        };
+        if matches!(read, Ok(0) | Err(_)) {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    stats.connections_current.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!(peer = %who, "memcached connection closed");
+}
+
+/// Decodes and executes every complete request in `buf` (until `out` is large), under one lock.
+fn execute_batch(
+    shared: &Shared,
+    decoder: &mut McDecoder,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+    max_item: usize,
+    who: &str,
+) -> Next {
+    let mut state = None;
+    while out.len() < FLUSH_AT {
+        let frame = match decoder.decode(buf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Next::Read,
+            Err(e) => {
+                let ProtoError::LineTooLong { limit } = e else {
+                    return Next::Close;
+                };
+                Stats::bump(&shared.stats.lines_too_long);
+                tracing::warn!(peer = %who, limit, "memcached line too long, closing connection");
+                line(
+                    out,
+                    &format!("CLIENT_ERROR line too long (limit {limit} bytes)"),
+                );
+                return Next::Close;
+            }
+        };
+        let request = match frame {
+            McFrame::Request(request) => request,
+            McFrame::Reply { text, noreply } => {
+                if text.starts_with("ERROR") || text.starts_with("CLIENT_ERROR") {
+                    Stats::bump(&shared.stats.memcached_client_errors);
+                }
+                if !noreply {
+                    line(out, text);
+                }
+                continue;
+            }
+            McFrame::Close => return Next::Close,
+        };
+        if matches!(request, McRequest::Quit) {
+            return Next::Close;
+        }
+        let state = state.get_or_insert_with(|| shared.lock());
+        execute(shared, state, request, out, max_item);
+    }
+    Next::More
+}
+
+fn line(out: &mut BytesMut, text: &str) {
+    out.put_slice(text.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+fn reply(out: &mut BytesMut, noreply: bool, text: &str) {
+    if !noreply {
+        line(out, text);
+    }
+}
+
+fn execute(
+    shared: &Shared,
+    state: &mut State,
+    request: McRequest,
+    out: &mut BytesMut,
+    max_item: usize,
+) {
+    let stats = &shared.stats;
+    Stats::bump(&stats.memcached_commands);
+    let now = shared.now();
+    match request {
+        McRequest::Get { keys, cas, touch } => {
+            let touch = touch.map(|e| expires_at(e, now));
+            let (hits, misses) = if touch.is_some() {
+                (&stats.memcached_touch_hits, &stats.memcached_touch_misses)
+            } else {
+                (&stats.memcached_get_hits, &stats.memcached_get_misses)
+            };
+            for key in keys {
+                let Some(item) = state.cache.mc_get(&key, touch, now) else {
+                    Stats::bump(misses);
+                    continue;
+                };
+                Stats::bump(hits);
+                let mut num = itoa::Buffer::new();
+                out.reserve(key.len() + item.data.len() + 48);
+                out.put_slice(b"VALUE ");
+                out.put_slice(&key);
+                out.put_u8(b' ');
+                out.put_slice(num.format(item.flags).as_bytes());
+                out.put_u8(b' ');
+                out.put_slice(num.format(item.data.len()).as_bytes());
+                if cas {
+                    out.put_u8(b' ');
+                    out.put_slice(num.format(item.cas).as_bytes());
+                }
+                out.put_slice(b"\r\n");
+                out.put_slice(&item.data);
+                out.put_slice(b"\r\n");
+            }
+            out.put_slice(b"END\r\n");
+        }
+        McRequest::Store {
+            mode,
+            key,
+            flags,
+            exptime,
+            data,
+            noreply,
+        } => {
+            Stats::bump(&stats.memcached_sets);
+            let mode = match mode {
+                StoreMode::Set => Mode::Set,
+                StoreMode::Add => Mode::Add,
+                StoreMode::Replace => Mode::Replace,
+                StoreMode::Append => Mode::Append,
+                StoreMode::Prepend => Mode::Prepend,
+                StoreMode::Cas(unique) => Mode::Cas(unique),
+            };
+            let limits = Limits {
+                item: max_item,
+                // The replicated line (`KEYSYNC <times> U key=value`) must fit in a line.
+                stored: shared
+                    .config
+                    .max_line_length
+                    .saturating_sub(key.len() + 128),
+            };
+            let value = NewValue {
+                data,
+                flags,
+                expires: expires_at(exptime, now),
+            };
+            let result = state.cache.mc_store(mode, key.clone(), value, limits, now);
+            if let Mode::Cas(_) = mode {
+                Stats::bump(match result {
+                    Ok(_) => &stats.memcached_cas_hits,
+                    Err(Refused::Exists) => &stats.memcached_cas_badval,
+                    Err(_) => &stats.memcached_cas_misses,
+                });
+            }
+            let text = match result {
+                Ok(stored) => {
+                    replicate(state, Request::Store { key, value: stored });
+                    "STORED"
+                }
+                Err(Refused::Exists) => "EXISTS",
+                Err(Refused::NotFound) => "NOT_FOUND",
+                Err(Refused::TooLarge) => {
+                    Stats::bump(&stats.memcached_too_large);
+                    "SERVER_ERROR out of memory storing object"
+                }
+                Err(Refused::NotStored | Refused::NonNumeric) => "NOT_STORED",
+            };
+            reply(out, noreply, text);
+        }
+        McRequest::TooLarge { key, set, noreply } => {
+            Stats::bump(&stats.memcached_too_large);
+            tracing::info!(key = %String::from_utf8_lossy(&key), limit = max_item, "memcached item over maxitemsize refused");
+            // Like memcached, a failed `set` does not leave the old value behind.
+            if set && proto::key_ok(&key) && state.cache.mc_delete(key.clone(), now) {
+                replicate(state, Request::Remove { key });
+            }
+            reply(out, noreply, proto::TOO_LARGE);
+        }
+        McRequest::Delete { key, noreply } => {
+            let found = state.cache.mc_delete(key.clone(), now);
+            if found {
+                Stats::bump(&stats.memcached_delete_hits);
+                replicate(state, Request::Remove { key });
+                reply(out, noreply, "DELETED");
+            } else {
+                Stats::bump(&stats.memcached_delete_misses);
+                reply(out, noreply, "NOT_FOUND");
+            }
+        }
+        McRequest::Arith {
+            key,
+            incr,
+            delta,
+            noreply,
+        } => {
+            let (hits, misses) = if incr {
+                (&stats.memcached_incr_hits, &stats.memcached_incr_misses)
+            } else {
+                (&stats.memcached_decr_hits, &stats.memcached_decr_misses)
+            };
+            match state.cache.mc_arith(key.clone(), incr, delta, now) {
+                Ok((value, stored)) => {
+                    Stats::bump(hits);
+                    replicate(state, Request::Store { key, value: stored });
+                    reply(out, noreply, itoa::Buffer::new().format(value));
+                }
+                Err(Refused::NotFound) => {
+                    Stats::bump(misses);
+                    reply(out, noreply, "NOT_FOUND");
+                }
+                Err(_) => {
+                    Stats::bump(&stats.memcached_client_errors);
+                    reply(
+                        out,
+                        noreply,
+                        "CLIENT_ERROR cannot increment or decrement non-numeric value",
+                    );
+                }
+            }
+        }
+        McRequest::Touch {
+            key,
+            exptime,
+            noreply,
+        } => {
+            if state.cache.mc_touch(&key, expires_at(exptime, now), now) {
+                Stats::bump(&stats.memcached_touch_hits);
+                reply(out, noreply, "TOUCHED");
+            } else {
+                Stats::bump(&stats.memcached_touch_misses);
+                reply(out, noreply, "NOT_FOUND");
+            }
+        }
+        McRequest::FlushAll { delay, noreply } => {
+            Stats::bump(&stats.memcached_flushes);
+            let at = if delay > 0 {
+                expires_at(delay, now)
+            } else {
+                now
+            };
+            tracing::info!(delay, "memcached flush_all (local to this server)");
+            state.cache.mc_flush(at, now);
+            reply(out, noreply, "OK");
+        }
+        McRequest::Version => {
+            line(out, &format!("VERSION {}", version()));
+        }
+        McRequest::Verbosity { noreply } => reply(out, noreply, "OK"),
+        McRequest::Stats { reset: true } => {
+            stats.reset_memcached();
+            line(out, "RESET");
+        }
+        McRequest::Stats { reset: false } => stats_reply(shared, state, out, now),
+        McRequest::Quit => {}
+    }
+}
+
+/// The version memcached clients see: a memcached-style number they can parse, then ours.
+fn version() -> String {
+    format!("1.6.0-{}", SERVER_INFO.replace(' ', "-"))
+}
+
+/// Relays a cache change to every interclacks link.
+fn replicate(state: &State, request: Request) {
+    if state.links().is_empty() {
+        return;
+    }
+    let mut line = BytesMut::new();
+    request.encode(&mut line);
+    state.forward(NO_CONN, &line.freeze());
+}
+
+fn stats_reply(shared: &Shared, state: &State, out: &mut BytesMut, now: f64) {
+    let s = &shared.stats;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let (mut items, mut bytes) = (0u64, 0u64);
+    for (key, e) in state.cache.iter() {
+        if state.cache.alive(e, now) {
+            items += 1;
+            bytes += (key.len() + e.data.len()) as u64;
+        }
+    }
+    let started = shared.started.elapsed().as_secs();
+    let threads = shared
+        .config
+        .worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let rows: Vec<(&str, String)> = vec![
+        ("pid", std::process::id().to_string()),
+        ("uptime", started.to_string()),
+        ("time", (now as u64).to_string()),
+        ("version", version()),
+        ("pointer_size", (usize::BITS).to_string()),
+        ("curr_connections", get(&s.connections_current).to_string()),
+        (
+            "total_connections",
+            get(&s.connections_accepted).to_string(),
+        ),
+        (
+            "rejected_connections",
+            get(&s.connections_rejected).to_string(),
+        ),
+        (
+            "cmd_get",
+            (get(&s.memcached_get_hits) + get(&s.memcached_get_misses)).to_string(),
+        ),
+        ("cmd_set", get(&s.memcached_sets).to_string()),
+        ("cmd_flush", get(&s.memcached_flushes).to_string()),
+        (
+            "cmd_touch",
+            (get(&s.memcached_touch_hits) + get(&s.memcached_touch_misses)).to_string(),
+        ),
+        ("get_hits", get(&s.memcached_get_hits).to_string()),
+        ("get_misses", get(&s.memcached_get_misses).to_string()),
+        ("delete_misses", get(&s.memcached_delete_misses).to_string()),
+        ("delete_hits", get(&s.memcached_delete_hits).to_string()),
+        ("incr_misses", get(&s.memcached_incr_misses).to_string()),
+        ("incr_hits", get(&s.memcached_incr_hits).to_string()),
+        ("decr_misses", get(&s.memcached_decr_misses).to_string()),
+        ("decr_hits", get(&s.memcached_decr_hits).to_string()),
+        ("cas_misses", get(&s.memcached_cas_misses).to_string()),
+        ("cas_hits", get(&s.memcached_cas_hits).to_string()),
+        ("cas_badval", get(&s.memcached_cas_badval).to_string()),
+        ("touch_hits", get(&s.memcached_touch_hits).to_string()),
+        ("touch_misses", get(&s.memcached_touch_misses).to_string()),
+        ("threads", threads.to_string()),
+        ("bytes", bytes.to_string()),
+        ("curr_items", items.to_string()),
+        ("total_items", get(&s.memcached_sets).to_string()),
+        ("evictions", "0".to_string()),
+    ];
+    for (name, value) in rows {
+        line(out, &format!("STAT {name} {value}"));
+    }
+    line(out, "END");
+}
