@@ -245,7 +245,7 @@ async fn write_loop<W: AsyncWrite>(
 
 /// Runs `fut`, failing after `limit`; the timer is only armed if it does not finish at once,
 /// so the common write costs no timer.
-async fn complete_or_timeout<F: std::future::Future>(
+pub(crate) async fn complete_or_timeout<F: std::future::Future>(
     fut: F,
     limit: Duration,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Memcached;
+use crate::conn::complete_or_timeout;
 use crate::hub::{Shared, State, NO_CONN, SERVER_INFO};
 use crate::stats::Stats;
 
@@ -56,10 +57,12 @@ pub(crate) async fn serve<S>(
     let mut buf = BytesMut::with_capacity(1024);
     let mut out = BytesMut::new();
     let stalled = shared.config.stalled_write_timeout;
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let next = execute_batch(&shared, &mut decoder, &mut buf, &mut out, max_item, &who);
         if !out.is_empty() {
-            match tokio::time::timeout(stalled, stream.write_all(&out)).await {
+            match complete_or_timeout(stream.write_all(&out), stalled).await {
                 Ok(Ok(())) => out.clear(),
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %who, error = %e, "memcached write failed");
@@ -78,8 +81,9 @@ pub(crate) async fn serve<S>(
             Next::Read => {}
         }
         let read = tokio::select! {
-            () = cancel.cancelled() => break,
+            biased;
             read = stream.read_buf(&mut buf) => read,
+            () = &mut cancelled => break,
         };
         if matches!(read, Ok(0) | Err(_)) {
             break;
