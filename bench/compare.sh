@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the same workloads against clacksd, Redis, memcached (and the Perl reference server if
+# Runs the same workloads against clacksd (Clacks protocol and its memcached listener), Redis, memcached (and the Perl reference server if
 # --perl LIBDIR is given), each server pinned to CPU 0 and the load generator to CPU 1, three
 # times each; prints a table of medians and ratios and writes bench/results/ (JSON per run,
 # summary.json, summary.md, chart.png).
@@ -60,6 +60,7 @@ cat > "$WORK/clacksd.xml" <<XML
   <username>bench</username><password>bench</password>
   <maxconnections>20000</maxconnections>
   <workerthreads>1</workerthreads>
+  <memcached><socket>$WORK/clacksd-memcached.sock</socket></memcached>
 </clacks>
 XML
 taskset -c 0 target/release/clacksd --config "$WORK/clacksd.xml" >"$WORK/clacksd.log" 2>&1 &
@@ -98,6 +99,7 @@ bench() { # label pid proto target args...
 
 C_UNIX="unix:$WORK/clacksd.sock"; C_TLS="tls:127.0.0.1:49901"
 R_UNIX="unix:$WORK/redis.sock"; R_TCP="tcp:127.0.0.1:6399"; M_UNIX="unix:$WORK/memcached.sock"
+CM_UNIX="unix:$WORK/clacksd-memcached.sock"
 if wants fanout; then
 for n in 10 100; do
   bench "fanout$n.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" fanout --listeners "$n"
@@ -112,6 +114,7 @@ fi
 if wants cache; then
 for p in 1 16; do
   bench "cache-p$p.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" cache --pipeline "$p"
+  bench "cache-p$p.clacksd-memcached-unix" "$CLACKSD" memcached "$CM_UNIX" cache --pipeline "$p"
   bench "cache-p$p.redis-unix" "$REDIS" redis "$R_UNIX" cache --pipeline "$p"
   bench "cache-p$p.memcached-unix" "$MEMCACHED" memcached "$M_UNIX" cache --pipeline "$p"
   if [ -n "$PERL" ]; then bench "cache-p$p.perl-unix" "$PERL" clacks "unix:$WORK/perl.sock" cache --pipeline "$p"; fi

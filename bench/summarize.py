@@ -40,6 +40,9 @@ O = "ops_per_server_cpu_s"
 compare("cache p1, ops/CPU-s", "cache-p1.clacksd-unix", "cache-p1.memcached-unix", O, 1.0)
 compare("cache p1, ops/CPU-s", "cache-p1.clacksd-unix", "cache-p1.redis-unix", O, 1.0)
 compare("cache p16, ops/CPU-s", "cache-p16.clacksd-unix", "cache-p16.redis-unix", O, 1.0)
+for p in (1, 16):
+    compare(f"cache p{p}, memcached protocol, ops/CPU-s", f"cache-p{p}.clacksd-memcached-unix", f"cache-p{p}.memcached-unix", O, 1.0)
+    compare(f"cache p{p}, memcached protocol, ops/s", f"cache-p{p}.clacksd-memcached-unix", f"cache-p{p}.memcached-unix", "ops_per_s", 1.0)
 if "cache-p1.perl-unix" in runs:
     compare("cache p1, vs Perl", "cache-p1.clacksd-unix", "cache-p1.perl-unix", O, 10.0)
 K = "server_kib_per_connection"

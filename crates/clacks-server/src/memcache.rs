@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use clacks_proto::memcache::{self as proto, McDecoder, McFrame, McRequest, StoreMode};
 use clacks_proto::{ProtoError, Request};
 use clacks_store::memcache::{expires_at, Limits, Mode, NewValue, Refused};
@@ -94,7 +94,8 @@ pub(crate) async fn serve<S>(
     tracing::debug!(peer = %who, "memcached connection closed");
 }
 
-/// Decodes and executes every complete request in `buf` (until `out` is large), under one lock.
+/// Decodes and executes every complete request in `buf` (until `out` is large), under one lock,
+/// then drops the bytes used.
 fn execute_batch(
     shared: &Shared,
     decoder: &mut McDecoder,
@@ -104,24 +105,35 @@ fn execute_batch(
     who: &str,
 ) -> Next {
     let mut state = None;
-    while out.len() < FLUSH_AT {
-        let frame = match decoder.decode(buf) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return Next::Read,
+    let mut used = 0;
+    let next = loop {
+        if out.len() >= FLUSH_AT {
+            break Next::More;
+        }
+        let frame = match decoder.decode(&buf[used..]) {
+            Ok((Some(frame), n)) => {
+                used += n;
+                frame
+            }
+            Ok((None, 0)) => break Next::Read,
+            Ok((None, n)) => {
+                used += n;
+                continue;
+            }
             Err(e) => {
-                let ProtoError::LineTooLong { limit } = e else {
-                    return Next::Close;
-                };
-                Stats::bump(&shared.stats.lines_too_long);
-                tracing::warn!(peer = %who, limit, "memcached line too long, closing connection");
-                line(
-                    out,
-                    &format!("CLIENT_ERROR line too long (limit {limit} bytes)"),
-                );
-                return Next::Close;
+                if let ProtoError::LineTooLong { limit } = e {
+                    Stats::bump(&shared.stats.lines_too_long);
+                    tracing::warn!(peer = %who, limit, "memcached line too long, closing connection");
+                    line(
+                        out,
+                        &format!("CLIENT_ERROR line too long (limit {limit} bytes)"),
+                    );
+                }
+                break Next::Close;
             }
         };
         let request = match frame {
+            McFrame::Request(McRequest::Quit) | McFrame::Close => break Next::Close,
             McFrame::Request(request) => request,
             McFrame::Reply { text, noreply } => {
                 if text.starts_with("ERROR") || text.starts_with("CLIENT_ERROR") {
@@ -132,15 +144,14 @@ fn execute_batch(
                 }
                 continue;
             }
-            McFrame::Close => return Next::Close,
         };
-        if matches!(request, McRequest::Quit) {
-            return Next::Close;
-        }
         let state = state.get_or_insert_with(|| shared.lock());
         execute(shared, state, request, out, max_item);
-    }
-    Next::More
+    };
+    buf.advance(used);
+    // Room for the whole data block of a large item at once.
+    buf.reserve(decoder.wants().saturating_sub(buf.len()));
+    next
 }
 
 fn line(out: &mut BytesMut, text: &str) {
@@ -157,7 +168,7 @@ fn reply(out: &mut BytesMut, noreply: bool, text: &str) {
 fn execute(
     shared: &Shared,
     state: &mut State,
-    request: McRequest,
+    request: McRequest<'_>,
     out: &mut BytesMut,
     max_item: usize,
 ) {
@@ -173,7 +184,7 @@ fn execute(
                 (&stats.memcached_get_hits, &stats.memcached_get_misses)
             };
             for key in keys {
-                let Some(item) = state.cache.mc_get(&key, touch, now) else {
+                let Some(item) = state.cache.mc_get(key, touch, now) else {
                     Stats::bump(misses);
                     continue;
                 };
@@ -181,7 +192,7 @@ fn execute(
                 let mut num = itoa::Buffer::new();
                 out.reserve(key.len() + item.data.len() + 48);
                 out.put_slice(b"VALUE ");
-                out.put_slice(&key);
+                out.put_slice(key);
                 out.put_u8(b' ');
                 out.put_slice(num.format(item.flags).as_bytes());
                 out.put_u8(b' ');
@@ -226,7 +237,7 @@ fn execute(
                 flags,
                 expires: expires_at(exptime, now),
             };
-            let result = state.cache.mc_store(mode, key.clone(), value, limits, now);
+            let result = state.cache.mc_store(mode, key, value, limits, now);
             if let Mode::Cas(_) = mode {
                 Stats::bump(match result {
                     Ok(_) => &stats.memcached_cas_hits,
@@ -236,7 +247,7 @@ fn execute(
             }
             let text = match result {
                 Ok(stored) => {
-                    replicate(state, Request::Store { key, value: stored });
+                    replicate(state, key, Some(stored));
                     "STORED"
                 }
                 Err(Refused::Exists) => "EXISTS",
@@ -251,18 +262,17 @@ fn execute(
         }
         McRequest::TooLarge { key, set, noreply } => {
             Stats::bump(&stats.memcached_too_large);
-            tracing::info!(key = %String::from_utf8_lossy(&key), limit = max_item, "memcached item over maxitemsize refused");
+            tracing::info!(key = %String::from_utf8_lossy(key), limit = max_item, "memcached item over maxitemsize refused");
             // Like memcached, a failed `set` does not leave the old value behind.
-            if set && proto::key_ok(&key) && state.cache.mc_delete(key.clone(), now) {
-                replicate(state, Request::Remove { key });
+            if set && proto::key_ok(key) && state.cache.mc_delete(key, now) {
+                replicate(state, key, None);
             }
             reply(out, noreply, proto::TOO_LARGE);
         }
         McRequest::Delete { key, noreply } => {
-            let found = state.cache.mc_delete(key.clone(), now);
-            if found {
+            if state.cache.mc_delete(key, now) {
                 Stats::bump(&stats.memcached_delete_hits);
-                replicate(state, Request::Remove { key });
+                replicate(state, key, None);
                 reply(out, noreply, "DELETED");
             } else {
                 Stats::bump(&stats.memcached_delete_misses);
@@ -280,10 +290,10 @@ fn execute(
             } else {
                 (&stats.memcached_decr_hits, &stats.memcached_decr_misses)
             };
-            match state.cache.mc_arith(key.clone(), incr, delta, now) {
+            match state.cache.mc_arith(key, incr, delta, now) {
                 Ok((value, stored)) => {
                     Stats::bump(hits);
-                    replicate(state, Request::Store { key, value: stored });
+                    replicate(state, key, Some(stored));
                     reply(out, noreply, itoa::Buffer::new().format(value));
                 }
                 Err(Refused::NotFound) => {
@@ -305,7 +315,7 @@ fn execute(
             exptime,
             noreply,
         } => {
-            if state.cache.mc_touch(&key, expires_at(exptime, now), now) {
+            if state.cache.mc_touch(key, expires_at(exptime, now), now) {
                 Stats::bump(&stats.memcached_touch_hits);
                 reply(out, noreply, "TOUCHED");
             } else {
@@ -342,11 +352,17 @@ fn version() -> String {
     format!("1.6.0-{}", SERVER_INFO.replace(' ', "-"))
 }
 
-/// Relays a cache change to every interclacks link.
-fn replicate(state: &State, request: Request) {
+/// Relays a cache change to every interclacks link: `STORE key=value`, or `REMOVE key` when
+/// `value` is `None`.
+fn replicate(state: &State, key: &[u8], value: Option<Bytes>) {
     if state.links().is_empty() {
         return;
     }
+    let key = Bytes::copy_from_slice(key);
+    let request = match value {
+        Some(value) => Request::Store { key, value },
+        None => Request::Remove { key },
+    };
     let mut line = BytesMut::new();
     request.encode(&mut line);
     state.forward(NO_CONN, &line.freeze());

@@ -64,7 +64,7 @@ pub enum Cleaned {
 pub struct Cache {
     /// Randomly seeded fast hashing (keys come from clients, so not a fixed-seed hash).
     pub(crate) map: HashMap<Bytes, Entry, foldhash::fast::RandomState>,
-    generation: u64,
+    pub(crate) generation: u64,
     /// The last CAS unique handed out.
     last_cas: u64,
     /// A pending memcached `flush_all <delay>`: from this time on, values written before it
@@ -136,13 +136,19 @@ impl Cache {
         self.insert(key, Entry::new(data, now, now, deleted));
     }
 
-    /// Writes a record with a new CAS unique.
+    /// Writes a record with a new CAS unique, copying key and data out of whatever buffer
+    /// they point into.
     pub(crate) fn insert(&mut self, key: Bytes, mut entry: Entry) {
+        entry.data = own(entry.data);
+        self.insert_owned(own(key), entry);
+    }
+
+    /// [`Cache::insert`] for a key and data that own their memory already.
+    pub(crate) fn insert_owned(&mut self, key: Bytes, mut entry: Entry) {
         self.generation += 1;
         // Like memcached, only values take a CAS unique (a delete uses none up).
         entry.cas = if entry.deleted { 0 } else { self.new_cas() };
-        entry.data = own(entry.data);
-        self.map.insert(own(key), entry);
+        self.map.insert(key, entry);
     }
 
     /// Counts a change of a record's persisted fields made in place.
@@ -246,7 +252,7 @@ impl Cache {
     }
 }
 
-fn alive_with(e: &Entry, flush_at: Option<f64>, now: f64) -> bool {
+pub(crate) fn alive_with(e: &Entry, flush_at: Option<f64>, now: f64) -> bool {
     e.is_live(now) && !flush_at.is_some_and(|t| now >= t && e.cachetime < t)
 }
 

@@ -6,10 +6,12 @@
 //! stored the way Net::Clacks's ClacksCache stores text, `PAGECAMELCLACKSB64:` + base64, and
 //! memcached clients get the original bytes back.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::cache::Entry;
+use crate::cache::{alive_with, Entry};
 use crate::Cache;
 
 /// The ClacksCache prefix of base64-encoded text.
@@ -19,19 +21,19 @@ pub const TEXT_PREFIX: &[u8] = b"PAGECAMELCLACKSB64:";
 const MAX_RELATIVE_EXPTIME: i32 = 60 * 60 * 24 * 30;
 
 /// The stored (Clacks) form of a memcached value.
-pub fn to_clacks(raw: Bytes) -> Bytes {
-    if !raw.starts_with(TEXT_PREFIX) && !raw.iter().any(|&b| b == b'\r' || b == b'\n') {
-        return raw;
+pub fn to_clacks(raw: &[u8]) -> Bytes {
+    if !raw.starts_with(TEXT_PREFIX) && memchr::memchr2(b'\r', b'\n', raw).is_none() {
+        return Bytes::copy_from_slice(raw);
     }
     let engine = base64::engine::general_purpose::STANDARD;
     let mut out = BytesMut::with_capacity(TEXT_PREFIX.len() + raw.len().div_ceil(3) * 4);
     out.put_slice(TEXT_PREFIX);
-    out.put_slice(engine.encode(&raw).as_bytes());
+    out.put_slice(engine.encode(raw).as_bytes());
     out.freeze()
 }
 
 /// The memcached view of a stored value: ClacksCache base64 text decoded, anything else as is.
-pub fn from_clacks(stored: &Bytes) -> Bytes {
+pub fn from_clacks(stored: &[u8]) -> Cow<'_, [u8]> {
     match stored.strip_prefix(TEXT_PREFIX) {
         Some(b64) if !b64.is_empty() => {
             let clean: Vec<u8> = b64
@@ -40,11 +42,11 @@ pub fn from_clacks(stored: &Bytes) -> Bytes {
                 .filter(|b| !b.is_ascii_whitespace())
                 .collect();
             match base64::engine::general_purpose::STANDARD.decode(clean) {
-                Ok(raw) => Bytes::from(raw),
-                Err(_) => stored.clone(),
+                Ok(raw) => Cow::Owned(raw),
+                Err(_) => Cow::Borrowed(stored),
             }
         }
-        _ => stored.clone(),
+        _ => Cow::Borrowed(stored),
     }
 }
 
@@ -93,9 +95,9 @@ pub enum Refused {
 
 /// A hit of `get`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Item {
+pub struct Item<'a> {
     /// The value as the memcached client stored it.
-    pub data: Bytes,
+    pub data: Cow<'a, [u8]>,
     /// Client flags.
     pub flags: u32,
     /// CAS unique.
@@ -104,9 +106,9 @@ pub struct Item {
 
 /// The value of a memcached storage command.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewValue {
+pub struct NewValue<'a> {
     /// The data, as the client sent it.
-    pub data: Bytes,
+    pub data: &'a [u8],
     /// Client flags.
     pub flags: u32,
     /// Expiry time (see [`expires_at`]).
@@ -124,30 +126,30 @@ pub struct Limits {
 
 impl Cache {
     /// `get`/`gets`; with `touch` (`gat`/`gats`) the item's expiry becomes that time.
-    pub fn mc_get(&mut self, key: &[u8], touch: Option<f64>, now: f64) -> Option<Item> {
-        let entry = self.alive_mut(key, now)?;
-        entry.accesstime = now;
-        let changed = touch.is_some_and(|t| t != entry.expires);
-        if let Some(t) = touch {
+    pub fn mc_get(&mut self, key: &[u8], touch: Option<f64>, now: f64) -> Option<Item<'_>> {
+        let flush_at = self.flush_at;
+        let entry = self
+            .map
+            .get_mut(key)
+            .filter(|e| alive_with(e, flush_at, now))?;
+        if let Some(t) = touch.filter(|t| *t != entry.expires) {
             entry.expires = t;
+            self.generation += 1;
         }
-        let item = Item {
+        entry.accesstime = now;
+        Some(Item {
             data: from_clacks(&entry.data),
             flags: entry.flags,
             cas: entry.cas,
-        };
-        if changed {
-            self.touched();
-        }
-        Some(item)
+        })
     }
 
     /// A storage command; on success returns the stored (Clacks) form of the new value.
     pub fn mc_store(
         &mut self,
         mode: Mode,
-        key: Bytes,
-        value: NewValue,
+        key: &[u8],
+        value: NewValue<'_>,
         limits: Limits,
         now: f64,
     ) -> Result<Bytes, Refused> {
@@ -157,27 +159,29 @@ impl Cache {
             expires,
         } = value;
         let old = self
-            .alive_mut(&key, now)
+            .alive_mut(key, now)
             .map(|e| (e.cas, e.flags, e.expires));
+        let joined;
         let (data, flags, expires) = match (mode, old) {
             (Mode::Add, Some(_)) => return Err(Refused::NotStored),
             (Mode::Replace | Mode::Append | Mode::Prepend, None) => return Err(Refused::NotStored),
             (Mode::Cas(_), None) => return Err(Refused::NotFound),
             (Mode::Cas(unique), Some((cas, ..))) if unique != cas => return Err(Refused::Exists),
             (Mode::Append | Mode::Prepend, Some((_, old_flags, old_expires))) => {
-                let old = from_clacks(&self.get(&key).map(|e| e.data.clone()).unwrap_or_default());
+                let old = self
+                    .map
+                    .get(key)
+                    .map(|e| from_clacks(&e.data))
+                    .unwrap_or_default();
                 if old.len() + data.len() > limits.item {
                     return Err(Refused::TooLarge);
                 }
-                let mut joined = BytesMut::with_capacity(old.len() + data.len());
-                let (first, second) = if mode == Mode::Append {
-                    (&old, &data)
+                joined = if mode == Mode::Append {
+                    [&old[..], data].concat()
                 } else {
-                    (&data, &old)
+                    [data, &old[..]].concat()
                 };
-                joined.put_slice(first);
-                joined.put_slice(second);
-                (joined.freeze(), old_flags, old_expires)
+                (&joined[..], old_flags, old_expires)
             }
             _ => (data, flags, expires),
         };
@@ -188,16 +192,17 @@ impl Cache {
         let mut entry = Entry::new(stored.clone(), now, now, false);
         entry.flags = flags;
         entry.expires = expires;
-        self.insert(key, entry);
+        self.insert_owned(Bytes::copy_from_slice(key), entry);
         Ok(stored)
     }
 
     /// `delete`: a live value becomes a tombstone. Returns whether there was one.
-    pub fn mc_delete(&mut self, key: Bytes, now: f64) -> bool {
-        if self.alive_mut(&key, now).is_none() {
+    pub fn mc_delete(&mut self, key: &[u8], now: f64) -> bool {
+        if self.alive_mut(key, now).is_none() {
             return false;
         }
-        self.remove(key, now);
+        let tombstone = Entry::new(Bytes::new(), now, now, true);
+        self.insert_owned(Bytes::copy_from_slice(key), tombstone);
         true
     }
 
@@ -206,12 +211,12 @@ impl Cache {
     /// place. Returns the new number and the stored value.
     pub fn mc_arith(
         &mut self,
-        key: Bytes,
+        key: &[u8],
         incr: bool,
         delta: u64,
         now: f64,
     ) -> Result<(u64, Bytes), Refused> {
-        let entry = self.alive_mut(&key, now).ok_or(Refused::NotFound)?;
+        let entry = self.alive_mut(key, now).ok_or(Refused::NotFound)?;
         let raw = from_clacks(&entry.data);
         let value = match clacks_proto::memcache::strtou64(&raw) {
             Some(v) if !raw.is_empty() => v,
@@ -226,11 +231,11 @@ impl Cache {
         if text.len() < raw.len() {
             text.resize(raw.len(), b' ');
         }
-        let stored = to_clacks(Bytes::from(text));
+        let stored = to_clacks(&text);
         let mut new = Entry::new(stored.clone(), now, now, false);
         new.flags = entry.flags;
         new.expires = entry.expires;
-        self.insert(key, new);
+        self.insert_owned(Bytes::copy_from_slice(key), new);
         Ok((value, stored))
     }
 
@@ -276,30 +281,28 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
-    fn value(data: &str, flags: u32, expires: f64) -> NewValue {
+    fn value(data: &str, flags: u32, expires: f64) -> NewValue<'_> {
         NewValue {
-            data: b(data),
+            data: data.as_bytes(),
             flags,
             expires,
         }
     }
 
     fn set(c: &mut Cache, mode: Mode, key: &str, data: &str, now: f64) -> Result<Bytes, Refused> {
-        c.mc_store(mode, b(key), value(data, 7, 0.0), LIMITS, now)
+        c.mc_store(mode, key.as_bytes(), value(data, 7, 0.0), LIMITS, now)
     }
 
     #[test]
     fn encoding_round_trips() {
         for raw in ["plain", "two\r\nlines", "PAGECAMELCLACKSB64:x", "", "a\nb"] {
-            let stored = to_clacks(b(raw));
+            let stored = to_clacks(raw.as_bytes());
             assert!(!stored.contains(&b'\n') && !stored.contains(&b'\r'));
-            assert_eq!(from_clacks(&stored), b(raw));
+            assert_eq!(from_clacks(&stored), raw.as_bytes());
         }
-        assert_eq!(to_clacks(b("plain")), b("plain"));
-        assert_eq!(
-            from_clacks(&b("PAGECAMELCLACKSB64:!!")),
-            b("PAGECAMELCLACKSB64:!!")
-        );
+        assert_eq!(to_clacks(b"plain"), b("plain"));
+        let bad = b"PAGECAMELCLACKSB64:!!";
+        assert_eq!(from_clacks(bad), &bad[..]);
     }
 
     #[test]
@@ -322,21 +325,22 @@ mod tests {
             set(&mut c, Mode::Add, "k", "x", 1.0),
             Err(Refused::NotStored)
         );
-        c.mc_store(Mode::Append, b("k"), value("de", 9, 5.0), LIMITS, 1.0)
+        c.mc_store(Mode::Append, b"k", value("de", 9, 5.0), LIMITS, 1.0)
             .unwrap();
         set(&mut c, Mode::Prepend, "k", "xy", 1.0).unwrap();
         let item = c.mc_get(b"k", None, 1.0).unwrap();
-        assert_eq!((item.data, item.flags), (b("xyabcde"), 7));
+        assert_eq!((&item.data[..], item.flags), (&b"xyabcde"[..], 7));
+        let cas = item.cas;
         assert_eq!(
-            set(&mut c, Mode::Cas(item.cas + 1), "k", "z", 1.0),
+            set(&mut c, Mode::Cas(cas + 1), "k", "z", 1.0),
             Err(Refused::Exists)
         );
-        set(&mut c, Mode::Cas(item.cas), "k", "z", 1.0).unwrap();
-        assert!(c.mc_get(b"k", None, 1.0).unwrap().cas > item.cas);
-        assert!(c.mc_delete(b("k"), 2.0));
-        assert!(!c.mc_delete(b("k"), 2.0));
+        set(&mut c, Mode::Cas(cas), "k", "z", 1.0).unwrap();
+        assert!(c.mc_get(b"k", None, 1.0).unwrap().cas > cas);
+        assert!(c.mc_delete(b"k", 2.0));
+        assert!(!c.mc_delete(b"k", 2.0));
         assert!(c.get(b"k").unwrap().deleted, "delete leaves a tombstone");
-        assert!(!c.mc_delete(b("never"), 2.0));
+        assert!(!c.mc_delete(b"never", 2.0));
         assert!(c.get(b"never").is_none());
         let big = "x".repeat(60);
         set(&mut c, Mode::Set, "big", &big, 1.0).unwrap();
@@ -349,22 +353,22 @@ mod tests {
     #[test]
     fn arithmetic() {
         let mut c = Cache::default();
-        assert_eq!(c.mc_arith(b("n"), true, 1, 1.0), Err(Refused::NotFound));
+        assert_eq!(c.mc_arith(b"n", true, 1, 1.0), Err(Refused::NotFound));
         set(&mut c, Mode::Set, "n", "100", 1.0).unwrap();
-        assert_eq!(c.mc_arith(b("n"), false, 1, 1.0).unwrap(), (99, b("99 ")));
-        assert_eq!(c.mc_arith(b("n"), true, u64::MAX, 1.0).unwrap().0, 98);
-        assert_eq!(c.mc_arith(b("n"), false, 1000, 1.0).unwrap(), (0, b("0  ")));
+        assert_eq!(c.mc_arith(b"n", false, 1, 1.0).unwrap(), (99, b("99 ")));
+        assert_eq!(c.mc_arith(b"n", true, u64::MAX, 1.0).unwrap().0, 98);
+        assert_eq!(c.mc_arith(b"n", false, 1000, 1.0).unwrap(), (0, b("0  ")));
         assert_eq!(c.mc_get(b"n", None, 1.0).unwrap().flags, 7);
         for bad in ["-5", "", "12abc", "x"] {
             set(&mut c, Mode::Set, "s", bad, 1.0).unwrap();
             assert_eq!(
-                c.mc_arith(b("s"), true, 1, 1.0),
+                c.mc_arith(b"s", true, 1, 1.0),
                 Err(Refused::NonNumeric),
                 "{bad:?}"
             );
         }
         set(&mut c, Mode::Set, "s", " 5", 1.0).unwrap();
-        assert_eq!(c.mc_arith(b("s"), true, 1, 1.0).unwrap().0, 6);
+        assert_eq!(c.mc_arith(b"s", true, 1, 1.0).unwrap().0, 6);
     }
 
     #[test]
@@ -374,12 +378,12 @@ mod tests {
         assert_eq!(expires_at(10, 100.0), 110.0);
         assert!(expires_at(-1, 100.0) < 100.0);
         assert_eq!(expires_at(2_000_000_000, 100.0), 2e9);
-        c.mc_store(Mode::Set, b("t"), value("v", 0, 110.0), LIMITS, 100.0)
+        c.mc_store(Mode::Set, b"t", value("v", 0, 110.0), LIMITS, 100.0)
             .unwrap();
         assert!(c.mc_get(b"t", None, 109.0).is_some());
         assert!(c.mc_get(b"t", None, 110.0).is_none());
         assert_eq!(c.retrieve(b"t", 110.0), None, "Clacks sees the expiry too");
-        c.mc_store(Mode::Set, b("t"), value("v", 0, 110.0), LIMITS, 100.0)
+        c.mc_store(Mode::Set, b"t", value("v", 0, 110.0), LIMITS, 100.0)
             .unwrap();
         assert!(c.mc_touch(b"t", 0.0, 105.0));
         assert!(c.mc_get(b"t", Some(120.0), 200.0).is_some());

@@ -329,9 +329,9 @@ mod tests {
         cache
             .mc_store(
                 crate::memcache::Mode::Set,
-                Bytes::from_static(b"mc"),
+                b"mc",
                 crate::memcache::NewValue {
-                    data: Bytes::from_static(b"two\nlines"),
+                    data: b"two\nlines",
                     flags: 42,
                     expires: 1795299999.5,
                 },
