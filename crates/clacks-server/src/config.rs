@@ -722,6 +722,37 @@ mod tests {
     }
 
     #[test]
+    fn memcached_section() {
+        let base = "<c><username>u</username><password>p</password><socket>s</socket>";
+        let parse = |extra: &str| Config::from_xml(&format!("{base}{extra}</c>"), "h");
+        assert_eq!(parse("").unwrap().memcached, None, "off by default");
+        let m = parse("<memcached><port>11211</port></memcached>")
+            .unwrap()
+            .memcached
+            .unwrap();
+        assert_eq!(
+            m,
+            Memcached::on_port(11211),
+            "loopback unless <ip> is given"
+        );
+        let m = parse("<memcached><ip>::1</ip><ip>10.0.0.1</ip><port>1</port><socket>m.sock</socket><maxitemsize>100</maxitemsize></memcached>")
+            .unwrap()
+            .memcached
+            .unwrap();
+        assert_eq!(m.ips, vec!["::1", "10.0.0.1"]);
+        assert_eq!(m.sockets, vec![PathBuf::from("m.sock")]);
+        assert_eq!(m.max_item_size, 100);
+        let err = |extra: &str| parse(extra).unwrap_err().to_string();
+        assert!(err("<memcached></memcached>").contains("<memcached>"));
+        assert!(err("<memcached><ip>1.2.3.4</ip></memcached>").contains("<memcached/port>"));
+        assert!(err("<memcached><port>x</port></memcached>").contains("<memcached/port>"));
+        assert!(
+            err("<memcached><port>1</port><maxitemsize>2000000</maxitemsize></memcached>")
+                .contains("<memcached/maxitemsize>")
+        );
+    }
+
+    #[test]
     fn lookup_uses_pc_config_paths_then_legacy_locations() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
