@@ -1,32 +1,39 @@
 //! The I/O of one connection, generic over the stream (TLS, Unix socket, in-memory duplex).
 //!
-//! A reader future decodes lines and executes them through the [`Session`]; a writer future
-//! drains the outbox, coalescing everything queued into one write. The connection ends when the
-//! writer ends (output flushed after QUIT/EOF, a kick, a slow-consumer cut or a write error).
+//! One loop owns the stream. Each pass writes what is waiting — everything the outbox holds and
+//! the connection's latest replies, in one write (the replies alone straight from the session's
+//! buffer) — and then waits for input, for output pushed by other connections,
+//! for its one timer (auth/ping deadline, interclacks keepalive, idle `NOP`), for the end of a
+//! sync lock, or for cancellation. The connection ends when the outbox says so (QUIT, EOF, a kick,
+//! a timeout, a slow-consumer cut) or a write fails.
 
+use std::future::poll_fn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use clacks_proto::{Flags, LineDecoder, ProtoError, Reply};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Peer, Shared};
-use crate::outbox::{CloseReason, Drain, Outbox};
+use crate::outbox::{CloseReason, Drain};
 use crate::session::{Flow, Session};
 use crate::stats::Stats;
+use crate::transport::{read_some, release_if_empty, Transport};
 
 /// A connection that was idle for this long gets a `NOP`.
 const NOP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Serves one connection until it closes.
-pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, peer: Peer, cancel: CancellationToken)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
+pub(crate) async fn serve<S: Transport>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: Peer,
+    cancel: CancellationToken,
+) {
     let mut session = Session::open(shared.clone(), &peer);
     let cid = String::from_utf8_lossy(&session.cid).into_owned();
     Stats::bump(&shared.stats.connections_accepted);
@@ -36,19 +43,7 @@ where
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(cid, "connected");
 
-    let (reader, writer) = tokio::io::split(stream);
-    let outbox = session.outbox.clone();
-    let stalled = shared.config.stalled_write_timeout;
-    let reason = async {
-        let write = write_loop(writer, &outbox, stalled, &shared, &cid);
-        let read = read_loop(reader, &mut session, &shared, &cancel);
-        tokio::pin!(write);
-        tokio::select! {
-            reason = &mut write => reason,
-            () = read => write.await,
-        }
-    }
-    .await;
+    let reason = run(&shared, stream, &mut session, &cancel, &cid).await;
 
     let note = match reason {
         CloseReason::SlowConsumer => Some("slow consumer"),
@@ -63,48 +58,120 @@ where
     tracing::debug!(cid, ?reason, "disconnected");
 }
 
-async fn read_loop<R: AsyncRead>(
-    reader: R,
-    session: &mut Session,
+async fn run<S: Transport>(
     shared: &Shared,
+    mut stream: S,
+    session: &mut Session,
     cancel: &CancellationToken,
-) {
-    tokio::pin!(reader);
-    let mut buf = BytesMut::with_capacity(1024);
+    cid: &str,
+) -> CloseReason {
+    let outbox = session.outbox.clone();
+    let stalled = shared.config.stalled_write_timeout;
+    let mut buf = BytesMut::new();
     let mut decoder = LineDecoder::new(shared.config.max_line_length);
     let mut sync_lock = shared.sync_lock.subscribe();
     let mut lines = Vec::new();
-    // Timers are reset only when their time changes, not re-created for every read.
-    let deadline = Timer::new();
-    let link_ping = Timer::new();
-    tokio::pin!(deadline, link_ping);
+    let mut items: Vec<Bytes> = Vec::new();
+    let mut batch = BytesMut::new();
+    let mut last_write = Instant::now();
+    // When to look at idleness again (moved only when the timer fires, not at every write).
+    let mut nop_check = last_write + NOP_INTERVAL;
+    let mut kicked = false;
+    let cancelled = cancel.cancelled();
+    let timer = Timer::new();
+    tokio::pin!(cancelled, timer);
     loop {
-        deadline.as_mut().set_at(session.deadline());
-        link_ping.as_mut().set_at(session.link_ping_due());
+        // Write what is waiting, in order: what others queued (and our replies queued behind
+        // it), then our latest replies. Usually only the replies: written straight from the
+        // session's buffer.
+        let written = match outbox.drain(&mut items) {
+            Drain::Write => {
+                let write = async {
+                    if let ([one], true) = (items.as_slice(), session.out.is_empty()) {
+                        stream.write_all(one).await
+                    } else {
+                        batch.clear();
+                        for item in &items {
+                            batch.extend_from_slice(item);
+                        }
+                        batch.extend_from_slice(&session.out);
+                        stream.write_all(&batch).await
+                    }
+                };
+                let result = finish_write(write, stalled, shared, cid).await;
+                items.clear();
+                result.map(|()| true)
+            }
+            Drain::Idle if !session.out.is_empty() => {
+                finish_write(stream.write_all(&session.out), stalled, shared, cid)
+                    .await
+                    .map(|()| true)
+            }
+            Drain::Idle => Ok(false),
+            Drain::Close(reason) => {
+                if reason != CloseReason::SlowConsumer && !session.out.is_empty() {
+                    let _ =
+                        finish_write(stream.write_all(&session.out), stalled, shared, cid).await;
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+                return reason;
+            }
+        };
+        session.out.clear();
+        match written {
+            Ok(false) => {}
+            Ok(true) => {
+                if let Err(reason) = finish_write(stream.flush(), stalled, shared, cid).await {
+                    outbox.close(reason);
+                    return reason;
+                }
+                last_write = Instant::now();
+            }
+            Err(reason) => {
+                outbox.close(reason);
+                return reason;
+            }
+        }
+
+        let deadline = session.deadline();
+        let link_ping = session.link_ping_due();
+        let wake_at = [deadline, link_ping, Some(nop_check)]
+            .into_iter()
+            .flatten()
+            .min();
+        timer.as_mut().set_at(wake_at);
         let waiting = session.waiting();
         tokio::select! {
             biased;
-            () = cancel.cancelled() => {
-                session.outbox.push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
-                return;
+            () = &mut cancelled, if !kicked => {
+                kicked = true;
+                outbox.push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
             }
-            () = deadline.as_mut().wait() => {
-                session.timed_out();
-                return;
-            }
-            () = link_ping.as_mut().wait() => session.send_link_ping(),
-            _ = sync_lock.changed(), if waiting => {
-                if session.handle(&mut lines) == Flow::Stop {
-                    return;
+            () = poll_fn(|cx| outbox.poll_ready(cx)) => {}
+            () = timer.as_mut().wait() => {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| d <= now) {
+                    session.timed_out();
+                } else if link_ping.is_some_and(|p| p <= now) {
+                    session.send_link_ping();
+                } else if now >= nop_check {
+                    if now.duration_since(last_write) >= NOP_INTERVAL {
+                        outbox.push(Reply::Nop.to_bytes());
+                        last_write = now;
+                    }
+                    nop_check = last_write + NOP_INTERVAL;
                 }
             }
-            read = reader.read_buf(&mut buf) => {
-                match read {
-                    Ok(0) | Err(_) => {
-                        session.outbox.close(CloseReason::Quit);
-                        return;
-                    }
-                    Ok(_) => {}
+            _ = sync_lock.changed(), if waiting => {
+                if session.handle(&mut lines) == Flow::Stop {
+                    stop(session);
+                }
+            }
+            read = read_some(&mut stream, &mut buf) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    session.flush_out();
+                    outbox.close(CloseReason::Quit);
+                    continue;
                 }
                 let result = loop {
                     match decoder.decode(&mut buf) {
@@ -114,23 +181,58 @@ async fn read_loop<R: AsyncRead>(
                     }
                 };
                 session.inbuf.store(buf.len(), Ordering::Relaxed);
+                release_if_empty::<S>(&mut buf);
                 if session.handle(&mut lines) == Flow::Stop {
-                    return;
+                    stop(session);
+                    continue;
                 }
                 if let Err(ProtoError::LineTooLong { limit }) = result {
                     Stats::bump(&shared.stats.lines_too_long);
-                    tracing::warn!(cid = %String::from_utf8_lossy(&session.cid), limit, "line too long, closing connection");
+                    tracing::warn!(cid, limit, "line too long, closing connection");
                     let line = Reply::Overhead {
                         flags: Flags::ERROR,
                         value: format!("line_too_long (limit {limit} bytes)").into(),
                     };
-                    session.outbox.push_last(line.to_bytes(), CloseReason::LineTooLong);
-                    return;
-                }
-                if session.outbox.is_closing() {
-                    return;
+                    session.flush_out();
+                    outbox.push_last(line.to_bytes(), CloseReason::LineTooLong);
                 }
             }
+        }
+    }
+}
+
+/// After a command that ends the connection: whatever it answered goes out first.
+fn stop(session: &mut Session) {
+    session.flush_out();
+    if !session.outbox.is_closing() {
+        session.outbox.close(CloseReason::Quit);
+    }
+}
+
+/// Runs a write; a failure or no progress within `stalled` gives the reason to close.
+async fn finish_write<F>(
+    write: F,
+    stalled: Duration,
+    shared: &Shared,
+    cid: &str,
+) -> Result<(), CloseReason>
+where
+    F: std::future::Future<Output = std::io::Result<()>>,
+{
+    match complete_or_timeout(write, stalled).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(cid, error = %e, "write failed");
+            Err(CloseReason::Quit)
+        }
+        Err(_) => {
+            Stats::bump(&shared.stats.stalled_writes);
+            tracing::warn!(
+                cid,
+                secs = stalled.as_secs_f64(),
+                "writes stalled, closing connection"
+            );
+            Err(CloseReason::Timeout)
         }
     }
 }
@@ -171,76 +273,6 @@ impl Timer {
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
-}
-
-async fn write_loop<W: AsyncWrite>(
-    writer: W,
-    outbox: &Outbox,
-    stalled: Duration,
-    shared: &Shared,
-    cid: &str,
-) -> CloseReason {
-    tokio::pin!(writer);
-    let mut items = Vec::new();
-    let mut batch = BytesMut::new();
-    let mut last_write = Instant::now();
-    let nop = tokio::time::sleep_until(last_write + NOP_INTERVAL);
-    tokio::pin!(nop);
-    loop {
-        match outbox.drain(&mut items) {
-            Drain::Write => {
-                let write = async {
-                    if let [one] = items.as_slice() {
-                        writer.write_all(one).await?;
-                    } else {
-                        batch.clear();
-                        for item in &items {
-                            batch.extend_from_slice(item);
-                        }
-                        writer.write_all(&batch).await?;
-                    }
-                    writer.flush().await
-                };
-                let result = complete_or_timeout(write, stalled).await;
-                items.clear();
-                last_write = Instant::now();
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::debug!(cid, error = %e, "write failed");
-                        outbox.close(CloseReason::Quit);
-                        return CloseReason::Quit;
-                    }
-                    Err(_) => {
-                        Stats::bump(&shared.stats.stalled_writes);
-                        tracing::warn!(
-                            cid,
-                            secs = stalled.as_secs_f64(),
-                            "writes stalled, closing connection"
-                        );
-                        outbox.close(CloseReason::Timeout);
-                        return CloseReason::Timeout;
-                    }
-                }
-            }
-            Drain::Idle => {
-                tokio::select! {
-                    () = outbox.wait() => {}
-                    () = nop.as_mut() => {
-                        if last_write.elapsed() >= NOP_INTERVAL {
-                            outbox.push(Reply::Nop.to_bytes());
-                            last_write = Instant::now();
-                        }
-                        nop.as_mut().reset(last_write + NOP_INTERVAL);
-                    }
-                }
-            }
-            Drain::Close(reason) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
-                return reason;
-            }
-        }
-    }
 }
 
 /// Runs `fut`, failing after `limit`; the timer is only armed if it does not finish at once,

@@ -27,6 +27,7 @@ pub mod stats;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod tls;
+mod transport;
 
 use std::path::{Path, PathBuf};
 

@@ -11,13 +11,14 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use clacks_proto::memcache::{self as proto, McDecoder, McFrame, McRequest, StoreMode};
 use clacks_proto::{ProtoError, Request};
 use clacks_store::memcache::{expires_at, Limits, Mode, NewValue, Refused};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Memcached;
 use crate::conn::complete_or_timeout;
 use crate::hub::{Shared, State, NO_CONN, SERVER_INFO};
 use crate::stats::Stats;
+use crate::transport::{read_some, release_if_empty, Transport};
 
 /// Replies are written once this much is gathered, even in the middle of a batch.
 const FLUSH_AT: usize = 256 * 1024;
@@ -34,14 +35,12 @@ enum Next {
 }
 
 /// Serves one memcached connection until it closes. `who` names the peer in logs.
-pub(crate) async fn serve<S>(
+pub(crate) async fn serve<S: Transport>(
     shared: Arc<Shared>,
     mut stream: S,
     who: String,
     cancel: CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let stats = &shared.stats;
     Stats::bump(&stats.connections_accepted);
     Stats::bump(&stats.memcached_connections);
@@ -54,13 +53,14 @@ pub(crate) async fn serve<S>(
         .as_ref()
         .map_or(Memcached::DEFAULT_MAX_ITEM_SIZE, |m| m.max_item_size);
     let mut decoder = McDecoder::new(shared.config.max_line_length, max_item);
-    let mut buf = BytesMut::with_capacity(1024);
+    let mut buf = BytesMut::new();
     let mut out = BytesMut::new();
     let stalled = shared.config.stalled_write_timeout;
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
     loop {
         let next = execute_batch(&shared, &mut decoder, &mut buf, &mut out, max_item, &who);
+        release_if_empty::<S>(&mut buf);
         if !out.is_empty() {
             match complete_or_timeout(stream.write_all(&out), stalled).await {
                 Ok(Ok(())) => out.clear(),
@@ -82,7 +82,7 @@ pub(crate) async fn serve<S>(
         }
         let read = tokio::select! {
             biased;
-            read = stream.read_buf(&mut buf) => read,
+            read = read_some(&mut stream, &mut buf) => read,
             () = &mut cancelled => break,
         };
         if matches!(read, Ok(0) | Err(_)) {

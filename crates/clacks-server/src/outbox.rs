@@ -6,10 +6,10 @@
 //! the producer goes on.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 /// Why a connection is being closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,8 @@ struct Inner {
     queue: VecDeque<Bytes>,
     bytes: usize,
     closing: Option<CloseReason>,
+    /// The connection task, waiting for output to write.
+    waker: Option<Waker>,
 }
 
 /// What the writer should do next.
@@ -57,20 +59,27 @@ pub(crate) enum Drain {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     inner: Mutex<Inner>,
-    notify: Notify,
     cap: usize,
+}
+
+/// Releases the lock, then wakes the connection task if it waits for output.
+fn wake(mut inner: MutexGuard<'_, Inner>) {
+    let waker = inner.waker.take();
+    drop(inner);
+    if let Some(w) = waker {
+        w.wake();
+    }
 }
 
 impl Outbox {
     pub(crate) fn new(cap: usize) -> Self {
         Outbox {
             inner: Mutex::new(Inner::default()),
-            notify: Notify::new(),
             cap,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -84,14 +93,12 @@ impl Outbox {
         }
         if inner.bytes > 0 && inner.bytes + line.len() > self.cap {
             inner.closing = Some(CloseReason::SlowConsumer);
-            drop(inner);
-            self.notify.notify_one();
+            wake(inner);
             return false;
         }
         inner.bytes += line.len();
         inner.queue.push_back(line);
-        drop(inner);
-        self.notify.notify_one();
+        wake(inner);
         true
     }
 
@@ -102,8 +109,7 @@ impl Outbox {
             inner.bytes += data.len();
             inner.queue.push_back(data);
         }
-        drop(inner);
-        self.notify.notify_one();
+        wake(inner);
     }
 
     /// Queues a last line (ignoring the cap) and closes after it is written.
@@ -114,8 +120,7 @@ impl Outbox {
             inner.queue.push_back(line);
             inner.closing = Some(reason);
         }
-        drop(inner);
-        self.notify.notify_one();
+        wake(inner);
     }
 
     /// Closes after queued output is written (or at once for a slow consumer).
@@ -124,8 +129,7 @@ impl Outbox {
         if inner.closing.is_none() {
             inner.closing = Some(reason);
         }
-        drop(inner);
-        self.notify.notify_one();
+        wake(inner);
     }
 
     /// Whether a close was requested.
@@ -161,9 +165,21 @@ impl Outbox {
         std::mem::take(&mut inner.bytes)
     }
 
-    /// Waits until something was pushed or a close requested since the last drain.
-    pub(crate) async fn wait(&self) {
-        self.notify.notified().await;
+    /// Ready when something is queued or a close was requested; otherwise the task is woken by
+    /// the next push or close.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        if !inner.queue.is_empty() || inner.closing.is_some() {
+            return Poll::Ready(());
+        }
+        if !inner
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            inner.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 

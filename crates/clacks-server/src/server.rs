@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Master;
 use crate::hub::{Peer, Shared};
 use crate::stats::Stats;
+use crate::transport::{Opaque, Transport};
 use crate::{persistence, session, Config, ServerError};
 use clacks_client::{Target, TlsVerify};
 use rand::Rng;
@@ -168,7 +169,7 @@ impl Server {
     {
         crate::conn::serve(
             self.shared.clone(),
-            stream,
+            Opaque(Box::pin(stream)),
             Peer::Unix,
             self.shared.shutdown.child_token(),
         )
@@ -292,7 +293,7 @@ impl Accepting {
     /// task; over `maxconnections` the peer is told why and closed.
     fn spawn<S, F>(&self, protocol: Protocol, open: F)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Transport,
         F: Future<Output = Option<(S, Peer)>> + Send + 'static,
     {
         let permit = self.limit.clone().try_acquire_owned().ok();

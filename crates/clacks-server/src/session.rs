@@ -64,8 +64,9 @@ pub(crate) struct Session {
     sync_seen: Option<HashMap<Bytes, Entry>>,
     /// Permission refusals so far (a refused command is never replicated).
     denials: u64,
-    /// Replies of the current batch, queued to the outbox as one piece at its end.
-    out: BytesMut,
+    /// Replies of the current batch. The connection writes them after the batch, behind what the
+    /// outbox holds; anything this session queues itself moves them into the outbox first.
+    pub(crate) out: BytesMut,
     /// Whether this connection is a monitor (its own DEBUG lines follow its replies).
     monitoring: bool,
 }
@@ -201,7 +202,7 @@ impl Session {
     }
 
     /// Queues the replies gathered so far; done before anything else reaches this outbox.
-    fn flush_out(&mut self) {
+    pub(crate) fn flush_out(&mut self) {
         if !self.out.is_empty() {
             self.outbox.push(self.out.split().freeze());
         }
@@ -268,7 +269,6 @@ impl Session {
                 break;
             }
         }
-        self.flush_out();
         flow
     }
 

@@ -1,0 +1,103 @@
+//! What a connection runs over, and reading without holding a buffer while idle.
+//!
+//! Plain sockets can wait until they are readable without a buffer, so an idle connection over a
+//! Unix socket or plain TCP gives its read buffer back and takes one again when data arrives.
+//! Other streams (TLS, in-memory pipes, the boxed link to a master) keep a buffer while they wait.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+/// Bytes made room for before a read.
+const READ_CHUNK: usize = 1024;
+
+/// A stream a connection is served over.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// Whether [`Transport::poll_read_ready`] really waits for data.
+    const WAITS: bool = false;
+
+    /// Ready when a read would not block (at once when the stream cannot tell).
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Transport for UnixStream {
+    const WAITS: bool = true;
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        UnixStream::poll_read_ready(self, cx)
+    }
+}
+
+impl Transport for TcpStream {
+    const WAITS: bool = true;
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
+
+impl Transport for Box<dyn clacks_client::Stream> {}
+
+/// Any other stream (tests' in-memory pipes).
+pub(crate) struct Opaque<S>(pub(crate) S);
+
+impl<S: AsyncRead + Unpin> AsyncRead for Opaque<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Opaque<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for Opaque<S> {}
+
+/// Reads what is available into `buf` (0 at EOF), taking a buffer only once data is there.
+pub(crate) async fn read_some<S: Transport>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    if S::WAITS && buf.capacity() == 0 {
+        // Moving a reborrow into the closure keeps the future `Send` without `S: Sync`.
+        let waiting: &mut S = &mut *stream;
+        std::future::poll_fn(move |cx| waiting.poll_read_ready(cx)).await?;
+    }
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK.max(buf.len()));
+    }
+    stream.read_buf(buf).await
+}
+
+/// After the input was used up: an idle connection over a plain socket holds no buffer.
+pub(crate) fn release_if_empty<S: Transport>(buf: &mut BytesMut) {
+    if S::WAITS && buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+}
