@@ -53,7 +53,7 @@ impl LineDecoder {
             if line.last() == Some(&b'\r') {
                 line.truncate(line.len() - 1);
             }
-            if line.contains(&b'\r') {
+            if memchr::memchr(b'\r', &line).is_some() {
                 line = strip_cr(&line);
             }
             if line.is_empty() {
@@ -65,7 +65,7 @@ impl LineDecoder {
 }
 
 fn memchr_lf(haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', haystack)
 }
 
 fn strip_cr(line: &[u8]) -> BytesMut {

@@ -3,8 +3,8 @@
 //! One loop owns the stream. Each pass writes what is waiting — everything the outbox holds and
 //! the connection's latest replies, in one write (the replies alone straight from the session's
 //! buffer) — and then waits for input, for output pushed by other connections,
-//! for its one timer (auth/ping deadline, interclacks keepalive, idle `NOP`), for the end of a
-//! sync lock, or for cancellation. The connection ends when the outbox says so (QUIT, EOF, a kick,
+//! for its one timer (auth/ping deadline, interclacks keepalive, idle `NOP`), or for the end of a
+//! sync lock. The connection ends when the outbox says so (QUIT, EOF, a kick,
 //! a timeout, a slow-consumer cut) or a write fails.
 
 use std::future::poll_fn;
@@ -43,7 +43,14 @@ pub(crate) async fn serve<S: Transport>(
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(cid, "connected");
 
-    let reason = run(&shared, stream, &mut session, &cancel, &cid).await;
+    // Shutdown sends QUIT to every registered connection; one that registered after that sees
+    // the cancelled token here.
+    if cancel.is_cancelled() {
+        session
+            .outbox
+            .push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
+    }
+    let reason = run(&shared, stream, &mut session, &cid).await;
 
     let note = match reason {
         CloseReason::SlowConsumer => Some("slow consumer"),
@@ -62,7 +69,6 @@ async fn run<S: Transport>(
     shared: &Shared,
     mut stream: S,
     session: &mut Session,
-    cancel: &CancellationToken,
     cid: &str,
 ) -> CloseReason {
     let outbox = session.outbox.clone();
@@ -76,10 +82,8 @@ async fn run<S: Transport>(
     let mut last_write = Instant::now();
     // When to look at idleness again (moved only when the timer fires, not at every write).
     let mut nop_check = last_write + NOP_INTERVAL;
-    let mut kicked = false;
-    let cancelled = cancel.cancelled();
     let timer = Timer::new();
-    tokio::pin!(cancelled, timer);
+    tokio::pin!(timer);
     loop {
         // Write what is waiting, in order: what others queued (and our replies queued behind
         // it), then our latest replies. Usually only the replies: written straight from the
@@ -143,10 +147,6 @@ async fn run<S: Transport>(
         let waiting = session.waiting();
         tokio::select! {
             biased;
-            () = &mut cancelled, if !kicked => {
-                kicked = true;
-                outbox.push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
-            }
             () = poll_fn(|cx| outbox.poll_ready(cx)) => {}
             () = timer.as_mut().wait() => {
                 let now = Instant::now();

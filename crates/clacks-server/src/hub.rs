@@ -16,7 +16,7 @@ use clacks_store::{Cache, Clock};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::Outbox;
+use crate::outbox::{CloseReason, Outbox};
 use crate::stats::Stats;
 use crate::Config;
 
@@ -394,9 +394,12 @@ impl State {
         shared.sync_lock.send_replace(on);
     }
 
-    /// Every connection id.
-    pub(crate) fn ids(&self) -> Vec<ConnId> {
-        self.conns.keys().copied().collect()
+    /// Sends `QUIT` to every connection and closes each after what it has queued.
+    pub(crate) fn kick_all(&self) {
+        let quit = Reply::Quit.to_bytes();
+        for entry in self.conns.values() {
+            entry.outbox.push_last(quit.clone(), CloseReason::Kicked);
+        }
     }
 
     /// The id of the connection with CID `cid`.

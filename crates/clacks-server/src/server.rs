@@ -240,6 +240,7 @@ impl Server {
             let _ = task.await;
         }
         accepting.conns.cancel();
+        shared.lock().kick_all();
         tracker.close();
         if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
             .await

@@ -557,12 +557,7 @@ impl Session {
                     state.deliver(id, &close_tree);
                 }
             }
-            let quit = Reply::Quit.to_bytes();
-            for id in state.ids() {
-                if let Some(entry) = state.conn(id) {
-                    entry.outbox.push_last(quit.clone(), CloseReason::Kicked);
-                }
-            }
+            state.kick_all();
             return Flow::Stop;
         }
         if flags.contains(Flags::SHUTDOWN) {

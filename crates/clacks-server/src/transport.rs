@@ -4,6 +4,7 @@
 //! Unix socket or plain TCP gives its read buffer back and takes one again when data arrives.
 //! Other streams (TLS, in-memory pipes, the boxed link to a master) keep a buffer while they wait.
 
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,6 +15,17 @@ use tokio::net::{TcpStream, UnixStream};
 
 /// Bytes made room for before a read.
 const READ_CHUNK: usize = 1024;
+
+/// Read buffers given back by idle connections, reused by the next connection with input on the
+/// same thread (so a busy server does not allocate a buffer per request).
+const SPARE_BUFFERS: usize = 16;
+
+/// Larger buffers are freed rather than kept for reuse.
+const SPARE_MAX_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A stream a connection is served over.
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {
@@ -88,6 +100,9 @@ pub(crate) async fn read_some<S: Transport>(
         // Moving a reborrow into the closure keeps the future `Send` without `S: Sync`.
         let waiting: &mut S = &mut *stream;
         std::future::poll_fn(move |cx| waiting.poll_read_ready(cx)).await?;
+        if let Some(spare) = SPARE.with(|s| s.borrow_mut().pop()) {
+            *buf = spare;
+        }
     }
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK.max(buf.len()));
@@ -97,7 +112,15 @@ pub(crate) async fn read_some<S: Transport>(
 
 /// After the input was used up: an idle connection over a plain socket holds no buffer.
 pub(crate) fn release_if_empty<S: Transport>(buf: &mut BytesMut) {
-    if S::WAITS && buf.is_empty() {
-        *buf = BytesMut::new();
+    if S::WAITS && buf.is_empty() && buf.capacity() > 0 {
+        let spare = std::mem::take(buf);
+        if spare.capacity() <= SPARE_MAX_CAPACITY {
+            SPARE.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < SPARE_BUFFERS {
+                    s.push(spare);
+                }
+            });
+        }
     }
 }
