@@ -7,14 +7,16 @@
 //! sync lock. The connection ends when the outbox says so (QUIT, EOF, a kick,
 //! a timeout, a slow-consumer cut) or a write fails.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use clacks_proto::{Flags, LineDecoder, ProtoError, Reply};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -27,22 +29,21 @@ use crate::transport::{read_some, release_if_empty, Transport};
 /// A connection that was idle for this long gets a `NOP`.
 const NOP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Serves one connection until it closes.
-pub(crate) async fn serve<S: Transport>(
+/// Registers a connection and returns the future that serves it until it closes, holding its
+/// connection slot (if it counts towards `maxconnections`).
+pub(crate) fn serve<S: Transport>(
     shared: Arc<Shared>,
     stream: S,
-    peer: Peer,
-    cancel: CancellationToken,
-) {
-    let mut session = Session::open(shared.clone(), &peer);
-    let cid = String::from_utf8_lossy(&session.cid).into_owned();
+    peer: &Peer,
+    cancel: &CancellationToken,
+    slot: Option<OwnedSemaphorePermit>,
+) -> impl Future<Output = ()> + Send {
+    let session = Session::open(shared.clone(), peer);
     Stats::bump(&shared.stats.connections_accepted);
     shared
         .stats
         .connections_current
         .fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(cid, "connected");
-
     // Shutdown sends QUIT to every registered connection; one that registered after that sees
     // the cancelled token here.
     if cancel.is_cancelled() {
@@ -50,8 +51,18 @@ pub(crate) async fn serve<S: Transport>(
             .outbox
             .push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
     }
-    let reason = run(&shared, stream, &mut session, &cid).await;
+    run(shared, stream, session, slot)
+}
 
+async fn run<S: Transport>(
+    shared: Arc<Shared>,
+    mut stream: S,
+    mut session: Session,
+    _slot: Option<OwnedSemaphorePermit>,
+) {
+    let cid = String::from_utf8_lossy(&session.cid).into_owned();
+    tracing::debug!(cid, "connected");
+    let reason = drive(&shared, &mut stream, &mut session, &cid).await;
     let note = match reason {
         CloseReason::SlowConsumer => Some("slow consumer"),
         CloseReason::LineTooLong => Some("line too long"),
@@ -65,9 +76,9 @@ pub(crate) async fn serve<S: Transport>(
     tracing::debug!(cid, ?reason, "disconnected");
 }
 
-async fn run<S: Transport>(
+async fn drive<S: Transport>(
     shared: &Shared,
-    mut stream: S,
+    stream: &mut S,
     session: &mut Session,
     cid: &str,
 ) -> CloseReason {
@@ -144,7 +155,8 @@ async fn run<S: Transport>(
             .flatten()
             .min();
         timer.as_mut().set_at(wake_at);
-        let waiting = session.waiting();
+        // Waiting for the end of a sync lock is rare: its future is allocated only then.
+        let mut lock_released = session.waiting().then(|| Box::pin(sync_lock.changed()));
         tokio::select! {
             biased;
             () = poll_fn(|cx| outbox.poll_ready(cx)) => {}
@@ -162,12 +174,12 @@ async fn run<S: Transport>(
                     nop_check = last_write + NOP_INTERVAL;
                 }
             }
-            _ = sync_lock.changed(), if waiting => {
+            _ = async { lock_released.as_mut().expect("waiting").await }, if lock_released.is_some() => {
                 if session.handle(&mut lines) == Flow::Stop {
                     stop(session);
                 }
             }
-            read = read_some(&mut stream, &mut buf) => {
+            read = read_some(stream, &mut buf) => {
                 if matches!(read, Ok(0) | Err(_)) {
                     session.flush_out();
                     outbox.close(CloseReason::Quit);
@@ -275,16 +287,24 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
 }
 
-/// Runs `fut`, failing after `limit`; the timer is only armed if it does not finish at once,
-/// so the common write costs no timer.
-pub(crate) async fn complete_or_timeout<F: std::future::Future>(
+/// A write made no progress within its limit.
+#[derive(Debug)]
+pub(crate) struct Stalled;
+
+/// Runs `fut`, failing after `limit`. The timer is only allocated if `fut` does not finish at
+/// its first poll, so the common write costs neither a timer nor room for one.
+pub(crate) async fn complete_or_timeout<F: Future>(
     fut: F,
     limit: Duration,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
+) -> Result<F::Output, Stalled> {
     let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    match first {
-        std::task::Poll::Ready(out) => Ok(out),
-        std::task::Poll::Pending => tokio::time::timeout(limit, fut).await,
-    }
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        timer.as_mut().poll(cx).map(|()| Err(Stalled))
+    })
+    .await
 }

@@ -74,7 +74,8 @@ pub(crate) struct ConnEntry {
 /// The mutable shared state.
 pub(crate) struct State {
     pub(crate) cache: Cache,
-    conns: HashMap<ConnId, ConnEntry>,
+    /// Boxed: the table's slots stay small, which matters with many idle connections.
+    conns: HashMap<ConnId, Box<ConnEntry>>,
     subs: HashMap<Bytes, Vec<ConnId>>,
     monitors: Vec<ConnId>,
     /// Interclacks links: where replicated commands go.
@@ -232,7 +233,7 @@ impl State {
         self.debug(b"CONNECTED", &cid);
         self.conns.insert(
             serial,
-            ConnEntry {
+            Box::new(ConnEntry {
                 cid: cid.clone(),
                 host: Bytes::from(host),
                 port: Bytes::from(port),
@@ -244,7 +245,7 @@ impl State {
                 inbuf,
                 interclacks: false,
                 lastinterclacksping: 0.0,
-            },
+            }),
         );
         (serial, cid)
     }
@@ -274,11 +275,11 @@ impl State {
     }
 
     pub(crate) fn conn(&self, id: ConnId) -> Option<&ConnEntry> {
-        self.conns.get(&id)
+        self.conns.get(&id).map(|e| &**e)
     }
 
     pub(crate) fn conn_mut(&mut self, id: ConnId) -> Option<&mut ConnEntry> {
-        self.conns.get_mut(&id)
+        self.conns.get_mut(&id).map(|e| &mut **e)
     }
 
     /// Pushes `line` to connection `id`, counting and logging a slow-consumer cut.

@@ -12,10 +12,11 @@ use clacks_proto::memcache::{self as proto, McDecoder, McFrame, McRequest, Store
 use clacks_proto::{ProtoError, Request};
 use clacks_store::memcache::{expires_at, Limits, Mode, NewValue, Refused};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Memcached;
-use crate::conn::complete_or_timeout;
+use crate::conn::{complete_or_timeout, Stalled};
 use crate::hub::{Shared, State, NO_CONN, SERVER_INFO};
 use crate::stats::Stats;
 use crate::transport::{read_some, release_if_empty, Transport};
@@ -40,6 +41,7 @@ pub(crate) async fn serve<S: Transport>(
     mut stream: S,
     who: String,
     cancel: CancellationToken,
+    _slot: OwnedSemaphorePermit,
 ) {
     let stats = &shared.stats;
     Stats::bump(&stats.connections_accepted);
@@ -68,7 +70,7 @@ pub(crate) async fn serve<S: Transport>(
                     tracing::debug!(peer = %who, error = %e, "memcached write failed");
                     break;
                 }
-                Err(_) => {
+                Err(Stalled) => {
                     Stats::bump(&stats.stalled_writes);
                     tracing::warn!(peer = %who, secs = stalled.as_secs_f64(), "writes stalled, closing memcached connection");
                     break;

@@ -10,7 +10,7 @@ use clacks_proto::{Flags, Reply};
 use clacks_store::{Clock, SystemClock};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -170,8 +170,9 @@ impl Server {
         crate::conn::serve(
             self.shared.clone(),
             Opaque(Box::pin(stream)),
-            Peer::Unix,
-            self.shared.shutdown.child_token(),
+            &Peer::Unix,
+            &self.shared.shutdown,
+            None,
         )
         .await;
     }
@@ -290,70 +291,87 @@ impl Accepting {
         }
     }
 
-    /// Takes a connection slot (if one is free) and serves the stream `open` yields in its own
-    /// task; over `maxconnections` the peer is told why and closed.
-    fn spawn<S, F>(&self, protocol: Protocol, open: F)
-    where
-        S: Transport,
-        F: Future<Output = Option<(S, Peer)>> + Send + 'static,
-    {
-        let permit = self.limit.clone().try_acquire_owned().ok();
+    /// A connection slot, if one is free under `maxconnections`.
+    fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.limit.clone().try_acquire_owned().ok()
+    }
+
+    /// Serves an accepted stream in its own task, holding `slot`; without a slot (over
+    /// `maxconnections`) the peer is told why and closed. The task runs exactly the connection's
+    /// future, so an idle connection costs no more than that future.
+    fn serve<S: Transport>(
+        &self,
+        protocol: Protocol,
+        stream: S,
+        peer: Peer,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
         let shared = self.shared.clone();
-        let cancel = self.conns.child_token();
-        self.tracker.spawn(async move {
-            let Some((stream, peer)) = open.await else {
-                return;
-            };
-            match (permit, protocol) {
-                (Some(_permit), Protocol::Clacks) => {
-                    crate::conn::serve(shared, stream, peer, cancel).await
-                }
-                (Some(_permit), Protocol::Memcached) => {
-                    let who = match peer {
-                        Peer::Tcp(addr) => addr.to_string(),
-                        _ => "unixdomainsocket".to_string(),
-                    };
-                    crate::memcache::serve(shared, stream, who, cancel).await
-                }
-                (None, _) => reject(&shared, stream, protocol).await,
+        let Some(slot) = slot else {
+            self.tracker
+                .spawn(async move { reject(&shared, stream, protocol).await });
+            return;
+        };
+        match protocol {
+            Protocol::Clacks => {
+                self.tracker.spawn(crate::conn::serve(
+                    shared,
+                    stream,
+                    &peer,
+                    &self.conns,
+                    Some(slot),
+                ));
             }
-        });
+            Protocol::Memcached => {
+                let who = match peer {
+                    Peer::Tcp(addr) => addr.to_string(),
+                    _ => "unixdomainsocket".to_string(),
+                };
+                self.tracker.spawn(crate::memcache::serve(
+                    shared,
+                    stream,
+                    who,
+                    self.conns.clone(),
+                    slot,
+                ));
+            }
+        }
     }
 }
 
 async fn accept_tcp(listener: TcpListener, tls: TlsAcceptor, accepting: Accepting) {
     while let Some((tcp, addr)) = accepting.next(|| listener.accept()).await {
         let _ = tcp.set_nodelay(true);
+        // The slot is taken before the handshake, so handshakes count towards the limit too.
+        let slot = accepting.slot();
         let tls = tls.clone();
-        let shared = accepting.shared.clone();
-        accepting.spawn(Protocol::Clacks, async move {
-            let handshake =
-                tokio::time::timeout(shared.config.tls_handshake_timeout, tls.accept(tcp)).await;
-            let failure = match handshake {
-                Ok(Ok(stream)) => return Some((stream, Peer::Tcp(addr))),
+        let conn = accepting.clone();
+        accepting.tracker.spawn(async move {
+            let timeout = conn.shared.config.tls_handshake_timeout;
+            let failure = match tokio::time::timeout(timeout, tls.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    conn.serve(Protocol::Clacks, stream, Peer::Tcp(addr), slot);
+                    return;
+                }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "timed out".to_string(),
             };
-            Stats::bump(&shared.stats.tls_handshake_failures);
+            Stats::bump(&conn.shared.stats.tls_handshake_failures);
             tracing::info!(peer = %addr, error = %failure, "TLS handshake failed");
-            None
         });
     }
 }
 
 async fn accept_unix(listener: UnixListener, protocol: Protocol, accepting: Accepting) {
     while let Some((stream, _)) = accepting.next(|| listener.accept()).await {
-        accepting.spawn(protocol, async move { Some((stream, Peer::Unix)) });
+        accepting.serve(protocol, stream, Peer::Unix, accepting.slot());
     }
 }
 
 async fn accept_memcached_tcp(listener: TcpListener, accepting: Accepting) {
     while let Some((tcp, addr)) = accepting.next(|| listener.accept()).await {
         let _ = tcp.set_nodelay(true);
-        accepting.spawn(
-            Protocol::Memcached,
-            async move { Some((tcp, Peer::Tcp(addr))) },
-        );
+        accepting.serve(Protocol::Memcached, tcp, Peer::Tcp(addr), accepting.slot());
     }
 }
 
@@ -430,8 +448,7 @@ async fn master_loop(master: Master, accepting: Accepting) {
         match outcome {
             Ok(Ok(stream)) => {
                 tracing::info!(?master, "connected to master");
-                let cancel = accepting.conns.child_token();
-                crate::conn::serve(shared.clone(), stream, peer.clone(), cancel).await;
+                crate::conn::serve(shared.clone(), stream, &peer, &accepting.conns, None).await;
                 tracing::warn!(?master, "link to master closed");
                 if started.elapsed() > limit {
                     failures = 0;

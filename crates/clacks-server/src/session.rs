@@ -77,8 +77,9 @@ impl Session {
     pub(crate) fn open(shared: Arc<Shared>, peer: &Peer) -> Session {
         let outbox = Arc::new(Outbox::new(shared.config.max_out_buffer));
         let inbuf = Arc::new(AtomicUsize::new(0));
+        // The greeting (or our interclacks hello) is the first thing the connection writes.
+        let mut hello = BytesMut::new();
         let link = if matches!(peer, Peer::Master { .. }) {
-            let mut hello = BytesMut::new();
             Request::Clacks {
                 info: Bytes::from(format!("{SERVER_INFO} in interclacks client mode")),
             }
@@ -93,10 +94,9 @@ impl Session {
                 value: Bytes::from_static(b"1"),
             }
             .encode(&mut hello);
-            outbox.push(hello.freeze());
             Link::ToMaster
         } else {
-            outbox.push(shared.greeting.clone());
+            hello.extend_from_slice(&shared.greeting);
             Link::None
         };
         let (id, cid) = {
@@ -124,7 +124,7 @@ impl Session {
             deferred: Vec::new(),
             sync_seen: None,
             denials: 0,
-            out: BytesMut::new(),
+            out: hello,
             monitoring: false,
         }
     }
