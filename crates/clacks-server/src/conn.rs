@@ -229,7 +229,7 @@ async fn finish_write<F>(
     cid: &str,
 ) -> Result<(), CloseReason>
 where
-    F: std::future::Future<Output = std::io::Result<()>>,
+    F: Future<Output = std::io::Result<()>>,
 {
     match complete_or_timeout(write, stalled).await {
         Ok(Ok(())) => Ok(()),
