@@ -392,7 +392,7 @@ async fn replies_match_a_real_memcached_byte_for_byte() {
         if step == PAUSE {
             // Items set with a 2 s lifetime must be gone after this (real time: memcached's
             // clock cannot be moved).
-            tokio::time::sleep(Duration::from_millis(2600)).await;
+            tokio::time::sleep(Duration::from_millis(3200)).await;
             continue;
         }
         let want = theirs.step(step).await;
