@@ -13,8 +13,15 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-/// Bytes made room for before a read.
-const READ_CHUNK: usize = 1024;
+/// Bytes made room for before a read: plain sockets give their buffer back when idle, so they
+/// can read a whole pipelined batch at once; other streams keep theirs and start smaller.
+fn read_chunk<S: Transport>() -> usize {
+    if S::WAITS {
+        4096
+    } else {
+        1024
+    }
+}
 
 /// Read buffers given back by idle connections, reused by the next connection with input on the
 /// same thread (so a busy server does not allocate a buffer per request).
@@ -104,8 +111,10 @@ pub(crate) async fn read_some<S: Transport>(
             *buf = spare;
         }
     }
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK.max(buf.len()));
+    // A read into a nearly full buffer would split a batch over two reads (and two writes).
+    let chunk = read_chunk::<S>();
+    if buf.capacity() - buf.len() < chunk / 2 {
+        buf.reserve(chunk.max(buf.len()));
     }
     stream.read_buf(buf).await
 }
