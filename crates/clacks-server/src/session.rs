@@ -262,9 +262,11 @@ impl Session {
             waited.append(lines);
             *lines = waited;
         }
+        // One clock reading per batch: its commands arrived together.
+        let now = self.shared.now();
         let mut flow = Flow::Continue;
         for line in lines.drain(..) {
-            if self.handle_line(&mut state, line) == Flow::Stop {
+            if self.handle_line(&mut state, line, now) == Flow::Stop {
                 flow = Flow::Stop;
                 break;
             }
@@ -272,7 +274,7 @@ impl Session {
         flow
     }
 
-    fn handle_line(&mut self, state: &mut State, line: Bytes) -> Flow {
+    fn handle_line(&mut self, state: &mut State, line: Bytes, now: f64) -> Flow {
         let request = Request::parse(line.clone());
         if let Request::Clacks { info } = &request {
             let info: Vec<u8> = info
@@ -299,7 +301,7 @@ impl Session {
         let replicated = request.is_replicated() && !matches!(request, Request::KeySync { .. });
         let denials = self.denials;
         // Monitors see the line after its own replies, as the reference queues it.
-        let flow = self.execute(state, request, &line);
+        let flow = self.execute(state, request, &line, now);
         if replicated && self.denials == denials {
             replicate(state, self.id, &line);
         }
@@ -340,8 +342,7 @@ impl Session {
         }
     }
 
-    fn execute(&mut self, state: &mut State, request: Request, line: &Bytes) -> Flow {
-        let now = self.shared.now();
+    fn execute(&mut self, state: &mut State, request: Request, line: &Bytes, now: f64) -> Flow {
         match request {
             Request::Overhead { flags, value } => return self.overhead(state, flags, value, now),
             Request::OverheadWithoutValue | Request::Clacks { .. } => {}
