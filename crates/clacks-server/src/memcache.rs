@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use clacks_proto::memcache::{self as proto, McDecoder, McFrame, McRequest, StoreMode};
 use clacks_proto::{ProtoError, Request};
-use clacks_store::memcache::{expires_at, Limits, Mode, NewValue, Refused};
+use clacks_store::memcache::{expires_at, Limits, NewValue, Refused};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -218,14 +218,6 @@ fn execute(
             noreply,
         } => {
             Stats::bump(&stats.memcached_sets);
-            let mode = match mode {
-                StoreMode::Set => Mode::Set,
-                StoreMode::Add => Mode::Add,
-                StoreMode::Replace => Mode::Replace,
-                StoreMode::Append => Mode::Append,
-                StoreMode::Prepend => Mode::Prepend,
-                StoreMode::Cas(unique) => Mode::Cas(unique),
-            };
             let limits = Limits {
                 item: max_item,
                 // The replicated line (`KEYSYNC <times> U key=value`) must fit in a line.
@@ -240,7 +232,7 @@ fn execute(
                 expires: expires_at(exptime, now),
             };
             let result = state.cache.mc_store(mode, key, value, limits, now);
-            if let Mode::Cas(_) = mode {
+            if let StoreMode::Cas(_) = mode {
                 Stats::bump(match result {
                     Ok(_) => &stats.memcached_cas_hits,
                     Err(Refused::Exists) => &stats.memcached_cas_badval,

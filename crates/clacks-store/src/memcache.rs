@@ -11,6 +11,8 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 
+use clacks_proto::memcache::StoreMode;
+
 use crate::cache::{alive_with, Entry};
 use crate::Cache;
 
@@ -59,23 +61,6 @@ pub fn expires_at(exptime: i32, now: f64) -> f64 {
         e if e <= MAX_RELATIVE_EXPTIME => now + f64::from(e),
         e => f64::from(e),
     }
-}
-
-/// A memcached storage command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `set`.
-    Set,
-    /// `add`.
-    Add,
-    /// `replace`.
-    Replace,
-    /// `append`.
-    Append,
-    /// `prepend`.
-    Prepend,
-    /// `cas` with the unique the client read.
-    Cas(u64),
 }
 
 /// Why a memcached command changed nothing.
@@ -147,7 +132,7 @@ impl Cache {
     /// A storage command; on success returns the stored (Clacks) form of the new value.
     pub fn mc_store(
         &mut self,
-        mode: Mode,
+        mode: StoreMode,
         key: &[u8],
         value: NewValue<'_>,
         limits: Limits,
@@ -163,11 +148,15 @@ impl Cache {
             .map(|e| (e.cas, e.flags, e.expires));
         let joined;
         let (data, flags, expires) = match (mode, old) {
-            (Mode::Add, Some(_)) => return Err(Refused::NotStored),
-            (Mode::Replace | Mode::Append | Mode::Prepend, None) => return Err(Refused::NotStored),
-            (Mode::Cas(_), None) => return Err(Refused::NotFound),
-            (Mode::Cas(unique), Some((cas, ..))) if unique != cas => return Err(Refused::Exists),
-            (Mode::Append | Mode::Prepend, Some((_, old_flags, old_expires))) => {
+            (StoreMode::Add, Some(_)) => return Err(Refused::NotStored),
+            (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
+                return Err(Refused::NotStored)
+            }
+            (StoreMode::Cas(_), None) => return Err(Refused::NotFound),
+            (StoreMode::Cas(unique), Some((cas, ..))) if unique != cas => {
+                return Err(Refused::Exists)
+            }
+            (StoreMode::Append | StoreMode::Prepend, Some((_, old_flags, old_expires))) => {
                 let old = self
                     .map
                     .get(key)
@@ -176,7 +165,7 @@ impl Cache {
                 if old.len() + data.len() > limits.item {
                     return Err(Refused::TooLarge);
                 }
-                joined = if mode == Mode::Append {
+                joined = if mode == StoreMode::Append {
                     [&old[..], data].concat()
                 } else {
                     [data, &old[..]].concat()
@@ -289,7 +278,13 @@ mod tests {
         }
     }
 
-    fn set(c: &mut Cache, mode: Mode, key: &str, data: &str, now: f64) -> Result<Bytes, Refused> {
+    fn set(
+        c: &mut Cache,
+        mode: StoreMode,
+        key: &str,
+        data: &str,
+        now: f64,
+    ) -> Result<Bytes, Refused> {
         c.mc_store(mode, key.as_bytes(), value(data, 7, 0.0), LIMITS, now)
     }
 
@@ -309,33 +304,33 @@ mod tests {
     fn storage_rules_and_cas() {
         let mut c = Cache::default();
         assert_eq!(
-            set(&mut c, Mode::Replace, "k", "x", 1.0),
+            set(&mut c, StoreMode::Replace, "k", "x", 1.0),
             Err(Refused::NotStored)
         );
         assert_eq!(
-            set(&mut c, Mode::Append, "k", "x", 1.0),
+            set(&mut c, StoreMode::Append, "k", "x", 1.0),
             Err(Refused::NotStored)
         );
         assert_eq!(
-            set(&mut c, Mode::Cas(1), "k", "x", 1.0),
+            set(&mut c, StoreMode::Cas(1), "k", "x", 1.0),
             Err(Refused::NotFound)
         );
-        assert!(set(&mut c, Mode::Add, "k", "abc", 1.0).is_ok());
+        assert!(set(&mut c, StoreMode::Add, "k", "abc", 1.0).is_ok());
         assert_eq!(
-            set(&mut c, Mode::Add, "k", "x", 1.0),
+            set(&mut c, StoreMode::Add, "k", "x", 1.0),
             Err(Refused::NotStored)
         );
-        c.mc_store(Mode::Append, b"k", value("de", 9, 5.0), LIMITS, 1.0)
+        c.mc_store(StoreMode::Append, b"k", value("de", 9, 5.0), LIMITS, 1.0)
             .unwrap();
-        set(&mut c, Mode::Prepend, "k", "xy", 1.0).unwrap();
+        set(&mut c, StoreMode::Prepend, "k", "xy", 1.0).unwrap();
         let item = c.mc_get(b"k", None, 1.0).unwrap();
         assert_eq!((&item.data[..], item.flags), (&b"xyabcde"[..], 7));
         let cas = item.cas;
         assert_eq!(
-            set(&mut c, Mode::Cas(cas + 1), "k", "z", 1.0),
+            set(&mut c, StoreMode::Cas(cas + 1), "k", "z", 1.0),
             Err(Refused::Exists)
         );
-        set(&mut c, Mode::Cas(cas), "k", "z", 1.0).unwrap();
+        set(&mut c, StoreMode::Cas(cas), "k", "z", 1.0).unwrap();
         assert!(c.mc_get(b"k", None, 1.0).unwrap().cas > cas);
         assert!(c.mc_delete(b"k", 2.0));
         assert!(!c.mc_delete(b"k", 2.0));
@@ -343,9 +338,9 @@ mod tests {
         assert!(!c.mc_delete(b"never", 2.0));
         assert!(c.get(b"never").is_none());
         let big = "x".repeat(60);
-        set(&mut c, Mode::Set, "big", &big, 1.0).unwrap();
+        set(&mut c, StoreMode::Set, "big", &big, 1.0).unwrap();
         assert_eq!(
-            set(&mut c, Mode::Append, "big", &big, 1.0),
+            set(&mut c, StoreMode::Append, "big", &big, 1.0),
             Err(Refused::TooLarge)
         );
     }
@@ -354,20 +349,20 @@ mod tests {
     fn arithmetic() {
         let mut c = Cache::default();
         assert_eq!(c.mc_arith(b"n", true, 1, 1.0), Err(Refused::NotFound));
-        set(&mut c, Mode::Set, "n", "100", 1.0).unwrap();
+        set(&mut c, StoreMode::Set, "n", "100", 1.0).unwrap();
         assert_eq!(c.mc_arith(b"n", false, 1, 1.0).unwrap(), (99, b("99 ")));
         assert_eq!(c.mc_arith(b"n", true, u64::MAX, 1.0).unwrap().0, 98);
         assert_eq!(c.mc_arith(b"n", false, 1000, 1.0).unwrap(), (0, b("0  ")));
         assert_eq!(c.mc_get(b"n", None, 1.0).unwrap().flags, 7);
         for bad in ["-5", "", "12abc", "x"] {
-            set(&mut c, Mode::Set, "s", bad, 1.0).unwrap();
+            set(&mut c, StoreMode::Set, "s", bad, 1.0).unwrap();
             assert_eq!(
                 c.mc_arith(b"s", true, 1, 1.0),
                 Err(Refused::NonNumeric),
                 "{bad:?}"
             );
         }
-        set(&mut c, Mode::Set, "s", " 5", 1.0).unwrap();
+        set(&mut c, StoreMode::Set, "s", " 5", 1.0).unwrap();
         assert_eq!(c.mc_arith(b"s", true, 1, 1.0).unwrap().0, 6);
     }
 
@@ -378,12 +373,12 @@ mod tests {
         assert_eq!(expires_at(10, 100.0), 110.0);
         assert!(expires_at(-1, 100.0) < 100.0);
         assert_eq!(expires_at(2_000_000_000, 100.0), 2e9);
-        c.mc_store(Mode::Set, b"t", value("v", 0, 110.0), LIMITS, 100.0)
+        c.mc_store(StoreMode::Set, b"t", value("v", 0, 110.0), LIMITS, 100.0)
             .unwrap();
         assert!(c.mc_get(b"t", None, 109.0).is_some());
         assert!(c.mc_get(b"t", None, 110.0).is_none());
         assert_eq!(c.retrieve(b"t", 110.0), None, "Clacks sees the expiry too");
-        c.mc_store(Mode::Set, b"t", value("v", 0, 110.0), LIMITS, 100.0)
+        c.mc_store(StoreMode::Set, b"t", value("v", 0, 110.0), LIMITS, 100.0)
             .unwrap();
         assert!(c.mc_touch(b"t", 0.0, 105.0));
         assert!(c.mc_get(b"t", Some(120.0), 200.0).is_some());

@@ -328,7 +328,7 @@ mod tests {
         };
         cache
             .mc_store(
-                crate::memcache::Mode::Set,
+                clacks_proto::memcache::StoreMode::Set,
                 b"mc",
                 crate::memcache::NewValue {
                     data: b"two\nlines",
