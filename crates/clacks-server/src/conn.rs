@@ -1,33 +1,46 @@
 //! The I/O of one connection, generic over the stream (TLS, Unix socket, in-memory duplex).
 //!
-//! One loop owns the stream. Each pass writes what is waiting — everything the outbox holds and
-//! the connection's latest replies, in one write (the replies alone straight from the session's
-//! buffer) — and then waits for input, for output pushed by other connections,
-//! for its one timer (auth/ping deadline, interclacks keepalive, idle `NOP`), or for the end of a
-//! sync lock. The connection ends when the outbox says so (QUIT, EOF, a kick,
-//! a timeout, a slow-consumer cut) or a write fails.
+//! A connection is one hand-written future, so an idle connection costs exactly its fields (an
+//! `async fn` would keep room for every write and wait state at once). Each pass writes what is
+//! waiting — everything the outbox holds and the connection's latest replies, in one write (the
+//! replies alone straight from the session's buffer) — and then waits for input, for output
+//! pushed by other connections, for its one timer (auth/ping deadline, interclacks keepalive,
+//! idle `NOP`), or for the end of a sync lock. The connection ends when the outbox says so
+//! (QUIT, EOF, a kick, a timeout, a slow-consumer cut) or a write fails.
 
-use std::future::{poll_fn, Future};
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use clacks_proto::{Flags, LineDecoder, ProtoError, Reply};
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncWrite;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Peer, Shared};
 use crate::outbox::{CloseReason, Drain};
 use crate::session::{Flow, Session};
 use crate::stats::Stats;
-use crate::transport::{read_some, release_if_empty, Transport};
+use crate::transport::{poll_limit, poll_read_some, release_if_empty, Transport};
 
 /// A connection that was idle for this long gets a `NOP`.
 const NOP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long closing waits for the stream's shutdown.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// The lines of the batch being executed: only needed during one poll, so shared by all
+    /// connections on a thread.
+    static LINES: Cell<Vec<Bytes>> = const { Cell::new(Vec::new()) };
+}
 
 /// Registers a connection and returns the future that serves it until it closes, holding its
 /// connection slot (if it counts towards `maxconnections`).
@@ -37,7 +50,7 @@ pub(crate) fn serve<S: Transport>(
     peer: &Peer,
     cancel: &CancellationToken,
     slot: Option<OwnedSemaphorePermit>,
-) -> impl Future<Output = ()> + Send {
+) -> Connection<S> {
     let session = Session::open(shared.clone(), peer);
     Stats::bump(&shared.stats.connections_accepted);
     shared
@@ -51,209 +64,364 @@ pub(crate) fn serve<S: Transport>(
             .outbox
             .push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
     }
-    run(shared, stream, session, slot)
+    tracing::debug!(cid = %String::from_utf8_lossy(&session.cid), "connected");
+    let now = Instant::now();
+    Connection {
+        conn: Conn {
+            decoder: LineDecoder::new(shared.config.max_line_length),
+            shared,
+            stream,
+            session,
+            _slot: slot,
+            buf: BytesMut::new(),
+            items: Vec::new(),
+            batch: BytesMut::new(),
+            phase: Phase::Open,
+            limit: None,
+            lock_released: None,
+            last_write: now,
+            nop_check: now + NOP_INTERVAL,
+        },
+        timer: Timer::new(),
+    }
 }
 
-async fn run<S: Transport>(
+pin_project_lite::pin_project! {
+    /// One connection, served until it closes.
+    pub(crate) struct Connection<S> {
+        conn: Conn<S>,
+        #[pin]
+        timer: Timer,
+    }
+}
+
+impl<S: Transport> Future for Connection<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let reason = ready!(this.conn.poll(this.timer, cx));
+        this.conn.finish(reason);
+        Poll::Ready(())
+    }
+}
+
+/// What the connection is doing.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Waiting for input, output or its timer.
+    Open,
+    /// Writing (then flushing) `src` from `pos`.
+    Writing { src: Src, pos: usize },
+    /// Writing its last replies before closing for `reason`.
+    Closing { reason: CloseReason, pos: usize },
+    /// Shutting the stream down (for at most [`SHUTDOWN_LIMIT`]).
+    ShuttingDown(CloseReason),
+}
+
+/// Where the bytes being written are.
+#[derive(Debug, Clone, Copy)]
+enum Src {
+    /// The session's latest replies.
+    Out,
+    /// The one item drained from the outbox.
+    One,
+    /// `batch`: several items, then the replies.
+    Batch,
+}
+
+/// Everything of a connection but its timer.
+struct Conn<S> {
     shared: Arc<Shared>,
-    mut stream: S,
-    mut session: Session,
+    stream: S,
+    session: Session,
     _slot: Option<OwnedSemaphorePermit>,
-) {
-    let cid = String::from_utf8_lossy(&session.cid).into_owned();
-    tracing::debug!(cid, "connected");
-    let reason = drive(&shared, &mut stream, &mut session, &cid).await;
-    let note = match reason {
-        CloseReason::SlowConsumer => Some("slow consumer"),
-        CloseReason::LineTooLong => Some("line too long"),
-        _ => None,
-    };
-    session.close(note);
-    shared
-        .stats
-        .connections_current
-        .fetch_sub(1, Ordering::Relaxed);
-    tracing::debug!(cid, ?reason, "disconnected");
+    decoder: LineDecoder,
+    /// Input not yet decoded (no allocation while idle over a plain socket).
+    buf: BytesMut,
+    /// What was drained from the outbox, until written.
+    items: Vec<Bytes>,
+    /// Several outbox items and the replies, copied together for one write.
+    batch: BytesMut,
+    phase: Phase,
+    /// Limit on the current write or shutdown, allocated when it does not finish at once.
+    limit: Option<Pin<Box<Sleep>>>,
+    /// While lines wait for a sync lock: ready when it is released.
+    lock_released: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    last_write: Instant,
+    /// When to look at idleness again (moved only when the timer fires, not at every write).
+    nop_check: Instant,
 }
 
-async fn drive<S: Transport>(
-    shared: &Shared,
-    stream: &mut S,
-    session: &mut Session,
-    cid: &str,
-) -> CloseReason {
-    let outbox = session.outbox.clone();
-    let stalled = shared.config.stalled_write_timeout;
-    let mut buf = BytesMut::new();
-    let mut decoder = LineDecoder::new(shared.config.max_line_length);
-    let mut sync_lock = shared.sync_lock.subscribe();
-    let mut lines = Vec::new();
-    let mut items: Vec<Bytes> = Vec::new();
-    let mut batch = BytesMut::new();
-    let mut last_write = Instant::now();
-    // When to look at idleness again (moved only when the timer fires, not at every write).
-    let mut nop_check = last_write + NOP_INTERVAL;
-    let timer = Timer::new();
-    tokio::pin!(timer);
-    loop {
+impl<S: Transport> Conn<S> {
+    /// Runs until the connection ends; the result says why.
+    fn poll(&mut self, mut timer: Pin<&mut Timer>, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        loop {
+            let step = match self.phase {
+                Phase::Open => self.poll_open(timer.as_mut(), cx),
+                Phase::Writing { src, pos } => self.poll_writing(src, pos, cx),
+                Phase::Closing { reason, pos } => self.poll_closing(reason, pos, cx),
+                Phase::ShuttingDown(reason) => {
+                    if Pin::new(&mut self.stream).poll_shutdown(cx).is_pending()
+                        && poll_limit(&mut self.limit, SHUTDOWN_LIMIT, cx).is_pending()
+                    {
+                        return Poll::Pending;
+                    }
+                    return Poll::Ready(reason);
+                }
+            };
+            if let Some(reason) = ready!(step) {
+                return Poll::Ready(reason);
+            }
+        }
+    }
+
+    /// Starts the next write, or waits. `Ready(None)`: something happened, go on.
+    fn poll_open(
+        &mut self,
+        mut timer: Pin<&mut Timer>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<CloseReason>> {
+        let session = &mut self.session;
         // Write what is waiting, in order: what others queued (and our replies queued behind
         // it), then our latest replies. Usually only the replies: written straight from the
         // session's buffer.
-        let written = match outbox.drain(&mut items) {
+        match session.outbox.drain(&mut self.items) {
             Drain::Write => {
-                let write = async {
-                    if let ([one], true) = (items.as_slice(), session.out.is_empty()) {
-                        stream.write_all(one).await
-                    } else {
-                        batch.clear();
-                        for item in &items {
-                            batch.extend_from_slice(item);
-                        }
-                        batch.extend_from_slice(&session.out);
-                        stream.write_all(&batch).await
+                let src = if self.items.len() == 1 && session.out.is_empty() {
+                    Src::One
+                } else {
+                    self.batch.clear();
+                    for item in &self.items {
+                        self.batch.extend_from_slice(item);
                     }
+                    self.batch.extend_from_slice(&session.out);
+                    Src::Batch
                 };
-                let result = finish_write(write, stalled, shared, cid).await;
-                items.clear();
-                result.map(|()| true)
+                self.phase = Phase::Writing { src, pos: 0 };
+                return Poll::Ready(None);
             }
             Drain::Idle if !session.out.is_empty() => {
-                finish_write(stream.write_all(&session.out), stalled, shared, cid)
-                    .await
-                    .map(|()| true)
+                self.phase = Phase::Writing {
+                    src: Src::Out,
+                    pos: 0,
+                };
+                return Poll::Ready(None);
             }
-            Drain::Idle => Ok(false),
+            Drain::Idle => {}
             Drain::Close(reason) => {
-                if reason != CloseReason::SlowConsumer && !session.out.is_empty() {
-                    let _ =
-                        finish_write(stream.write_all(&session.out), stalled, shared, cid).await;
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-                return reason;
-            }
-        };
-        session.out.clear();
-        match written {
-            Ok(false) => {}
-            Ok(true) => {
-                if let Err(reason) = finish_write(stream.flush(), stalled, shared, cid).await {
-                    outbox.close(reason);
-                    return reason;
-                }
-                last_write = Instant::now();
-            }
-            Err(reason) => {
-                outbox.close(reason);
-                return reason;
+                self.phase = if reason != CloseReason::SlowConsumer && !session.out.is_empty() {
+                    Phase::Closing { reason, pos: 0 }
+                } else {
+                    Phase::ShuttingDown(reason)
+                };
+                return Poll::Ready(None);
             }
         }
 
         let deadline = session.deadline();
         let link_ping = session.link_ping_due();
-        let wake_at = [deadline, link_ping, Some(nop_check)]
+        let wake_at = [deadline, link_ping, Some(self.nop_check)]
             .into_iter()
             .flatten()
             .min();
         timer.as_mut().set_at(wake_at);
-        // Waiting for the end of a sync lock is rare: its future is allocated only then.
-        let mut lock_released = session.waiting().then(|| Box::pin(sync_lock.changed()));
-        tokio::select! {
-            biased;
-            () = poll_fn(|cx| outbox.poll_ready(cx)) => {}
-            () = timer.as_mut().wait() => {
-                let now = Instant::now();
-                if deadline.is_some_and(|d| d <= now) {
-                    session.timed_out();
-                } else if link_ping.is_some_and(|p| p <= now) {
-                    session.send_link_ping();
-                } else if now >= nop_check {
-                    if now.duration_since(last_write) >= NOP_INTERVAL {
-                        outbox.push(Reply::Nop.to_bytes());
-                        last_write = now;
-                    }
-                    nop_check = last_write + NOP_INTERVAL;
-                }
-            }
-            _ = async { lock_released.as_mut().expect("waiting").await }, if lock_released.is_some() => {
-                if session.handle(&mut lines) == Flow::Stop {
-                    stop(session);
-                }
-            }
-            read = read_some(stream, &mut buf) => {
-                if matches!(read, Ok(0) | Err(_)) {
-                    session.flush_out();
-                    outbox.close(CloseReason::Quit);
-                    continue;
-                }
-                let result = loop {
-                    match decoder.decode(&mut buf) {
-                        Ok(Some(line)) => lines.push(line),
-                        Ok(None) => break Ok(()),
-                        Err(e) => break Err(e),
-                    }
-                };
-                session.inbuf.store(buf.len(), Ordering::Relaxed);
-                release_if_empty::<S>(&mut buf);
-                if session.handle(&mut lines) == Flow::Stop {
-                    stop(session);
-                    continue;
-                }
-                if let Err(ProtoError::LineTooLong { limit }) = result {
-                    Stats::bump(&shared.stats.lines_too_long);
-                    tracing::warn!(cid, limit, "line too long, closing connection");
-                    let line = Reply::Overhead {
-                        flags: Flags::ERROR,
-                        value: format!("line_too_long (limit {limit} bytes)").into(),
-                    };
-                    session.flush_out();
-                    outbox.push_last(line.to_bytes(), CloseReason::LineTooLong);
-                }
-            }
+        if session.outbox.poll_ready(cx).is_ready() {
+            return Poll::Ready(None);
         }
+        if timer.poll_wait(cx).is_ready() {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| d <= now) {
+                session.timed_out();
+            } else if link_ping.is_some_and(|p| p <= now) {
+                session.send_link_ping();
+            } else if now >= self.nop_check {
+                if now.duration_since(self.last_write) >= NOP_INTERVAL {
+                    session.outbox.push(Reply::Nop.to_bytes());
+                    self.last_write = now;
+                }
+                self.nop_check = self.last_write + NOP_INTERVAL;
+            }
+            return Poll::Ready(None);
+        }
+        if session.waiting() {
+            // Rare: the waiting future is allocated only then.
+            let released = self.lock_released.get_or_insert_with(|| {
+                let mut lock = self.shared.sync_lock.subscribe();
+                Box::pin(async move {
+                    let _ = lock.wait_for(|locked| !locked).await;
+                })
+            });
+            if released.as_mut().poll(cx).is_ready() {
+                self.lock_released = None;
+                run_lines(session, &mut Vec::new());
+                return Poll::Ready(None);
+            }
+        } else {
+            self.lock_released = None;
+        }
+
+        let read = ready!(poll_read_some(&mut self.stream, &mut self.buf, cx));
+        if matches!(read, Ok(0) | Err(_)) {
+            session.flush_out();
+            session.outbox.close(CloseReason::Quit);
+            return Poll::Ready(None);
+        }
+        let mut lines = LINES.take();
+        let result = loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(line)) => lines.push(line),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        session.inbuf.store(self.buf.len(), Ordering::Relaxed);
+        release_if_empty::<S>(&mut self.buf);
+        let flow = run_lines(session, &mut lines);
+        lines.clear();
+        LINES.set(lines);
+        if flow == Flow::Stop {
+            return Poll::Ready(None);
+        }
+        if let Err(ProtoError::LineTooLong { limit }) = result {
+            Stats::bump(&self.shared.stats.lines_too_long);
+            tracing::warn!(cid = %cid(session), limit, "line too long, closing connection");
+            let line = Reply::Overhead {
+                flags: Flags::ERROR,
+                value: format!("line_too_long (limit {limit} bytes)").into(),
+            };
+            session.flush_out();
+            session
+                .outbox
+                .push_last(line.to_bytes(), CloseReason::LineTooLong);
+        }
+        Poll::Ready(None)
+    }
+
+    /// Goes on with a write; when it is done the connection is open again.
+    fn poll_writing(
+        &mut self,
+        src: Src,
+        mut pos: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<CloseReason>> {
+        let bytes: &[u8] = match src {
+            Src::Out => &self.session.out,
+            Src::One => &self.items[0],
+            Src::Batch => &self.batch,
+        };
+        let written = poll_write_all(&mut self.stream, bytes, &mut pos, cx);
+        self.phase = Phase::Writing { src, pos };
+        if let Err(reason) = ready!(self.write_outcome(written, cx)) {
+            self.session.outbox.close(reason);
+            return Poll::Ready(Some(reason));
+        }
+        self.session.out.clear();
+        self.items.clear();
+        self.last_write = Instant::now();
+        self.phase = Phase::Open;
+        Poll::Ready(None)
+    }
+
+    /// Writes the last replies (as far as the peer takes them), then shuts down.
+    fn poll_closing(
+        &mut self,
+        reason: CloseReason,
+        mut pos: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<CloseReason>> {
+        let written = poll_write_all(&mut self.stream, &self.session.out, &mut pos, cx);
+        self.phase = Phase::Closing { reason, pos };
+        let _ = ready!(self.write_outcome(written, cx));
+        self.phase = Phase::ShuttingDown(reason);
+        Poll::Ready(None)
+    }
+
+    /// What a write's progress means: a failure or no progress within `stalledwritetimeout`
+    /// gives the reason to close. The limit is cleared once the write is over.
+    fn write_outcome(
+        &mut self,
+        written: Poll<io::Result<()>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), CloseReason>> {
+        let config = &self.shared.config;
+        let outcome = match written {
+            Poll::Ready(Ok(())) => Ok(()),
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(cid = %cid(&self.session), error = %e, "write failed");
+                Err(CloseReason::Quit)
+            }
+            Poll::Pending => {
+                let limit = config.stalled_write_timeout;
+                ready!(poll_limit(&mut self.limit, limit, cx));
+                Stats::bump(&self.shared.stats.stalled_writes);
+                tracing::warn!(
+                    cid = %cid(&self.session),
+                    secs = limit.as_secs_f64(),
+                    "writes stalled, closing connection"
+                );
+                Err(CloseReason::Timeout)
+            }
+        };
+        self.limit = None;
+        Poll::Ready(outcome)
+    }
+
+    /// The connection ended: it leaves the shared state.
+    fn finish(&mut self, reason: CloseReason) {
+        let note = match reason {
+            CloseReason::SlowConsumer => Some("slow consumer"),
+            CloseReason::LineTooLong => Some("line too long"),
+            _ => None,
+        };
+        self.session.close(note);
+        self.shared
+            .stats
+            .connections_current
+            .fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(cid = %cid(&self.session), ?reason, "disconnected");
     }
 }
 
-/// After a command that ends the connection: whatever it answered goes out first.
-fn stop(session: &mut Session) {
-    session.flush_out();
-    if !session.outbox.is_closing() {
-        session.outbox.close(CloseReason::Quit);
+/// Executes complete lines (and those that waited for a sync lock); after a command that ends
+/// the connection, whatever it answered goes out first.
+fn run_lines(session: &mut Session, lines: &mut Vec<Bytes>) -> Flow {
+    let flow = session.handle(lines);
+    if flow == Flow::Stop {
+        session.flush_out();
+        if !session.outbox.is_closing() {
+            session.outbox.close(CloseReason::Quit);
+        }
     }
+    flow
 }
 
-/// Runs a write; a failure or no progress within `stalled` gives the reason to close.
-async fn finish_write<F>(
-    write: F,
-    stalled: Duration,
-    shared: &Shared,
-    cid: &str,
-) -> Result<(), CloseReason>
-where
-    F: Future<Output = std::io::Result<()>>,
-{
-    match complete_or_timeout(write, stalled).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
-            tracing::debug!(cid, error = %e, "write failed");
-            Err(CloseReason::Quit)
+fn cid(session: &Session) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&session.cid)
+}
+
+/// Writes `bytes[*pos..]`, then flushes.
+fn poll_write_all<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    pos: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while *pos < bytes.len() {
+        let n = ready!(Pin::new(&mut *stream).poll_write(cx, &bytes[*pos..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
-        Err(_) => {
-            Stats::bump(&shared.stats.stalled_writes);
-            tracing::warn!(
-                cid,
-                secs = stalled.as_secs_f64(),
-                "writes stalled, closing connection"
-            );
-            Err(CloseReason::Timeout)
-        }
+        *pos += n;
     }
+    Pin::new(stream).poll_flush(cx)
 }
 
 pin_project_lite::pin_project! {
     /// A sleep that can be moved to another time (or to never) without re-creating it.
     struct Timer {
         #[pin]
-        sleep: tokio::time::Sleep,
+        sleep: Sleep,
         at: Option<Instant>,
     }
 }
@@ -266,7 +434,7 @@ impl Timer {
         }
     }
 
-    fn set_at(self: std::pin::Pin<&mut Self>, at: Option<Instant>) {
+    fn set_at(self: Pin<&mut Self>, at: Option<Instant>) {
         let this = self.project();
         if *this.at != at {
             *this.at = at;
@@ -274,37 +442,15 @@ impl Timer {
         }
     }
 
-    async fn wait(self: std::pin::Pin<&mut Self>) {
+    fn poll_wait(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         if this.at.is_none() {
-            return std::future::pending().await;
+            return Poll::Pending;
         }
-        this.sleep.await;
+        this.sleep.poll(cx)
     }
 }
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
-}
-
-/// A write made no progress within its limit.
-#[derive(Debug)]
-pub(crate) struct Stalled;
-
-/// Runs `fut`, failing after `limit`. The timer is only allocated if `fut` does not finish at
-/// its first poll, so the common write costs neither a timer nor room for one.
-pub(crate) async fn complete_or_timeout<F: Future>(
-    fut: F,
-    limit: Duration,
-) -> Result<F::Output, Stalled> {
-    let mut fut = std::pin::pin!(fut);
-    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Ok(out));
-        }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        timer.as_mut().poll(cx).map(|()| Err(Stalled))
-    })
-    .await
 }

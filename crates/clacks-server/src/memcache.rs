@@ -16,10 +16,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Memcached;
-use crate::conn::{complete_or_timeout, Stalled};
 use crate::hub::{Shared, State, NO_CONN, SERVER_INFO};
 use crate::stats::Stats;
-use crate::transport::{read_some, release_if_empty, Transport};
+use crate::transport::{complete_or_timeout, read_some, release_if_empty, Stalled, Transport};
 
 /// Replies are written once this much is gathered, even in the middle of a batch.
 const FLUSH_AT: usize = 256 * 1024;

@@ -5,12 +5,13 @@
 //! Other streams (TLS, in-memory pipes, the boxed link to a master) keep a buffer while they wait.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 /// Bytes made room for before a read: plain sockets give their buffer back when idle, so they
@@ -99,14 +100,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Opaque<S> {
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for Opaque<S> {}
 
 /// Reads what is available into `buf` (0 at EOF), taking a buffer only once data is there.
-pub(crate) async fn read_some<S: Transport>(
+pub(crate) fn poll_read_some<S: Transport>(
     stream: &mut S,
     buf: &mut BytesMut,
-) -> io::Result<usize> {
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
     if S::WAITS && buf.capacity() == 0 {
-        // Moving a reborrow into the closure keeps the future `Send` without `S: Sync`.
-        let waiting: &mut S = &mut *stream;
-        std::future::poll_fn(move |cx| waiting.poll_read_ready(cx)).await?;
+        ready!(stream.poll_read_ready(cx))?;
         if let Some(spare) = SPARE.with(|s| s.borrow_mut().pop()) {
             *buf = spare;
         }
@@ -116,7 +116,15 @@ pub(crate) async fn read_some<S: Transport>(
     if buf.capacity() - buf.len() < chunk / 2 {
         buf.reserve(chunk.max(buf.len()));
     }
-    stream.read_buf(buf).await
+    tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf)
+}
+
+/// [`poll_read_some`] as a future.
+pub(crate) async fn read_some<S: Transport>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    std::future::poll_fn(|cx| poll_read_some(stream, buf, cx)).await
 }
 
 /// After the input was used up: an idle connection over a plain socket holds no buffer.
@@ -132,4 +140,37 @@ pub(crate) fn release_if_empty<S: Transport>(buf: &mut BytesMut) {
             });
         }
     }
+}
+
+/// A write made no progress within its limit.
+#[derive(Debug)]
+pub(crate) struct Stalled;
+
+/// Runs `fut`, failing after `limit`. The timer is only allocated if `fut` does not finish at
+/// its first poll, so the common write costs neither a timer nor room for one.
+pub(crate) async fn complete_or_timeout<F: Future>(
+    fut: F,
+    limit: std::time::Duration,
+) -> Result<F::Output, Stalled> {
+    let mut fut = std::pin::pin!(fut);
+    let mut timer = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        poll_limit(&mut timer, limit, cx).map(|()| Err(Stalled))
+    })
+    .await
+}
+
+/// Ready once `limit` has passed since the first poll; the timer is allocated at that poll.
+pub(crate) fn poll_limit(
+    timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    limit: std::time::Duration,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    timer
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)))
+        .as_mut()
+        .poll(cx)
 }

@@ -1,4 +1,5 @@
-//! Limits: silent TLS peers, slow consumers, oversized lines, too many connections.
+//! Limits: silent TLS peers, slow consumers, stalled writes, oversized lines, too many
+//! connections.
 
 mod common;
 
@@ -130,6 +131,50 @@ async fn never_reading_listener_is_cut_and_others_keep_receiving_unix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_reading_listener_is_cut_and_others_keep_receiving_tls() {
     slow_consumer(Transport::Tls).await;
+}
+
+/// A listener that stops reading is closed once a write makes no progress for
+/// `stalledwritetimeout`, even while its output stays under the slow-consumer cap.
+async fn stalled_writer(t: Transport) {
+    let server = TestServer::start_with(|c| {
+        c.max_out_buffer = 256 * 1024 * 1024;
+        c.stalled_write_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut stuck = server.login(t, RW).await;
+    let mut sender = server.login(Transport::Unix, RW).await;
+    stuck.send("LISTEN chan").await;
+    stuck.expect_nothing().await;
+    let stats = server.server.stats();
+    let payload = "x".repeat(4000);
+    let mut sent = 0;
+    while stats.stalled_writes.load(Ordering::Relaxed) == 0 {
+        assert!(sent < 200_000, "stalled listener never closed");
+        let batch: String = (0..50)
+            .map(|i| format!("SET chan={}:{payload}\r\n", sent + i))
+            .collect();
+        sender.send_raw(batch.as_bytes()).await;
+        sender.expect_nothing().await;
+        sent += 50;
+    }
+    let mut received = 0;
+    while stuck.line().await.is_some() {
+        received += 1;
+    }
+    assert!(received < sent, "stalled listener got everything");
+    assert_eq!(stats.slow_consumers.load(Ordering::Relaxed), 0);
+    sender.send("RETRIEVE nothing").await;
+    sender.expect("NOTRETRIEVED nothing").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_writes_close_the_connection_unix() {
+    stalled_writer(Transport::Unix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_writes_close_the_connection_tls() {
+    stalled_writer(Transport::Tls).await;
 }
 
 async fn oversized_line(t: Transport) {
