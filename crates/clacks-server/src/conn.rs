@@ -109,8 +109,10 @@ impl<S: Transport> Future for Connection<S> {
 /// What the connection is doing.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    /// Waiting for input, output or its timer.
+    /// Looking for output to write.
     Open,
+    /// Nothing to write: waiting for input, output or the timer.
+    Waiting,
     /// Writing (then flushing) `src` from `pos`.
     Writing { src: Src, pos: usize },
     /// Writing its last replies before closing for `reason`.
@@ -157,10 +159,18 @@ impl<S: Transport> Conn<S> {
     /// Runs until the connection ends; the result says why.
     fn poll(&mut self, mut timer: Pin<&mut Timer>, cx: &mut Context<'_>) -> Poll<CloseReason> {
         loop {
-            let step = match self.phase {
-                Phase::Open => self.poll_open(timer.as_mut(), cx),
-                Phase::Writing { src, pos } => self.poll_writing(src, pos, cx),
-                Phase::Closing { reason, pos } => self.poll_closing(reason, pos, cx),
+            match self.phase {
+                Phase::Open => self.start_write(),
+                Phase::Waiting => {
+                    ready!(self.poll_waiting(timer.as_mut(), cx));
+                    self.phase = Phase::Open;
+                }
+                Phase::Writing { src, pos } => {
+                    if let Err(reason) = ready!(self.poll_writing(src, pos, cx)) {
+                        return Poll::Ready(reason);
+                    }
+                }
+                Phase::Closing { reason, pos } => ready!(self.poll_closing(reason, pos, cx)),
                 Phase::ShuttingDown(reason) => {
                     if Pin::new(&mut self.stream).poll_shutdown(cx).is_pending()
                         && poll_limit(&mut self.limit, SHUTDOWN_LIMIT, cx).is_pending()
@@ -169,56 +179,45 @@ impl<S: Transport> Conn<S> {
                     }
                     return Poll::Ready(reason);
                 }
-            };
-            if let Some(reason) = ready!(step) {
-                return Poll::Ready(reason);
             }
         }
     }
 
-    /// Starts the next write, or waits. `Ready(None)`: something happened, go on.
-    fn poll_open(
-        &mut self,
-        mut timer: Pin<&mut Timer>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<CloseReason>> {
-        let session = &mut self.session;
-        // Write what is waiting, in order: what others queued (and our replies queued behind
-        // it), then our latest replies. Usually only the replies: written straight from the
-        // session's buffer.
-        match session.outbox.drain(&mut self.items) {
+    /// Starts writing what is waiting, in order: what others queued (and our replies queued
+    /// behind it), then our latest replies. Usually only the replies: written straight from the
+    /// session's buffer.
+    fn start_write(&mut self) {
+        let out = &self.session.out;
+        self.phase = match self.session.outbox.drain(&mut self.items) {
             Drain::Write => {
-                let src = if self.items.len() == 1 && session.out.is_empty() {
+                let src = if self.items.len() == 1 && out.is_empty() {
                     Src::One
                 } else {
                     self.batch.clear();
                     for item in &self.items {
                         self.batch.extend_from_slice(item);
                     }
-                    self.batch.extend_from_slice(&session.out);
+                    self.batch.extend_from_slice(out);
                     Src::Batch
                 };
-                self.phase = Phase::Writing { src, pos: 0 };
-                return Poll::Ready(None);
+                Phase::Writing { src, pos: 0 }
             }
-            Drain::Idle if !session.out.is_empty() => {
-                self.phase = Phase::Writing {
-                    src: Src::Out,
-                    pos: 0,
-                };
-                return Poll::Ready(None);
+            Drain::Idle if !out.is_empty() => Phase::Writing {
+                src: Src::Out,
+                pos: 0,
+            },
+            Drain::Idle => Phase::Waiting,
+            Drain::Close(reason) if reason != CloseReason::SlowConsumer && !out.is_empty() => {
+                Phase::Closing { reason, pos: 0 }
             }
-            Drain::Idle => {}
-            Drain::Close(reason) => {
-                self.phase = if reason != CloseReason::SlowConsumer && !session.out.is_empty() {
-                    Phase::Closing { reason, pos: 0 }
-                } else {
-                    Phase::ShuttingDown(reason)
-                };
-                return Poll::Ready(None);
-            }
-        }
+            Drain::Close(reason) => Phase::ShuttingDown(reason),
+        };
+    }
 
+    /// Waits for input, for output pushed by others, for the timer or for the end of a sync
+    /// lock; ready when something happened.
+    fn poll_waiting(&mut self, mut timer: Pin<&mut Timer>, cx: &mut Context<'_>) -> Poll<()> {
+        let session = &mut self.session;
         let deadline = session.deadline();
         let link_ping = session.link_ping_due();
         let wake_at = [deadline, link_ping, Some(self.nop_check)]
@@ -227,7 +226,7 @@ impl<S: Transport> Conn<S> {
             .min();
         timer.as_mut().set_at(wake_at);
         if session.outbox.poll_ready(cx).is_ready() {
-            return Poll::Ready(None);
+            return Poll::Ready(());
         }
         if timer.poll_wait(cx).is_ready() {
             let now = Instant::now();
@@ -242,7 +241,7 @@ impl<S: Transport> Conn<S> {
                 }
                 self.nop_check = self.last_write + NOP_INTERVAL;
             }
-            return Poll::Ready(None);
+            return Poll::Ready(());
         }
         if session.waiting() {
             // Rare: the waiting future is allocated only then.
@@ -255,7 +254,7 @@ impl<S: Transport> Conn<S> {
             if released.as_mut().poll(cx).is_ready() {
                 self.lock_released = None;
                 run_lines(session, &mut Vec::new());
-                return Poll::Ready(None);
+                return Poll::Ready(());
             }
         } else {
             self.lock_released = None;
@@ -265,7 +264,7 @@ impl<S: Transport> Conn<S> {
         if matches!(read, Ok(0) | Err(_)) {
             session.flush_out();
             session.outbox.close(CloseReason::Quit);
-            return Poll::Ready(None);
+            return Poll::Ready(());
         }
         let mut lines = LINES.take();
         let result = loop {
@@ -281,7 +280,7 @@ impl<S: Transport> Conn<S> {
         lines.clear();
         LINES.set(lines);
         if flow == Flow::Stop {
-            return Poll::Ready(None);
+            return Poll::Ready(());
         }
         if let Err(ProtoError::LineTooLong { limit }) = result {
             Stats::bump(&self.shared.stats.lines_too_long);
@@ -295,16 +294,17 @@ impl<S: Transport> Conn<S> {
                 .outbox
                 .push_last(line.to_bytes(), CloseReason::LineTooLong);
         }
-        Poll::Ready(None)
+        Poll::Ready(())
     }
 
-    /// Goes on with a write; when it is done the connection is open again.
+    /// Goes on with a write; when it is done the connection waits (output queued meanwhile
+    /// makes the outbox ready at once).
     fn poll_writing(
         &mut self,
         src: Src,
         mut pos: usize,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<CloseReason>> {
+    ) -> Poll<Result<(), CloseReason>> {
         let bytes: &[u8] = match src {
             Src::Out => &self.session.out,
             Src::One => &self.items[0],
@@ -314,13 +314,13 @@ impl<S: Transport> Conn<S> {
         self.phase = Phase::Writing { src, pos };
         if let Err(reason) = ready!(self.write_outcome(written, cx)) {
             self.session.outbox.close(reason);
-            return Poll::Ready(Some(reason));
+            return Poll::Ready(Err(reason));
         }
         self.session.out.clear();
         self.items.clear();
         self.last_write = Instant::now();
-        self.phase = Phase::Open;
-        Poll::Ready(None)
+        self.phase = Phase::Waiting;
+        Poll::Ready(Ok(()))
     }
 
     /// Writes the last replies (as far as the peer takes them), then shuts down.
@@ -329,12 +329,12 @@ impl<S: Transport> Conn<S> {
         reason: CloseReason,
         mut pos: usize,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<CloseReason>> {
+    ) -> Poll<()> {
         let written = poll_write_all(&mut self.stream, &self.session.out, &mut pos, cx);
         self.phase = Phase::Closing { reason, pos };
         let _ = ready!(self.write_outcome(written, cx));
         self.phase = Phase::ShuttingDown(reason);
-        Poll::Ready(None)
+        Poll::Ready(())
     }
 
     /// What a write's progress means: a failure or no progress within `stalledwritetimeout`
