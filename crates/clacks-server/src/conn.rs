@@ -8,7 +8,6 @@
 //! idle `NOP`), or for the end of a sync lock. The connection ends when the outbox says so
 //! (QUIT, EOF, a kick, a timeout, a slow-consumer cut) or a write fails.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -35,12 +34,6 @@ const NOP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long closing waits for the stream's shutdown.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
-
-thread_local! {
-    /// The lines of the batch being executed: only needed during one poll, so shared by all
-    /// connections on a thread.
-    static LINES: Cell<Vec<Bytes>> = const { Cell::new(Vec::new()) };
-}
 
 /// Registers a connection and returns the future that serves it until it closes, holding its
 /// connection slot (if it counts towards `maxconnections`).
@@ -253,7 +246,7 @@ impl<S: Transport> Conn<S> {
             });
             if released.as_mut().poll(cx).is_ready() {
                 self.lock_released = None;
-                run_lines(session, &mut Vec::new());
+                run_lines(session, std::iter::empty());
                 return Poll::Ready(());
             }
         } else {
@@ -266,23 +259,22 @@ impl<S: Transport> Conn<S> {
             session.outbox.close(CloseReason::Quit);
             return Poll::Ready(());
         }
-        let mut lines = LINES.take();
-        let result = loop {
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(line)) => lines.push(line),
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
-        session.inbuf.store(self.buf.len(), Ordering::Relaxed);
+        // Lines are decoded as they are executed.
+        let mut error = None;
+        let (decoder, buf) = (&mut self.decoder, &mut self.buf);
+        let lines = std::iter::from_fn(|| {
+            decoder.decode(buf).unwrap_or_else(|e| {
+                error = Some(e);
+                None
+            })
+        });
+        let flow = run_lines(session, lines);
+        session.outbox.set_input_len(self.buf.len());
         release_if_empty::<S>(&mut self.buf);
-        let flow = run_lines(session, &mut lines);
-        lines.clear();
-        LINES.set(lines);
         if flow == Flow::Stop {
             return Poll::Ready(());
         }
-        if let Err(ProtoError::LineTooLong { limit }) = result {
+        if let Some(ProtoError::LineTooLong { limit }) = error {
             Stats::bump(&self.shared.stats.lines_too_long);
             tracing::warn!(cid = %cid(session), limit, "line too long, closing connection");
             let line = Reply::Overhead {
@@ -385,7 +377,7 @@ impl<S: Transport> Conn<S> {
 
 /// Executes complete lines (and those that waited for a sync lock); after a command that ends
 /// the connection, whatever it answered goes out first.
-fn run_lines(session: &mut Session, lines: &mut Vec<Bytes>) -> Flow {
+fn run_lines(session: &mut Session, lines: impl Iterator<Item = Bytes>) -> Flow {
     let flow = session.handle(lines);
     if flow == Flow::Stop {
         session.flush_out();

@@ -5,7 +5,7 @@
 //! `Bytes` into its [`Outbox`]; a fan-out encodes once and clones the handle.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine as _;
@@ -63,8 +63,6 @@ pub(crate) struct ConnEntry {
     /// Wall-clock time of the last PING, 0 after NOPING.
     pub(crate) lastping: f64,
     listening: HashSet<Bytes>,
-    /// Length of the partial input line.
-    pub(crate) inbuf: Arc<AtomicUsize>,
     /// Whether this is an interclacks link (either direction).
     interclacks: bool,
     /// Wall-clock time of the last PING we sent on the link.
@@ -212,37 +210,43 @@ impl State {
         shared: &Shared,
         peer: &Peer,
         outbox: Arc<Outbox>,
-        inbuf: Arc<AtomicUsize>,
     ) -> (ConnId, Bytes) {
         let serial = shared.next_serial();
         let now = shared.now();
+        // The CID is `<host>:<port>`; host and port are slices of it, not copies.
         let (host, port, cid) = match peer {
             Peer::Tcp(addr) => {
-                let (h, p) = (addr.ip().to_string(), format!("{}:{serial}", addr.port()));
-                let cid = format!("{h}:{p}");
-                (h, p, cid)
+                let host = addr.ip().to_string();
+                let cid = Bytes::from(format!("{host}:{}:{serial}", addr.port()));
+                (cid.slice(..host.len()), cid.slice(host.len() + 1..), cid)
             }
             Peer::Unix => {
-                let p = format!("{}:{serial}", format_float(now));
-                let cid = format!("unixdomainsocket:{p}");
-                ("unixdomainsocket".to_string(), p, cid)
+                const HOST: &str = "unixdomainsocket";
+                let cid = Bytes::from(format!("{HOST}:{}:{serial}", format_float(now)));
+                (
+                    Bytes::from_static(HOST.as_bytes()),
+                    cid.slice(HOST.len() + 1..),
+                    cid,
+                )
             }
-            Peer::Master { cid, host, port } => (host.clone(), port.clone(), cid.clone()),
+            Peer::Master { cid, host, port } => (
+                Bytes::from(host.clone()),
+                Bytes::from(port.clone()),
+                Bytes::from(cid.clone()),
+            ),
         };
-        let cid = Bytes::from(cid);
         self.debug(b"CONNECTED", &cid);
         self.conns.insert(
             serial,
             Box::new(ConnEntry {
                 cid: cid.clone(),
-                host: Bytes::from(host),
-                port: Bytes::from(port),
+                host,
+                port,
                 clientinfo: Bytes::from_static(b"UNKNOWN"),
                 outbox,
                 monitor: false,
                 lastping: now,
                 listening: HashSet::new(),
-                inbuf,
                 interclacks: false,
                 lastinterclacksping: 0.0,
             }),
@@ -422,7 +426,7 @@ impl State {
                 port: e.port.clone(),
                 clientinfo: e.clientinfo.clone(),
                 outbuffer_length: e.outbox.len(),
-                inbuffer_length: e.inbuf.load(Ordering::Relaxed),
+                inbuffer_length: e.outbox.input_len(),
                 interclacks: e.interclacks,
                 monitor: e.monitor,
                 lastping: Bytes::from(format_float(e.lastping)),

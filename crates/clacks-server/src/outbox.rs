@@ -6,6 +6,7 @@
 //! the producer goes on.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -55,11 +56,13 @@ pub(crate) enum Drain {
     Close(CloseReason),
 }
 
-/// A connection's output queue, capped in bytes.
+/// A connection's output queue, capped in bytes. It also carries the length of the
+/// connection's partial input line, for CLIENTLIST.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     inner: Mutex<Inner>,
     cap: usize,
+    input: AtomicUsize,
 }
 
 /// Releases the lock, then wakes the connection task if it waits for output.
@@ -76,6 +79,7 @@ impl Outbox {
         Outbox {
             inner: Mutex::new(Inner::default()),
             cap,
+            input: AtomicUsize::new(0),
         }
     }
 
@@ -156,6 +160,16 @@ impl Outbox {
         inner.bytes = 0;
         into.extend(inner.queue.drain(..));
         Drain::Write
+    }
+
+    /// Records how many bytes of input wait for the end of their line.
+    pub(crate) fn set_input_len(&self, len: usize) {
+        self.input.store(len, Ordering::Relaxed);
+    }
+
+    /// Bytes of input waiting for the end of their line.
+    pub(crate) fn input_len(&self) -> usize {
+        self.input.load(Ordering::Relaxed)
     }
 
     /// Discards what is queued; returns how many bytes that was.

@@ -5,7 +5,6 @@
 //! in [`Session::error`].
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +48,6 @@ pub(crate) struct Session {
     pub(crate) id: ConnId,
     pub(crate) cid: Bytes,
     pub(crate) outbox: Arc<Outbox>,
-    pub(crate) inbuf: Arc<AtomicUsize>,
     perms: Option<Perms>,
     time_offset: f64,
     /// Last PING (monotonic); `None` after NOPING.
@@ -76,7 +74,6 @@ impl Session {
     /// the interclacks client hello (`CLACKS … in interclacks client mode`, login, `OVERHEAD I 1`).
     pub(crate) fn open(shared: Arc<Shared>, peer: &Peer) -> Session {
         let outbox = Arc::new(Outbox::new(shared.config.max_out_buffer));
-        let inbuf = Arc::new(AtomicUsize::new(0));
         // The greeting (or our interclacks hello) is the first thing the connection writes.
         let mut hello = BytesMut::new();
         let link = if matches!(peer, Peer::Master { .. }) {
@@ -101,7 +98,7 @@ impl Session {
         };
         let (id, cid) = {
             let mut state = shared.lock();
-            let (id, cid) = state.register(&shared, peer, outbox.clone(), inbuf.clone());
+            let (id, cid) = state.register(&shared, peer, outbox.clone());
             if link == Link::ToMaster {
                 state.set_link(id, true);
             }
@@ -114,7 +111,6 @@ impl Session {
             id,
             cid,
             outbox,
-            inbuf,
             perms: None,
             time_offset: 0.0,
             last_ping: Some(now),
@@ -246,32 +242,27 @@ impl Session {
 
     /// Executes a batch of complete lines in order. While our master holds the sync lock, lines
     /// of other connections wait (reading goes on) and run, in order, once it is released.
-    /// `lines` is drained (its allocation is reused by the caller).
-    pub(crate) fn handle(&mut self, lines: &mut Vec<Bytes>) -> Flow {
-        if lines.is_empty() && self.deferred.is_empty() {
+    /// After a command that ends the connection the rest of `lines` is left alone.
+    pub(crate) fn handle(&mut self, lines: impl Iterator<Item = Bytes>) -> Flow {
+        let mut lines = lines.peekable();
+        if lines.peek().is_none() && self.deferred.is_empty() {
             return Flow::Continue;
         }
         let shared = self.shared.clone();
         let mut state = shared.lock();
         if state.sync_locked && self.link != Link::ToMaster {
-            self.deferred.append(lines);
+            self.deferred.extend(lines);
             return Flow::Continue;
         }
-        if !self.deferred.is_empty() {
-            let mut waited = std::mem::take(&mut self.deferred);
-            waited.append(lines);
-            *lines = waited;
-        }
+        let waited = std::mem::take(&mut self.deferred);
         // One clock reading per batch: its commands arrived together.
         let now = self.shared.now();
-        let mut flow = Flow::Continue;
-        for line in lines.drain(..) {
+        for line in waited.into_iter().chain(lines) {
             if self.handle_line(&mut state, line, now) == Flow::Stop {
-                flow = Flow::Stop;
-                break;
+                return Flow::Stop;
             }
         }
-        flow
+        Flow::Continue
     }
 
     fn handle_line(&mut self, state: &mut State, line: Bytes, now: f64) -> Flow {

@@ -129,6 +129,16 @@ async fn every_command(t: Transport) {
         Transport::Tls => assert!(entry.starts_with("CLIENT CID=127.0.0.1:"), "{entry}"),
         Transport::Unix => assert!(entry.contains("HOST=unixdomainsocket;"), "{entry}"),
     }
+    // The CID is `<HOST>:<PORT>`.
+    let field = |name: &str| {
+        let start = entry.find(&format!("{name}=")).expect(name) + name.len() + 1;
+        entry[start..].split(';').next().unwrap().to_string()
+    };
+    assert_eq!(
+        field("CID"),
+        format!("{}:{}", field("HOST"), field("PORT")),
+        "{entry}"
+    );
     c.expect("CLIENTLISTEND").await;
 
     // STATS (extension).
