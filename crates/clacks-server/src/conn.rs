@@ -415,6 +415,9 @@ pin_project_lite::pin_project! {
         #[pin]
         sleep: Sleep,
         at: Option<Instant>,
+        // Whether the sleep holds our waker for `at`: then it need not be polled again (which
+        // costs more than the rest of a wait), only asked whether it fired.
+        armed: bool,
     }
 }
 
@@ -423,6 +426,7 @@ impl Timer {
         Timer {
             sleep: tokio::time::sleep_until(far_future()),
             at: None,
+            armed: false,
         }
     }
 
@@ -430,6 +434,7 @@ impl Timer {
         let this = self.project();
         if *this.at != at {
             *this.at = at;
+            *this.armed = false;
             this.sleep.reset(at.unwrap_or_else(far_future));
         }
     }
@@ -439,7 +444,16 @@ impl Timer {
         if this.at.is_none() {
             return Poll::Pending;
         }
-        this.sleep.poll(cx)
+        if *this.armed {
+            return if this.sleep.is_elapsed() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        }
+        let fired = this.sleep.poll(cx);
+        *this.armed = fired.is_pending();
+        fired
     }
 }
 
