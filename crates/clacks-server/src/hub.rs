@@ -13,6 +13,7 @@ use bytes::Bytes;
 use clacks_proto::{ClientEntry, Reply};
 use clacks_store::number::format_float;
 use clacks_store::{Cache, Clock};
+use foldhash::fast::RandomState;
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
@@ -62,7 +63,7 @@ pub(crate) struct ConnEntry {
     pub(crate) monitor: bool,
     /// Wall-clock time of the last PING, 0 after NOPING.
     pub(crate) lastping: f64,
-    listening: HashSet<Bytes>,
+    listening: HashSet<Bytes, RandomState>,
     /// Whether this is an interclacks link (either direction).
     interclacks: bool,
     /// Wall-clock time of the last PING we sent on the link.
@@ -73,8 +74,9 @@ pub(crate) struct ConnEntry {
 pub(crate) struct State {
     pub(crate) cache: Cache,
     /// Boxed: the table's slots stay small, which matters with many idle connections.
-    conns: HashMap<ConnId, Box<ConnEntry>>,
-    subs: HashMap<Bytes, Vec<ConnId>>,
+    conns: HashMap<ConnId, Box<ConnEntry>, RandomState>,
+    /// Listeners of each name, with their outboxes: a signal reaches them without a lookup.
+    subs: HashMap<Bytes, Vec<(ConnId, Arc<Outbox>)>, RandomState>,
     monitors: Vec<ConnId>,
     /// Interclacks links: where replicated commands go.
     links: Vec<ConnId>,
@@ -148,8 +150,8 @@ impl Shared {
             stats: stats.clone(),
             state: Mutex::new(State {
                 cache,
-                conns: HashMap::new(),
-                subs: HashMap::new(),
+                conns: HashMap::default(),
+                subs: HashMap::default(),
                 monitors: Vec::new(),
                 links: Vec::new(),
                 sync_locked: false,
@@ -246,7 +248,7 @@ impl State {
                 outbox,
                 monitor: false,
                 lastping: now,
-                listening: HashSet::new(),
+                listening: HashSet::default(),
                 interclacks: false,
                 lastinterclacksping: 0.0,
             }),
@@ -289,7 +291,22 @@ impl State {
     /// Pushes `line` to connection `id`, counting and logging a slow-consumer cut.
     pub(crate) fn deliver(&self, id: ConnId, line: &Bytes) {
         if let Some(entry) = self.conns.get(&id) {
-            push_counted(&self.stats, entry, line.clone());
+            self.push_counted(id, &entry.outbox, line.clone());
+        }
+    }
+
+    fn push_counted(&self, id: ConnId, outbox: &Outbox, line: Bytes) {
+        if !outbox.push(line) {
+            Stats::bump(&self.stats.slow_consumers);
+            let cid = self
+                .conns
+                .get(&id)
+                .map(|e| e.cid.clone())
+                .unwrap_or_default();
+            tracing::warn!(
+                cid = %String::from_utf8_lossy(&cid),
+                "slow consumer cut off: output buffer over its limit"
+            );
         }
     }
 
@@ -325,7 +342,8 @@ impl State {
         // Own the bytes: `name` is a slice of a read buffer.
         let name = Bytes::copy_from_slice(&name);
         if entry.listening.insert(name.clone()) {
-            self.subs.entry(name).or_default().push(id);
+            let outbox = entry.outbox.clone();
+            self.subs.entry(name).or_default().push((id, outbox));
         }
     }
 
@@ -339,7 +357,7 @@ impl State {
 
     fn unsubscribe_name(&mut self, id: ConnId, name: &Bytes) {
         if let Some(ids) = self.subs.get_mut(name) {
-            ids.retain(|i| *i != id);
+            ids.retain(|(i, _)| *i != id);
             if ids.is_empty() {
                 self.subs.remove(name);
             }
@@ -352,8 +370,8 @@ impl State {
             return;
         };
         let mut delivered = 0;
-        for id in ids.iter().filter(|i| **i != sender) {
-            self.deliver(*id, line);
+        for (id, outbox) in ids.iter().filter(|(i, _)| *i != sender) {
+            self.push_counted(*id, outbox, line.clone());
             delivered += 1;
         }
         self.stats
@@ -365,7 +383,7 @@ impl State {
     pub(crate) fn broadcast(&self, except: Option<ConnId>, line: &Bytes) {
         for (id, entry) in &self.conns {
             if Some(*id) != except {
-                push_counted(&self.stats, entry, line.clone());
+                self.push_counted(*id, &entry.outbox, line.clone());
             }
         }
     }
@@ -436,15 +454,5 @@ impl State {
             .collect();
         out.sort_by(|a, b| a.cid.cmp(&b.cid));
         out
-    }
-}
-
-fn push_counted(stats: &Stats, entry: &ConnEntry, line: Bytes) {
-    if !entry.outbox.push(line) {
-        Stats::bump(&stats.slow_consumers);
-        tracing::warn!(
-            cid = %String::from_utf8_lossy(&entry.cid),
-            "slow consumer cut off: output buffer over its limit"
-        );
     }
 }
