@@ -27,10 +27,13 @@ use crate::hub::{Peer, Shared};
 use crate::outbox::{CloseReason, Drain};
 use crate::session::{Flow, Session};
 use crate::stats::Stats;
-use crate::transport::{poll_limit, poll_read_some, release_if_empty, Transport};
+use crate::transport::{poll_limit, poll_read_some, release_if_empty, shrink_if_large, Transport};
 
 /// A connection that was idle for this long gets a `NOP`.
 const NOP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Room for this many drained outbox items is kept between writes; more is freed.
+const ITEMS_KEPT: usize = 1024;
 
 /// How long closing waits for the stream's shutdown.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
@@ -186,7 +189,6 @@ impl<S: Transport> Conn<S> {
                 let src = if self.items.len() == 1 && out.is_empty() {
                     Src::One
                 } else {
-                    self.batch.clear();
                     for item in &self.items {
                         self.batch.extend_from_slice(item);
                     }
@@ -308,7 +310,14 @@ impl<S: Transport> Conn<S> {
             self.session.outbox.close(reason);
             return Poll::Ready(Err(reason));
         }
+        // What one large write needed is not kept for good.
         self.session.out.clear();
+        shrink_if_large(&mut self.session.out);
+        self.batch.clear();
+        shrink_if_large(&mut self.batch);
+        if self.items.capacity() > ITEMS_KEPT {
+            self.items = Vec::new();
+        }
         self.items.clear();
         self.last_write = Instant::now();
         self.phase = Phase::Waiting;

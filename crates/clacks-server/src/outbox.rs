@@ -12,6 +12,9 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+/// Room for this many queued lines is kept once they are written; a burst's larger queue is freed.
+const QUEUE_KEPT: usize = 1024;
+
 /// Why a connection is being closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CloseReason {
@@ -159,6 +162,9 @@ impl Outbox {
         }
         inner.bytes = 0;
         into.extend(inner.queue.drain(..));
+        if inner.queue.capacity() > QUEUE_KEPT {
+            inner.queue = VecDeque::new();
+        }
         Drain::Write
     }
 
@@ -218,6 +224,18 @@ mod tests {
         let o = Outbox::new(10);
         assert!(o.push(Bytes::from(vec![b'x'; 100])));
         assert!(!o.push(Bytes::from_static(b"1")));
+    }
+
+    #[test]
+    fn a_burst_does_not_keep_its_queue() {
+        let o = Outbox::new(usize::MAX);
+        for _ in 0..10_000 {
+            o.push(Bytes::from_static(b"x"));
+        }
+        let mut v = Vec::new();
+        assert!(matches!(o.drain(&mut v), Drain::Write));
+        assert_eq!(v.len(), 10_000);
+        assert!(o.lock().queue.capacity() <= QUEUE_KEPT);
     }
 
     #[test]

@@ -28,7 +28,7 @@ fn read_chunk<S: Transport>() -> usize {
 /// same thread (so a busy server does not allocate a buffer per request).
 const SPARE_BUFFERS: usize = 16;
 
-/// Larger buffers are freed rather than kept for reuse.
+/// Larger buffers are freed rather than kept for reuse (or kept by a connection after use).
 const SPARE_MAX_CAPACITY: usize = 64 * 1024;
 
 thread_local! {
@@ -127,9 +127,13 @@ pub(crate) async fn read_some<S: Transport>(
     std::future::poll_fn(|cx| poll_read_some(stream, buf, cx)).await
 }
 
-/// After the input was used up: an idle connection over a plain socket holds no buffer.
+/// After the input was used up: an idle connection over a plain socket holds no buffer, and no
+/// connection keeps a buffer that one large line made large.
 pub(crate) fn release_if_empty<S: Transport>(buf: &mut BytesMut) {
-    if S::WAITS && buf.is_empty() && buf.capacity() > 0 {
+    if !buf.is_empty() || buf.capacity() == 0 {
+        return;
+    }
+    if S::WAITS {
         let spare = std::mem::take(buf);
         if spare.capacity() <= SPARE_MAX_CAPACITY {
             SPARE.with(|s| {
@@ -139,6 +143,15 @@ pub(crate) fn release_if_empty<S: Transport>(buf: &mut BytesMut) {
                 }
             });
         }
+    } else {
+        shrink_if_large(buf);
+    }
+}
+
+/// Frees an empty buffer that grew for one large batch instead of keeping it for good.
+pub(crate) fn shrink_if_large(buf: &mut BytesMut) {
+    if buf.capacity() > SPARE_MAX_CAPACITY && buf.is_empty() {
+        *buf = BytesMut::new();
     }
 }
 
@@ -173,4 +186,28 @@ pub(crate) fn poll_limit(
         .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)))
         .as_mut()
         .poll(cx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Pipe = Opaque<tokio::io::DuplexStream>;
+
+    #[test]
+    fn a_large_empty_buffer_is_not_kept() {
+        let mut buf = BytesMut::with_capacity(SPARE_MAX_CAPACITY * 4);
+        release_if_empty::<Pipe>(&mut buf);
+        assert_eq!(buf.capacity(), 0);
+        let mut small = BytesMut::with_capacity(1024);
+        release_if_empty::<Pipe>(&mut small);
+        assert!(
+            small.capacity() >= 1024,
+            "a stream that cannot wait keeps its buffer"
+        );
+        let mut full = BytesMut::with_capacity(SPARE_MAX_CAPACITY * 4);
+        full.extend_from_slice(b"partial line");
+        release_if_empty::<Pipe>(&mut full);
+        assert_eq!(&full[..], b"partial line");
+    }
 }
