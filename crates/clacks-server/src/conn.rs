@@ -235,6 +235,7 @@ impl<S: Transport> Conn<S> {
                     self.last_write = now;
                 }
                 self.nop_check = self.last_write + NOP_INTERVAL;
+                self.trim();
             }
             return Poll::Ready(());
         }
@@ -291,6 +292,18 @@ impl<S: Transport> Conn<S> {
         Poll::Ready(())
     }
 
+    /// Frees what one large line, reply or burst made large (looked at when the idle check runs,
+    /// so a busy connection reuses its buffers).
+    fn trim(&mut self) {
+        shrink_if_large(&mut self.buf);
+        shrink_if_large(&mut self.session.out);
+        shrink_if_large(&mut self.batch);
+        if self.items.capacity() > ITEMS_KEPT {
+            self.items = Vec::new();
+        }
+        self.session.outbox.trim();
+    }
+
     /// Goes on with a write; when it is done the connection waits (output queued meanwhile
     /// makes the outbox ready at once).
     fn poll_writing(
@@ -310,14 +323,8 @@ impl<S: Transport> Conn<S> {
             self.session.outbox.close(reason);
             return Poll::Ready(Err(reason));
         }
-        // What one large write needed is not kept for good.
         self.session.out.clear();
-        shrink_if_large(&mut self.session.out);
         self.batch.clear();
-        shrink_if_large(&mut self.batch);
-        if self.items.capacity() > ITEMS_KEPT {
-            self.items = Vec::new();
-        }
         self.items.clear();
         self.last_write = Instant::now();
         self.phase = Phase::Waiting;

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-/// Room for this many queued lines is kept once they are written; a burst's larger queue is freed.
+/// Room for this many queued lines is kept; a burst's larger queue is freed by [`Outbox::trim`].
 const QUEUE_KEPT: usize = 1024;
 
 /// Why a connection is being closed.
@@ -162,9 +162,6 @@ impl Outbox {
         }
         inner.bytes = 0;
         into.extend(inner.queue.drain(..));
-        if inner.queue.capacity() > QUEUE_KEPT {
-            inner.queue = VecDeque::new();
-        }
         Drain::Write
     }
 
@@ -176,6 +173,14 @@ impl Outbox {
     /// Bytes of input waiting for the end of their line.
     pub(crate) fn input_len(&self) -> usize {
         self.input.load(Ordering::Relaxed)
+    }
+
+    /// Frees the room a burst made, if the queue is empty now.
+    pub(crate) fn trim(&self) {
+        let mut inner = self.lock();
+        if inner.queue.is_empty() && inner.queue.capacity() > QUEUE_KEPT {
+            inner.queue = VecDeque::new();
+        }
     }
 
     /// Discards what is queued; returns how many bytes that was.
@@ -235,6 +240,7 @@ mod tests {
         let mut v = Vec::new();
         assert!(matches!(o.drain(&mut v), Drain::Write));
         assert_eq!(v.len(), 10_000);
+        o.trim();
         assert!(o.lock().queue.capacity() <= QUEUE_KEPT);
     }
 

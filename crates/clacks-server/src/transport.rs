@@ -28,7 +28,7 @@ fn read_chunk<S: Transport>() -> usize {
 /// same thread (so a busy server does not allocate a buffer per request).
 const SPARE_BUFFERS: usize = 16;
 
-/// Larger buffers are freed rather than kept for reuse (or kept by a connection after use).
+/// Larger buffers are freed rather than kept for reuse (or kept by an idle connection).
 const SPARE_MAX_CAPACITY: usize = 64 * 1024;
 
 thread_local! {
@@ -127,13 +127,9 @@ pub(crate) async fn read_some<S: Transport>(
     std::future::poll_fn(|cx| poll_read_some(stream, buf, cx)).await
 }
 
-/// After the input was used up: an idle connection over a plain socket holds no buffer, and no
-/// connection keeps a buffer that one large line made large.
+/// After the input was used up: an idle connection over a plain socket holds no buffer.
 pub(crate) fn release_if_empty<S: Transport>(buf: &mut BytesMut) {
-    if !buf.is_empty() || buf.capacity() == 0 {
-        return;
-    }
-    if S::WAITS {
+    if S::WAITS && buf.is_empty() && buf.capacity() > 0 {
         let spare = std::mem::take(buf);
         if spare.capacity() <= SPARE_MAX_CAPACITY {
             SPARE.with(|s| {
@@ -143,8 +139,6 @@ pub(crate) fn release_if_empty<S: Transport>(buf: &mut BytesMut) {
                 }
             });
         }
-    } else {
-        shrink_if_large(buf);
     }
 }
 
@@ -192,22 +186,17 @@ pub(crate) fn poll_limit(
 mod tests {
     use super::*;
 
-    type Pipe = Opaque<tokio::io::DuplexStream>;
-
     #[test]
-    fn a_large_empty_buffer_is_not_kept() {
-        let mut buf = BytesMut::with_capacity(SPARE_MAX_CAPACITY * 4);
-        release_if_empty::<Pipe>(&mut buf);
-        assert_eq!(buf.capacity(), 0);
+    fn only_a_large_empty_buffer_is_freed() {
+        let mut large = BytesMut::with_capacity(SPARE_MAX_CAPACITY * 4);
+        shrink_if_large(&mut large);
+        assert_eq!(large.capacity(), 0);
         let mut small = BytesMut::with_capacity(1024);
-        release_if_empty::<Pipe>(&mut small);
-        assert!(
-            small.capacity() >= 1024,
-            "a stream that cannot wait keeps its buffer"
-        );
+        shrink_if_large(&mut small);
+        assert!(small.capacity() >= 1024);
         let mut full = BytesMut::with_capacity(SPARE_MAX_CAPACITY * 4);
         full.extend_from_slice(b"partial line");
-        release_if_empty::<Pipe>(&mut full);
+        shrink_if_large(&mut full);
         assert_eq!(&full[..], b"partial line");
     }
 }
