@@ -18,9 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Memcached;
 use crate::hub::{Shared, State, NO_CONN, SERVER_INFO};
 use crate::stats::Stats;
-use crate::transport::{
-    complete_or_timeout, read_some, release_if_empty, shrink_if_large, Stalled, Transport,
-};
+use crate::transport::{complete_or_timeout, read_some, release_if_empty, Stalled, Transport};
 
 /// Replies are written once this much is gathered, even in the middle of a batch.
 const FLUSH_AT: usize = 256 * 1024;
@@ -66,10 +64,7 @@ pub(crate) async fn serve<S: Transport>(
         release_if_empty::<S>(&mut buf);
         if !out.is_empty() {
             match complete_or_timeout(stream.write_all(&out), stalled).await {
-                Ok(Ok(())) => {
-                    out.clear();
-                    shrink_if_large(&mut out);
-                }
+                Ok(Ok(())) => out.clear(),
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %who, error = %e, "memcached write failed");
                     break;
