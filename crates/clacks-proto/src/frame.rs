@@ -10,8 +10,10 @@ use crate::ProtoError;
 #[derive(Debug, Clone)]
 pub struct LineDecoder {
     max_line: usize,
-    /// How many bytes at the front of the buffer were already searched for LF.
+    /// How many bytes at the front of the buffer were already searched for CR and LF.
     scanned: usize,
+    /// Whether those bytes hold a CR that does not end the line (rare: then every CR is removed).
+    stray_cr: bool,
 }
 
 impl LineDecoder {
@@ -20,6 +22,7 @@ impl LineDecoder {
         Self {
             max_line: max_line.max(1),
             scanned: 0,
+            stray_cr: false,
         }
     }
 
@@ -33,8 +36,7 @@ impl LineDecoder {
     /// Returns `Ok(None)` when `buf` holds no complete line yet.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, ProtoError> {
         loop {
-            let Some(pos) = memchr_lf(&buf[self.scanned..]).map(|p| p + self.scanned) else {
-                self.scanned = buf.len();
+            let Some((lf, crlf)) = self.find_end(buf) else {
                 if buf.len() > self.max_line {
                     return Err(ProtoError::LineTooLong {
                         limit: self.max_line,
@@ -43,17 +45,18 @@ impl LineDecoder {
                 return Ok(None);
             };
             self.scanned = 0;
-            if pos > self.max_line {
+            let stray_cr = std::mem::take(&mut self.stray_cr);
+            if lf > self.max_line {
                 return Err(ProtoError::LineTooLong {
                     limit: self.max_line,
                 });
             }
-            let mut line = buf.split_to(pos);
+            let mut line = buf.split_to(lf);
             buf.advance(1);
-            if line.last() == Some(&b'\r') {
+            if crlf {
                 line.truncate(line.len() - 1);
             }
-            if memchr::memchr(b'\r', &line).is_some() {
+            if stray_cr {
                 line = strip_cr(&line);
             }
             if line.is_empty() {
@@ -62,10 +65,33 @@ impl LineDecoder {
             return Ok(Some(line.freeze()));
         }
     }
-}
 
-fn memchr_lf(haystack: &[u8]) -> Option<usize> {
-    memchr::memchr(b'\n', haystack)
+    /// Finds the LF that ends the first line, in one pass for CR and LF: its position, and
+    /// whether a CR stands right before it. Any other CR is noted in `stray_cr`.
+    fn find_end(&mut self, buf: &[u8]) -> Option<(usize, bool)> {
+        loop {
+            let Some(found) = memchr::memchr2(b'\r', b'\n', &buf[self.scanned..]) else {
+                self.scanned = buf.len();
+                return None;
+            };
+            let at = self.scanned + found;
+            if buf[at] == b'\n' {
+                return Some((at, false));
+            }
+            match buf.get(at + 1) {
+                Some(b'\n') => return Some((at + 1, true)),
+                Some(_) => {
+                    self.stray_cr = true;
+                    self.scanned = at + 1;
+                }
+                // A CR at the end of what arrived so far: look at it again with more input.
+                None => {
+                    self.scanned = at;
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 fn strip_cr(line: &[u8]) -> BytesMut {

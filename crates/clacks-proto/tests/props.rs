@@ -140,6 +140,36 @@ proptest! {
     }
 
     #[test]
+    fn crs_anywhere_and_any_split_match_the_rule(
+        input in proptest::collection::vec(prop::sample::select(&b"ab\r\n"[..]), 0..200),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        // The rule: LF ends a line, every CR is dropped, empty lines are skipped; a line without
+        // its LF yet is not complete.
+        let complete = input.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let expected: Vec<Vec<u8>> = input[..complete]
+            .split(|&b| b == b'\n')
+            .map(|l| l.iter().copied().filter(|&b| b != b'\r').collect::<Vec<u8>>())
+            .filter(|l| !l.is_empty())
+            .collect();
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
+        points.sort_unstable();
+        let mut d = LineDecoder::new(1 << 20);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        let mut last = 0;
+        for p in points.into_iter().chain([input.len()]) {
+            buf.extend_from_slice(&input[last..p]);
+            last = p;
+            while let Some(l) = d.decode(&mut buf).unwrap() {
+                got.push(l.to_vec());
+            }
+        }
+        prop_assert_eq!(got, expected);
+        prop_assert_eq!(&buf[..], &input[complete..]);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic_nor_exceed_limits(input in proptest::collection::vec(any::<u8>(), 0..600), max in 1usize..128) {
         let mut d = LineDecoder::new(max);
         let mut buf = BytesMut::from(&input[..]);
