@@ -94,6 +94,24 @@ fn decode_all(input: &[u8], max: usize) -> Vec<Bytes> {
     out
 }
 
+/// Feeds `input` to one decoder in pieces cut at `cuts`; returns the lines and what is left.
+fn decode_in_pieces(input: &[u8], cuts: &[prop::sample::Index]) -> (Vec<Bytes>, BytesMut) {
+    let mut points: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
+    points.sort_unstable();
+    let mut d = LineDecoder::new(1 << 20);
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    let mut last = 0;
+    for p in points.into_iter().chain([input.len()]) {
+        buf.extend_from_slice(&input[last..p]);
+        last = p;
+        while let Some(l) = d.decode(&mut buf).unwrap() {
+            got.push(l);
+        }
+    }
+    (got, buf)
+}
+
 proptest! {
     #[test]
     fn request_encode_decode_identity(reqs in proptest::collection::vec(request(), 1..20)) {
@@ -123,19 +141,7 @@ proptest! {
             r.encode(&mut wire);
         }
         let whole = decode_all(&wire, 1 << 20);
-        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
-        points.sort_unstable();
-        let mut d = LineDecoder::new(1 << 20);
-        let mut buf = BytesMut::new();
-        let mut got = Vec::new();
-        let mut last = 0;
-        for p in points.into_iter().chain([wire.len()]) {
-            buf.extend_from_slice(&wire[last..p]);
-            last = p;
-            while let Some(l) = d.decode(&mut buf).unwrap() {
-                got.push(l);
-            }
-        }
+        let (got, _) = decode_in_pieces(&wire, &cuts);
         prop_assert_eq!(got, whole);
     }
 
@@ -152,21 +158,10 @@ proptest! {
             .map(|l| l.iter().copied().filter(|&b| b != b'\r').collect::<Vec<u8>>())
             .filter(|l| !l.is_empty())
             .collect();
-        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
-        points.sort_unstable();
-        let mut d = LineDecoder::new(1 << 20);
-        let mut buf = BytesMut::new();
-        let mut got = Vec::new();
-        let mut last = 0;
-        for p in points.into_iter().chain([input.len()]) {
-            buf.extend_from_slice(&input[last..p]);
-            last = p;
-            while let Some(l) = d.decode(&mut buf).unwrap() {
-                got.push(l.to_vec());
-            }
-        }
+        let (got, rest) = decode_in_pieces(&input, &cuts);
+        let got: Vec<Vec<u8>> = got.iter().map(|l| l.to_vec()).collect();
         prop_assert_eq!(got, expected);
-        prop_assert_eq!(&buf[..], &input[complete..]);
+        prop_assert_eq!(&rest[..], &input[complete..]);
     }
 
     #[test]

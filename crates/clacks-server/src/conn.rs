@@ -60,7 +60,7 @@ pub(crate) fn serve<S: Transport>(
             .outbox
             .push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
     }
-    tracing::debug!(cid = %String::from_utf8_lossy(&session.cid), "connected");
+    tracing::debug!(cid = %session.cid_str(), "connected");
     let now = Instant::now();
     Connection {
         conn: Conn {
@@ -279,7 +279,7 @@ impl<S: Transport> Conn<S> {
         }
         if let Some(ProtoError::LineTooLong { limit }) = error {
             Stats::bump(&self.shared.stats.lines_too_long);
-            tracing::warn!(cid = %cid(session), limit, "line too long, closing connection");
+            tracing::warn!(cid = %session.cid_str(), limit, "line too long, closing connection");
             let line = Reply::Overhead {
                 flags: Flags::ERROR,
                 value: format!("line_too_long (limit {limit} bytes)").into(),
@@ -356,7 +356,7 @@ impl<S: Transport> Conn<S> {
         let outcome = match written {
             Poll::Ready(Ok(())) => Ok(()),
             Poll::Ready(Err(e)) => {
-                tracing::debug!(cid = %cid(&self.session), error = %e, "write failed");
+                tracing::debug!(cid = %self.session.cid_str(), error = %e, "write failed");
                 Err(CloseReason::Quit)
             }
             Poll::Pending => {
@@ -364,7 +364,7 @@ impl<S: Transport> Conn<S> {
                 ready!(poll_limit(&mut self.limit, limit, cx));
                 Stats::bump(&self.shared.stats.stalled_writes);
                 tracing::warn!(
-                    cid = %cid(&self.session),
+                    cid = %self.session.cid_str(),
                     secs = limit.as_secs_f64(),
                     "writes stalled, closing connection"
                 );
@@ -387,7 +387,7 @@ impl<S: Transport> Conn<S> {
             .stats
             .connections_current
             .fetch_sub(1, Ordering::Relaxed);
-        tracing::debug!(cid = %cid(&self.session), ?reason, "disconnected");
+        tracing::debug!(cid = %self.session.cid_str(), ?reason, "disconnected");
     }
 }
 
@@ -402,10 +402,6 @@ fn run_lines(session: &mut Session, lines: impl Iterator<Item = Bytes>) -> Flow 
         }
     }
     flow
-}
-
-fn cid(session: &Session) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(&session.cid)
 }
 
 /// Writes `bytes[*pos..]`, then flushes.

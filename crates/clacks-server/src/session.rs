@@ -189,8 +189,9 @@ impl Session {
         }
     }
 
-    fn cid_str(&self) -> String {
-        String::from_utf8_lossy(&self.cid).into_owned()
+    /// The CID as text, for logs.
+    pub(crate) fn cid_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.cid)
     }
 
     fn reply(&mut self, reply: Reply) {
