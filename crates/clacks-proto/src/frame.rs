@@ -26,6 +26,11 @@ impl LineDecoder {
         }
     }
 
+    /// Changes the maximum line length (a server accepts shorter lines before login).
+    pub fn set_max_line(&mut self, max_line: usize) {
+        self.max_line = max_line.max(1);
+    }
+
     /// The configured maximum line length.
     pub fn max_line(&self) -> usize {
         self.max_line

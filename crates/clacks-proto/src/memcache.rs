@@ -135,6 +135,18 @@ pub enum McRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys<'a>(&'a [u8]);
 
+impl<'a> Keys<'a> {
+    /// The keys not taken yet, as they stand in the request.
+    pub fn remaining(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// Goes on with keys that [`Keys::remaining`] returned (so already checked).
+    pub fn resume(remaining: &'a [u8]) -> Keys<'a> {
+        Keys(remaining)
+    }
+}
+
 impl<'a> Iterator for Keys<'a> {
     type Item = &'a [u8];
 

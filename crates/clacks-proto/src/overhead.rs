@@ -67,6 +67,24 @@ impl Flags {
         self.0 & other.0 == other.0 && other.0 != 0
     }
 
+    /// Whether any flag of `other` is set.
+    pub const fn intersects(self, other: Flags) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// The flags that change what a server does (authentication, close, interclacks mode, sync
+    /// lock, shutdown, clock): forwarding them with `G` is reserved to the main user.
+    pub const CONTROL: Flags = Flags(
+        Flags::AUTH.0
+            | Flags::CLOSE_ALL.0
+            | Flags::AUTH_FAILED.0
+            | Flags::INTERCLACKS.0
+            | Flags::LOCK.0
+            | Flags::AUTH_OK.0
+            | Flags::SHUTDOWN.0
+            | Flags::TIMESTAMP.0,
+    );
+
     /// These flags without those of `other`.
     pub const fn without(self, other: Flags) -> Flags {
         Flags(self.0 & !other.0)
@@ -112,5 +130,8 @@ mod tests {
         assert_eq!(f.without(Flags::RETURN_TO_SENDER).to_word(), b"GN");
         assert_eq!(Flags::parse(b"Z").to_word(), b"Z");
         assert_eq!(Flags::parse(b"MG").to_word(), b"GM");
+        assert!(Flags::parse(b"GL").intersects(Flags::CONTROL));
+        assert!(Flags::parse(b"GS").intersects(Flags::CONTROL));
+        assert!(!Flags::parse(b"GNUME").intersects(Flags::CONTROL));
     }
 }

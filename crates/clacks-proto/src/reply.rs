@@ -187,6 +187,24 @@ impl Reply {
         }
     }
 
+    /// Like [`Reply::encode`], but without copying the value of a `RETRIEVED` reply: writes
+    /// the reply up to the value and returns the value, which the caller sends next, followed
+    /// by [`CRLF`](crate::CRLF). Other replies are written whole (and `None` returned).
+    pub fn encode_head(&self, out: &mut BytesMut) -> Option<&Bytes> {
+        match self {
+            Reply::Retrieved { key, value } => {
+                for p in [&b"RETRIEVED "[..], key, b"="] {
+                    out.put_slice(p);
+                }
+                Some(value)
+            }
+            other => {
+                other.encode(out);
+                None
+            }
+        }
+    }
+
     /// This reply as one encoded, shareable buffer (for fan-out: encode once, send to many).
     pub fn to_bytes(&self) -> Bytes {
         let mut out = BytesMut::new();
@@ -318,6 +336,18 @@ mod tests {
             enc(&Reply::NotRetrieved { key: b("k") }),
             "NOTRETRIEVED k\r\n"
         );
+        let retrieved = Reply::Retrieved {
+            key: b("k"),
+            value: b("a=b"),
+        };
+        let mut head = BytesMut::new();
+        let value = retrieved.encode_head(&mut head).unwrap().clone();
+        head.extend_from_slice(&value);
+        head.extend_from_slice(CRLF);
+        assert_eq!(&head[..], &retrieved.to_bytes()[..]);
+        let mut whole = BytesMut::new();
+        assert!(Reply::Nop.encode_head(&mut whole).is_none());
+        assert_eq!(&whole[..], b"NOP\r\n");
         assert_eq!(enc(&Reply::Quit), "\r\nQUIT\r\n");
         assert_eq!(enc(&Reply::Timeout), "\r\nTIMEOUT\r\n");
         assert_eq!(

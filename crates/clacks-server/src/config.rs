@@ -143,6 +143,18 @@ pub struct Config {
     pub time_offset: f64,
     /// The memcached text protocol listener (`<memcached>`, extension); off when `None`.
     pub memcached: Option<Memcached>,
+    /// Longest line accepted before login (`<authmaxlinelength>`, extension).
+    pub auth_max_line_length: usize,
+    /// Most connections that have not logged in yet (`<maxunauthenticated>`, extension).
+    pub max_unauthenticated: usize,
+    /// How long a failed login waits before its answer and close (`<authfaildelay>`, extension).
+    pub auth_fail_delay: Duration,
+    /// Most bytes queued for one interclacks link before it is cut (`<interclacksmaxoutbuffer>`,
+    /// extension).
+    pub interclacks_max_out_buffer: usize,
+    /// Log lines one connection may cause per minute (`<logratelimit>`, extension); more are
+    /// counted and summarised.
+    pub log_rate_limit: usize,
 }
 
 /// Where the memcached text protocol is served (`<memcached>`). memcached has no
@@ -207,6 +219,11 @@ impl Config {
             worker_threads: None,
             time_offset: 0.0,
             memcached: None,
+            auth_max_line_length: 16 * 1024,
+            max_unauthenticated: 1024,
+            auth_fail_delay: Duration::from_millis(500),
+            interclacks_max_out_buffer: 256 * 1024 * 1024,
+            log_rate_limit: 10,
         }
     }
 
@@ -399,6 +416,11 @@ const KNOWN: &[&str] = &[
     "tlshandshaketimeout",
     "workerthreads",
     "memcached",
+    "authmaxlinelength",
+    "maxunauthenticated",
+    "authfaildelay",
+    "interclacksmaxoutbuffer",
+    "logratelimit",
 ];
 
 impl Element {
@@ -619,6 +641,15 @@ impl Element {
         if let Some(m) = self.first("memcached") {
             c.memcached = Some(m.memcached()?);
         }
+        c.auth_max_line_length = self.count("authmaxlinelength", c.auth_max_line_length)?;
+        c.max_unauthenticated = self.count("maxunauthenticated", c.max_unauthenticated)?;
+        c.auth_fail_delay = match self.text_of("authfaildelay") {
+            None => c.auth_fail_delay,
+            Some(_) => self.seconds("authfaildelay", 0)?,
+        };
+        c.interclacks_max_out_buffer =
+            self.count("interclacksmaxoutbuffer", c.interclacks_max_out_buffer)?;
+        c.log_rate_limit = self.count("logratelimit", c.log_rate_limit)?;
         if let Some(m) = &c.memcached {
             // A stored value must fit on one interclacks line (base64 makes text 4/3 longer).
             let needed = m.max_item_size.saturating_mul(4) / 3 + 512;

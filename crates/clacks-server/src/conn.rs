@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Peer, Shared};
 use crate::outbox::{CloseReason, Drain};
-use crate::session::{Flow, Session};
+use crate::session::{Flow, Hold, Session};
 use crate::stats::Stats;
 use crate::transport::{poll_limit, poll_read_some, release_if_empty, shrink_if_large, Transport};
 
@@ -34,6 +34,10 @@ const NOP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Room for this many drained outbox items is kept between writes; more is freed.
 const ITEMS_KEPT: usize = 1024;
+
+/// Output up to this size is copied into one buffer for one write; larger output (a large
+/// value queued by reference) is written part by part.
+const COPY_MAX: usize = 64 * 1024;
 
 /// How long closing waits for the stream's shutdown.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
@@ -64,7 +68,7 @@ pub(crate) fn serve<S: Transport>(
     let now = Instant::now();
     Connection {
         conn: Conn {
-            decoder: LineDecoder::new(shared.config.max_line_length),
+            decoder: LineDecoder::new(session.line_limit()),
             shared,
             stream,
             session,
@@ -75,6 +79,7 @@ pub(crate) fn serve<S: Transport>(
             phase: Phase::Open,
             limit: None,
             lock_released: None,
+            input_held: false,
             last_write: now,
             nop_check: now + NOP_INTERVAL,
         },
@@ -126,6 +131,8 @@ enum Src {
     One,
     /// `batch`: several items, then the replies.
     Batch,
+    /// The items one by one from `index`, then the replies (large output, not copied).
+    Parts { index: usize },
 }
 
 /// Everything of a connection but its timer.
@@ -146,6 +153,8 @@ struct Conn<S> {
     limit: Option<Pin<Box<Sleep>>>,
     /// While lines wait for a sync lock: ready when it is released.
     lock_released: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Whether input was left unexecuted (see [`Session::hold`]); nothing is read meanwhile.
+    input_held: bool,
     last_write: Instant,
     /// When to look at idleness again (moved only when the timer fires, not at every write).
     nop_check: Instant,
@@ -186,8 +195,11 @@ impl<S: Transport> Conn<S> {
         let out = &self.session.out;
         self.phase = match self.session.outbox.drain(&mut self.items) {
             Drain::Write => {
+                let size = self.items.iter().map(Bytes::len).sum::<usize>() + out.len();
                 let src = if self.items.len() == 1 && out.is_empty() {
                     Src::One
+                } else if size > COPY_MAX {
+                    Src::Parts { index: 0 }
                 } else {
                     for item in &self.items {
                         self.batch.extend_from_slice(item);
@@ -239,22 +251,27 @@ impl<S: Transport> Conn<S> {
             }
             return Poll::Ready(());
         }
-        if session.waiting() {
-            // Rare: the waiting future is allocated only then.
-            let released = self.lock_released.get_or_insert_with(|| {
-                let mut lock = self.shared.sync_lock.subscribe();
-                Box::pin(async move {
-                    let _ = lock.wait_for(|locked| !locked).await;
-                })
-            });
-            if released.as_mut().poll(cx).is_ready() {
-                self.lock_released = None;
-                run_lines(session, std::iter::empty());
-                return Poll::Ready(());
+        if self.input_held {
+            match session.hold() {
+                Hold::No => {}
+                // The deadline timer answers and closes.
+                Hold::LoginFailed => return Poll::Pending,
+                Hold::SyncLock => {
+                    // Rare: the waiting future is allocated only then.
+                    let released = self.lock_released.get_or_insert_with(|| {
+                        let mut lock = self.shared.sync_lock.subscribe();
+                        Box::pin(async move {
+                            let _ = lock.wait_for(|locked| !locked).await;
+                        })
+                    });
+                    ready!(released.as_mut().poll(cx));
+                    self.lock_released = None;
+                }
             }
-        } else {
-            self.lock_released = None;
+            self.run_input();
+            return Poll::Ready(());
         }
+        self.lock_released = None;
 
         let read = ready!(poll_read_some(&mut self.stream, &mut self.buf, cx));
         if matches!(read, Ok(0) | Err(_)) {
@@ -262,20 +279,33 @@ impl<S: Transport> Conn<S> {
             session.outbox.close(CloseReason::Quit);
             return Poll::Ready(());
         }
-        // Lines are decoded as they are executed.
+        self.run_input();
+        Poll::Ready(())
+    }
+
+    /// Executes the complete lines of the input (decoded as they run), as far as the session
+    /// goes; what it leaves waits in the buffer.
+    fn run_input(&mut self) {
+        let session = &mut self.session;
         let mut error = None;
         let (decoder, buf) = (&mut self.decoder, &mut self.buf);
-        let lines = std::iter::from_fn(|| {
+        let flow = session.handle(|limit| {
+            decoder.set_max_line(limit);
             decoder.decode(buf).unwrap_or_else(|e| {
                 error = Some(e);
                 None
             })
         });
-        let flow = run_lines(session, lines);
+        self.input_held = flow == Flow::Hold;
         session.outbox.set_input_len(self.buf.len());
         release_if_empty::<S>(&mut self.buf);
         if flow == Flow::Stop {
-            return Poll::Ready(());
+            // Whatever the last command answered goes out first.
+            session.flush_out();
+            if !session.outbox.is_closing() {
+                session.outbox.close(CloseReason::Quit);
+            }
+            return;
         }
         if let Some(ProtoError::LineTooLong { limit }) = error {
             Stats::bump(&self.shared.stats.lines_too_long);
@@ -289,7 +319,6 @@ impl<S: Transport> Conn<S> {
                 .outbox
                 .push_last(line.to_bytes(), CloseReason::LineTooLong);
         }
-        Poll::Ready(())
     }
 
     /// Frees what one large line, reply or burst made large (looked at when the idle check runs,
@@ -312,12 +341,25 @@ impl<S: Transport> Conn<S> {
         mut pos: usize,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), CloseReason>> {
-        let bytes: &[u8] = match src {
-            Src::Out => &self.session.out,
-            Src::One => &self.items[0],
-            Src::Batch => &self.batch,
+        let (src, written) = match src {
+            Src::Parts { mut index } => {
+                let parts = (&self.items[..], &self.session.out);
+                let written = poll_write_parts(&mut self.stream, parts, &mut index, &mut pos, cx);
+                (Src::Parts { index }, written)
+            }
+            Src::Out => (
+                src,
+                poll_write_all(&mut self.stream, &self.session.out, &mut pos, cx),
+            ),
+            Src::One => (
+                src,
+                poll_write_all(&mut self.stream, &self.items[0], &mut pos, cx),
+            ),
+            Src::Batch => (
+                src,
+                poll_write_all(&mut self.stream, &self.batch, &mut pos, cx),
+            ),
         };
-        let written = poll_write_all(&mut self.stream, bytes, &mut pos, cx);
         self.phase = Phase::Writing { src, pos };
         if let Err(reason) = ready!(self.write_outcome(written, cx)) {
             self.session.outbox.close(reason);
@@ -360,7 +402,11 @@ impl<S: Transport> Conn<S> {
                 Err(CloseReason::Quit)
             }
             Poll::Pending => {
-                let limit = config.stalled_write_timeout;
+                let limit = if self.session.is_link() {
+                    config.interclacks_stalled_write_timeout
+                } else {
+                    config.stalled_write_timeout
+                };
                 ready!(poll_limit(&mut self.limit, limit, cx));
                 Stats::bump(&self.shared.stats.stalled_writes);
                 tracing::warn!(
@@ -391,17 +437,31 @@ impl<S: Transport> Conn<S> {
     }
 }
 
-/// Executes complete lines (and those that waited for a sync lock); after a command that ends
-/// the connection, whatever it answered goes out first.
-fn run_lines(session: &mut Session, lines: impl Iterator<Item = Bytes>) -> Flow {
-    let flow = session.handle(lines);
-    if flow == Flow::Stop {
-        session.flush_out();
-        if !session.outbox.is_closing() {
-            session.outbox.close(CloseReason::Quit);
+/// Writes the items from `*index` (at `*pos`), then `out`, then flushes.
+fn poll_write_parts<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    (items, out): (&[Bytes], &BytesMut),
+    index: &mut usize,
+    pos: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    loop {
+        let part: &[u8] = match items.get(*index) {
+            Some(item) => item,
+            None if *index == items.len() => out,
+            None => break,
+        };
+        while *pos < part.len() {
+            let n = ready!(Pin::new(&mut *stream).poll_write(cx, &part[*pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *pos += n;
         }
+        *index += 1;
+        *pos = 0;
     }
-    flow
+    Pin::new(stream).poll_flush(cx)
 }
 
 /// Writes `bytes[*pos..]`, then flushes.

@@ -103,7 +103,12 @@ pub(crate) struct Shared {
     pub(crate) sync_lock: tokio::sync::watch::Sender<bool>,
     /// When the server started.
     pub(crate) started: std::time::Instant,
+    /// When (seconds after `started`, plus one) a throttled warning was last logged; 0 never.
+    last_warning: AtomicU64,
 }
+
+/// Throttled warnings (about many connections at once) are logged at most this often.
+const WARNING_EVERY_SECS: u64 = 10;
 
 /// Server name and version in the greeting.
 pub(crate) const SERVER_INFO: &str = concat!("clacksd ", env!("CARGO_PKG_VERSION"));
@@ -164,6 +169,22 @@ impl Shared {
             main_token,
             sync_lock: tokio::sync::watch::Sender::new(false),
             started: std::time::Instant::now(),
+            last_warning: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs `log` unless a throttled warning was logged less than ten seconds ago (for limits
+    /// that many connections hit at once).
+    pub(crate) fn warn_throttled(&self, log: impl FnOnce()) {
+        let now = self.started.elapsed().as_secs() + 1;
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if (last == 0 || now >= last + WARNING_EVERY_SECS)
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log();
         }
     }
 
@@ -296,17 +317,30 @@ impl State {
     }
 
     fn push_counted(&self, id: ConnId, outbox: &Outbox, line: Bytes) {
-        if !outbox.push(line) {
-            Stats::bump(&self.stats.slow_consumers);
-            let cid = self
-                .conns
-                .get(&id)
-                .map(|e| e.cid.clone())
-                .unwrap_or_default();
+        if outbox.push(line) {
+            return;
+        }
+        Stats::bump(&self.stats.slow_consumers);
+        let Some(entry) = self.conns.get(&id) else {
+            return;
+        };
+        let cid = String::from_utf8_lossy(&entry.cid);
+        if entry.interclacks {
+            // What the link loses: its queue, and the line that did not fit.
+            let (lines, bytes) = outbox.queued_lines();
+            let lines = lines as u64 + 1;
+            self.stats
+                .link_lines_dropped
+                .fetch_add(lines, Ordering::Relaxed);
             tracing::warn!(
-                cid = %String::from_utf8_lossy(&cid),
-                "slow consumer cut off: output buffer over its limit"
+                %cid,
+                lines_dropped = lines,
+                bytes_dropped = bytes,
+                limit = outbox.cap(),
+                "interclacks link cut: output over interclacksmaxoutbuffer; the peer resyncs when it reconnects"
             );
+        } else {
+            tracing::warn!(%cid, "slow consumer cut off: output buffer over its limit");
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use clacks_proto::memcache::{self as proto, McDecoder, McFrame, McRequest, StoreMode};
+use clacks_proto::memcache::{self as proto, Keys, McDecoder, McFrame, McRequest, StoreMode};
 use clacks_proto::{ProtoError, Request};
 use clacks_store::memcache::{expires_at, Limits, NewValue, Refused};
 use tokio::io::AsyncWriteExt;
@@ -20,8 +20,69 @@ use crate::hub::{Shared, State, NO_CONN, SERVER_INFO};
 use crate::stats::Stats;
 use crate::transport::{complete_or_timeout, read_some, release_if_empty, Stalled, Transport};
 
-/// Replies are written once this much is gathered, even in the middle of a batch.
+/// Replies are written once this much is gathered, even in the middle of a batch or of one
+/// `get`: a connection holds at most this much output plus one value.
 const FLUSH_AT: usize = 256 * 1024;
+
+/// Values at least this large are written from the cache's copy, not copied into the output.
+const BY_REFERENCE: usize = 64 * 1024;
+
+/// Replies waiting to be written: text copied into one buffer, large values by reference.
+#[derive(Default)]
+struct Output {
+    buf: BytesMut,
+    /// Written before `buf`: earlier text and large values, in order.
+    parts: Vec<Bytes>,
+    parts_len: usize,
+}
+
+impl Output {
+    fn len(&self) -> usize {
+        self.buf.len() + self.parts_len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends a value: copied when small, shared with the cache when large.
+    fn value(&mut self, data: &Bytes) {
+        if data.len() < BY_REFERENCE {
+            self.buf.put_slice(data);
+            return;
+        }
+        if !self.buf.is_empty() {
+            let text = self.buf.split().freeze();
+            self.parts_len += text.len();
+            self.parts.push(text);
+        }
+        self.parts_len += data.len();
+        self.parts.push(data.clone());
+    }
+
+    /// Writes everything, in order (one write when there are no large values).
+    async fn write_to<S: Transport>(&mut self, stream: &mut S) -> std::io::Result<()> {
+        for part in &self.parts {
+            stream.write_all(part).await?;
+        }
+        stream.write_all(&self.buf).await?;
+        self.clear();
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.parts.clear();
+        self.parts_len = 0;
+    }
+}
+
+/// A `get` interrupted to write what it answered so far: the keys still to answer.
+struct PendingGet {
+    keys: Bytes,
+    cas: bool,
+    touch: Option<i32>,
+}
 
 /// What the connection does after a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,16 +116,24 @@ pub(crate) async fn serve<S: Transport>(
         .map_or(Memcached::DEFAULT_MAX_ITEM_SIZE, |m| m.max_item_size);
     let mut decoder = McDecoder::new(shared.config.max_line_length, max_item);
     let mut buf = BytesMut::new();
-    let mut out = BytesMut::new();
+    let mut out = Output::default();
+    let mut pending = None;
     let stalled = shared.config.stalled_write_timeout;
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
     loop {
-        let next = execute_batch(&shared, &mut decoder, &mut buf, &mut out, max_item, &who);
+        let next = execute_batch(
+            &shared,
+            &mut decoder,
+            &mut buf,
+            (&mut out, &mut pending),
+            max_item,
+            &who,
+        );
         release_if_empty::<S>(&mut buf);
         if !out.is_empty() {
-            match complete_or_timeout(stream.write_all(&out), stalled).await {
-                Ok(Ok(())) => out.clear(),
+            match complete_or_timeout(out.write_to(&mut stream), stalled).await {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %who, error = %e, "memcached write failed");
                     break;
@@ -95,13 +164,13 @@ pub(crate) async fn serve<S: Transport>(
     tracing::debug!(peer = %who, "memcached connection closed");
 }
 
-/// Decodes and executes every complete request in `buf` (until `out` is large), under one lock,
-/// then drops the bytes used.
+/// Decodes and executes every complete request in `buf` (until `out` is large, which may
+/// interrupt a `get` into `pending`), under one lock, then drops the bytes used.
 fn execute_batch(
     shared: &Shared,
     decoder: &mut McDecoder,
     buf: &mut BytesMut,
-    out: &mut BytesMut,
+    (out, pending): (&mut Output, &mut Option<PendingGet>),
     max_item: usize,
     who: &str,
 ) -> Next {
@@ -110,6 +179,14 @@ fn execute_batch(
     let next = loop {
         if out.len() >= FLUSH_AT {
             break Next::More;
+        }
+        if let Some(p) = pending.take() {
+            let state = state.get_or_insert_with(|| shared.lock());
+            let keys = Keys::resume(&p.keys);
+            if let Some(rest) = get(shared, state, keys, (p.cas, p.touch), out) {
+                *pending = Some(PendingGet { keys: rest, ..p });
+            }
+            continue;
         }
         let frame = match decoder.decode(&buf[used..]) {
             Ok((Some(frame), n)) => {
@@ -126,7 +203,7 @@ fn execute_batch(
                     Stats::bump(&shared.stats.lines_too_long);
                     tracing::warn!(peer = %who, limit, "memcached line too long, closing connection");
                     line(
-                        out,
+                        &mut out.buf,
                         &format!("CLIENT_ERROR line too long (limit {limit} bytes)"),
                     );
                 }
@@ -141,13 +218,24 @@ fn execute_batch(
                     Stats::bump(&shared.stats.memcached_client_errors);
                 }
                 if !noreply {
-                    line(out, text);
+                    line(&mut out.buf, text);
                 }
                 continue;
             }
         };
         let state = state.get_or_insert_with(|| shared.lock());
-        execute(shared, state, request, out, max_item);
+        if let McRequest::Get { keys, cas, touch } = request {
+            Stats::bump(&shared.stats.memcached_commands);
+            if let Some(rest) = get(shared, state, keys, (cas, touch), out) {
+                *pending = Some(PendingGet {
+                    keys: rest,
+                    cas,
+                    touch,
+                });
+            }
+            continue;
+        }
+        execute(shared, state, request, &mut out.buf, max_item);
     };
     buf.advance(used);
     // Room for the whole data block of a large item at once.
@@ -177,37 +265,8 @@ fn execute(
     Stats::bump(&stats.memcached_commands);
     let now = shared.now();
     match request {
-        McRequest::Get { keys, cas, touch } => {
-            let touch = touch.map(|e| expires_at(e, now));
-            let (hits, misses) = if touch.is_some() {
-                (&stats.memcached_touch_hits, &stats.memcached_touch_misses)
-            } else {
-                (&stats.memcached_get_hits, &stats.memcached_get_misses)
-            };
-            for key in keys {
-                let Some(item) = state.cache.mc_get(key, touch, now) else {
-                    Stats::bump(misses);
-                    continue;
-                };
-                Stats::bump(hits);
-                let mut num = itoa::Buffer::new();
-                out.reserve(key.len() + item.data.len() + 48);
-                out.put_slice(b"VALUE ");
-                out.put_slice(key);
-                out.put_u8(b' ');
-                out.put_slice(num.format(item.flags).as_bytes());
-                out.put_u8(b' ');
-                out.put_slice(num.format(item.data.len()).as_bytes());
-                if cas {
-                    out.put_u8(b' ');
-                    out.put_slice(num.format(item.cas).as_bytes());
-                }
-                out.put_slice(b"\r\n");
-                out.put_slice(&item.data);
-                out.put_slice(b"\r\n");
-            }
-            out.put_slice(b"END\r\n");
-        }
+        // Answered by `get`, which can stop and go on after a write.
+        McRequest::Get { .. } => {}
         McRequest::Store {
             mode,
             key,
@@ -338,6 +397,56 @@ fn execute(
         McRequest::Stats { reset: false } => stats_reply(shared, state, out, now),
         McRequest::Quit => {}
     }
+}
+
+/// Answers the keys of a `get` (`gets`, `gat`, `gats`) until the output is full. Returns the
+/// keys still to answer then; otherwise the reply is complete, with its `END`.
+fn get(
+    shared: &Shared,
+    state: &mut State,
+    mut keys: Keys<'_>,
+    (cas, touch): (bool, Option<i32>),
+    out: &mut Output,
+) -> Option<Bytes> {
+    let stats = &shared.stats;
+    let now = shared.now();
+    let touch = touch.map(|e| expires_at(e, now));
+    let (hits, misses) = if touch.is_some() {
+        (&stats.memcached_touch_hits, &stats.memcached_touch_misses)
+    } else {
+        (&stats.memcached_get_hits, &stats.memcached_get_misses)
+    };
+    loop {
+        if out.len() >= FLUSH_AT {
+            return Some(Bytes::copy_from_slice(keys.remaining()));
+        }
+        let Some(key) = keys.next() else {
+            break;
+        };
+        let Some(item) = state.cache.mc_get(key, touch, now) else {
+            Stats::bump(misses);
+            continue;
+        };
+        Stats::bump(hits);
+        let mut num = itoa::Buffer::new();
+        let text = &mut out.buf;
+        text.reserve(key.len() + 48);
+        text.put_slice(b"VALUE ");
+        text.put_slice(key);
+        text.put_u8(b' ');
+        text.put_slice(num.format(item.flags).as_bytes());
+        text.put_u8(b' ');
+        text.put_slice(num.format(item.data.len()).as_bytes());
+        if cas {
+            text.put_u8(b' ');
+            text.put_slice(num.format(item.cas).as_bytes());
+        }
+        text.put_slice(b"\r\n");
+        out.value(&item.data);
+        out.buf.put_slice(b"\r\n");
+    }
+    out.buf.put_slice(b"END\r\n");
+    None
 }
 
 /// The version memcached clients see: a memcached-style number they can parse, then ours.

@@ -64,7 +64,10 @@ pub(crate) enum Drain {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     inner: Mutex<Inner>,
-    cap: usize,
+    /// The byte cap: `maxoutbuffer`, or `interclacksmaxoutbuffer` for a link.
+    cap: AtomicUsize,
+    /// `Inner::bytes`, readable without the lock (the connection's own backpressure check).
+    queued: AtomicUsize,
     input: AtomicUsize,
 }
 
@@ -81,13 +84,36 @@ impl Outbox {
     pub(crate) fn new(cap: usize) -> Self {
         Outbox {
             inner: Mutex::new(Inner::default()),
-            cap,
+            cap: AtomicUsize::new(cap),
+            queued: AtomicUsize::new(0),
             input: AtomicUsize::new(0),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the byte cap (a connection that becomes an interclacks link).
+    pub(crate) fn set_cap(&self, cap: usize) {
+        self.cap.store(cap, Ordering::Relaxed);
+    }
+
+    /// The byte cap.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued, without taking the lock (may lag a concurrent push).
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Adds `line` to the queue.
+    fn enqueue(&self, inner: &mut Inner, line: Bytes) {
+        inner.bytes += line.len();
+        self.queued.store(inner.bytes, Ordering::Relaxed);
+        inner.queue.push_back(line);
     }
 
     /// Queues `line`. Returns `false` when this push made the connection a slow consumer: the
@@ -98,13 +124,12 @@ impl Outbox {
         if inner.closing.is_some() {
             return true;
         }
-        if inner.bytes > 0 && inner.bytes + line.len() > self.cap {
+        if inner.bytes > 0 && inner.bytes + line.len() > self.cap() {
             inner.closing = Some(CloseReason::SlowConsumer);
             wake(inner);
             return false;
         }
-        inner.bytes += line.len();
-        inner.queue.push_back(line);
+        self.enqueue(&mut inner, line);
         wake(inner);
         true
     }
@@ -113,8 +138,7 @@ impl Outbox {
     pub(crate) fn push_force(&self, data: Bytes) {
         let mut inner = self.lock();
         if inner.closing.is_none() {
-            inner.bytes += data.len();
-            inner.queue.push_back(data);
+            self.enqueue(&mut inner, data);
         }
         wake(inner);
     }
@@ -123,8 +147,7 @@ impl Outbox {
     pub(crate) fn push_last(&self, line: Bytes, reason: CloseReason) {
         let mut inner = self.lock();
         if inner.closing.is_none() {
-            inner.bytes += line.len();
-            inner.queue.push_back(line);
+            self.enqueue(&mut inner, line);
             inner.closing = Some(reason);
         }
         wake(inner);
@@ -161,6 +184,7 @@ impl Outbox {
             return Drain::Idle;
         }
         inner.bytes = 0;
+        self.queued.store(0, Ordering::Relaxed);
         into.extend(inner.queue.drain(..));
         Drain::Write
     }
@@ -187,7 +211,19 @@ impl Outbox {
     pub(crate) fn discard(&self) -> usize {
         let mut inner = self.lock();
         inner.queue.clear();
+        self.queued.store(0, Ordering::Relaxed);
         std::mem::take(&mut inner.bytes)
+    }
+
+    /// Lines and bytes queued (counted when a link is cut, to say what it loses).
+    pub(crate) fn queued_lines(&self) -> (usize, usize) {
+        let inner = self.lock();
+        let lines = inner
+            .queue
+            .iter()
+            .map(|item| memchr::memchr_iter(b'\n', item).count())
+            .sum();
+        (lines, inner.bytes)
     }
 
     /// Ready when something is queued or a close was requested; otherwise the task is woken by

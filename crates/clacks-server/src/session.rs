@@ -21,9 +21,40 @@ use crate::stats::Stats;
 /// Whether the connection goes on after a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {
+    /// All input was executed; read more.
     Continue,
+    /// The connection ends.
     Stop,
+    /// Input was left where it is (see [`Session::hold`]): read no more until it has run.
+    Hold,
 }
+
+/// Why input waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// It does not (or only waited for output to go out): run it.
+    No,
+    /// Our master holds the sync lock.
+    SyncLock,
+    /// A failed login waits for its answer; nothing runs any more.
+    LoginFailed,
+}
+
+/// Values at least this large are queued by reference, not copied into a reply buffer.
+const BY_REFERENCE: usize = 64 * 1024;
+
+/// Per-connection log budget: `logratelimit` lines per window, the rest counted and summarised.
+struct LogBudget {
+    window_start: Instant,
+    used: usize,
+    suppressed: u64,
+}
+
+/// The window of [`LogBudget`].
+const LOG_WINDOW: Duration = Duration::from_secs(60);
+
+/// Text a client makes the server log is cut to this many bytes.
+const LOGGED_TEXT_MAX: usize = 256;
 
 /// The errors a client can be sent.
 enum ClientError<'a> {
@@ -56,8 +87,13 @@ pub(crate) struct Session {
     link: Link,
     /// When the next keepalive PING goes out on an interclacks link.
     next_link_ping: Instant,
-    /// Lines that arrived while our master held the sync lock, run when it is released.
-    deferred: Vec<Bytes>,
+    /// A line taken while our master held the sync lock, run when it is released.
+    held: Option<Bytes>,
+    /// After a failed login: when it is answered and the connection closed.
+    login_failed_at: Option<Instant>,
+    /// Whether this connection counts as not logged in yet (`maxunauthenticated`).
+    unauthenticated: bool,
+    log: LogBudget,
     /// During our master's sync: the records it sent, so we answer only with what differs.
     sync_seen: Option<HashMap<Bytes, Entry>>,
     /// Permission refusals so far (a refused command is never replicated).
@@ -73,7 +109,8 @@ impl Session {
     /// Registers a new connection and queues the greeting, or, for the link to our master,
     /// the interclacks client hello (`CLACKS … in interclacks client mode`, login, `OVERHEAD I 1`).
     pub(crate) fn open(shared: Arc<Shared>, peer: &Peer) -> Session {
-        let outbox = Arc::new(Outbox::new(shared.config.max_out_buffer));
+        let config = &shared.config;
+        let outbox = Arc::new(Outbox::new(config.max_out_buffer));
         // The greeting (or our interclacks hello) is the first thing the connection writes.
         let mut hello = BytesMut::new();
         let link = if matches!(peer, Peer::Master { .. }) {
@@ -91,11 +128,35 @@ impl Session {
                 value: Bytes::from_static(b"1"),
             }
             .encode(&mut hello);
+            outbox.set_cap(config.interclacks_max_out_buffer);
             Link::ToMaster
         } else {
             hello.extend_from_slice(&shared.greeting);
             Link::None
         };
+        let unauthenticated = link == Link::None;
+        if unauthenticated {
+            let stats = &shared.stats;
+            let before = stats
+                .connections_unauthenticated
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if before >= config.max_unauthenticated as u64 {
+                Stats::bump(&stats.unauthenticated_rejected);
+                shared.warn_throttled(|| {
+                    tracing::warn!(
+                        limit = config.max_unauthenticated,
+                        "connection refused: too many connections have not logged in yet (maxunauthenticated)"
+                    );
+                });
+                hello.clear();
+                Reply::Overhead {
+                    flags: Flags::ERROR,
+                    value: Bytes::from_static(b"too_many_unauthenticated_connections"),
+                }
+                .encode(&mut hello);
+                outbox.close(CloseReason::Kicked);
+            }
+        }
         let (id, cid) = {
             let mut state = shared.lock();
             let (id, cid) = state.register(&shared, peer, outbox.clone());
@@ -117,7 +178,14 @@ impl Session {
             connected_at: now,
             link,
             next_link_ping: now + ping_every,
-            deferred: Vec::new(),
+            held: None,
+            login_failed_at: None,
+            unauthenticated,
+            log: LogBudget {
+                window_start: now,
+                used: 0,
+                suppressed: 0,
+            },
             sync_seen: None,
             denials: 0,
             out: hello,
@@ -127,7 +195,9 @@ impl Session {
 
     /// Removes the connection from the shared state (releasing the sync lock if our master
     /// goes away in the middle of a sync).
-    pub(crate) fn close(&self, note: Option<&str>) {
+    pub(crate) fn close(&mut self, note: Option<&str>) {
+        self.set_authenticated();
+        self.log_summary();
         let mut state = self.shared.lock();
         if self.link == Link::ToMaster && state.sync_locked {
             tracing::warn!("link to master lost during sync; releasing the sync lock");
@@ -144,6 +214,9 @@ impl Session {
     /// ping deadline after (none after NOPING; at once for an interclacks link after NOPING).
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let config = &self.shared.config;
+        if self.login_failed_at.is_some() {
+            return self.login_failed_at;
+        }
         match (self.perms, self.link) {
             (None, _) => Some(self.connected_at + config.auth_timeout),
             (Some(_), Link::None) => self.last_ping.map(|t| t + config.ping_timeout),
@@ -169,15 +242,94 @@ impl Session {
         }
     }
 
-    /// Whether lines wait for the sync lock to be released.
-    pub(crate) fn waiting(&self) -> bool {
-        !self.deferred.is_empty()
+    /// Why input that was left alone waits.
+    pub(crate) fn hold(&self) -> Hold {
+        if self.login_failed_at.is_some() {
+            Hold::LoginFailed
+        } else if self.held.is_some() {
+            Hold::SyncLock
+        } else {
+            Hold::No
+        }
     }
 
-    /// The deadline passed: close (silently before login, with `TIMEOUT` after).
-    pub(crate) fn timed_out(&self) {
+    /// The longest line accepted now: small before login.
+    pub(crate) fn line_limit(&self) -> usize {
+        let config = &self.shared.config;
+        if self.perms.is_some() || self.link == Link::ToMaster {
+            config.max_line_length
+        } else {
+            config.auth_max_line_length.min(config.max_line_length)
+        }
+    }
+
+    /// Whether this connection is an interclacks link.
+    pub(crate) fn is_link(&self) -> bool {
+        self.link != Link::None
+    }
+
+    /// Whether the replies waiting to go out reached the connection's cap: then no more of its
+    /// requests run until they are written (backpressure).
+    fn output_full(&self) -> bool {
+        self.out.len() + self.outbox.queued() >= self.outbox.cap()
+    }
+
+    /// No longer counts as a connection that has not logged in.
+    fn set_authenticated(&mut self) {
+        if std::mem::take(&mut self.unauthenticated) {
+            self.shared
+                .stats
+                .connections_unauthenticated
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this connection may cause another log line now (`logratelimit` per minute);
+    /// otherwise it is counted, and summarised when the window ends or the connection closes.
+    fn may_log(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.log.window_start) >= LOG_WINDOW {
+            self.log_summary();
+            self.log.window_start = now;
+            self.log.used = 0;
+        }
+        if self.log.used < self.shared.config.log_rate_limit {
+            self.log.used += 1;
+            return true;
+        }
+        self.log.suppressed += 1;
+        Stats::bump(&self.shared.stats.log_lines_suppressed);
+        false
+    }
+
+    /// Logs how many lines [`Session::may_log`] held back, if any.
+    fn log_summary(&mut self) {
+        let suppressed = std::mem::take(&mut self.log.suppressed);
+        if suppressed > 0 {
+            tracing::warn!(
+                cid = %self.cid_str(),
+                suppressed,
+                limit_per_minute = self.shared.config.log_rate_limit,
+                "log lines caused by this connection were suppressed (logratelimit)"
+            );
+        }
+    }
+
+    /// The deadline passed: close (silently before login, with `TIMEOUT` after); after a failed
+    /// login, answer it and close.
+    pub(crate) fn timed_out(&mut self) {
         let stats = &self.shared.stats;
-        if self.perms.is_none() {
+        if self.login_failed_at.is_some() {
+            self.flush_out();
+            self.outbox.push_last(
+                Reply::Overhead {
+                    flags: Flags::AUTH_FAILED,
+                    value: Bytes::from_static(b"Login failed!"),
+                }
+                .to_bytes(),
+                CloseReason::AuthFailed,
+            );
+        } else if self.perms.is_none() {
             Stats::bump(&stats.auth_timeouts);
             tracing::info!(cid = %self.cid_str(), "authentication timeout");
             self.outbox.close(CloseReason::Timeout);
@@ -196,6 +348,17 @@ impl Session {
 
     fn reply(&mut self, reply: Reply) {
         reply.encode(&mut self.out);
+    }
+
+    /// Queues a reply with a large value without copying the value: the replies so far and the
+    /// reply's head, then the value itself (shared with the cache), then its line end.
+    fn reply_by_reference(&mut self, reply: Reply) {
+        if let Some(value) = reply.encode_head(&mut self.out) {
+            self.flush_out();
+            // Our own reply: counted, but never a reason to cut us as a slow consumer.
+            self.outbox.push_force(value.clone());
+            self.out.extend_from_slice(clacks_proto::CRLF);
+        }
     }
 
     /// Queues the replies gathered so far; done before anything else reaches this outbox.
@@ -241,29 +404,40 @@ impl Session {
         ok
     }
 
-    /// Executes a batch of complete lines in order. While our master holds the sync lock, lines
-    /// of other connections wait (reading goes on) and run, in order, once it is released.
-    /// After a command that ends the connection the rest of `lines` is left alone.
-    pub(crate) fn handle(&mut self, lines: impl Iterator<Item = Bytes>) -> Flow {
-        let mut lines = lines.peekable();
-        if lines.peek().is_none() && self.deferred.is_empty() {
-            return Flow::Continue;
+    /// Executes complete lines in order, taking each from `next`, which decodes it with the
+    /// line limit it is given. The rest of the input is left where it is (and [`Flow::Hold`]
+    /// returned) while our master holds the sync lock, while a failed login waits for its
+    /// answer, and once the output reached the connection's cap. After a command that ends the
+    /// connection the rest is left alone.
+    pub(crate) fn handle(&mut self, mut next: impl FnMut(usize) -> Option<Bytes>) -> Flow {
+        if self.login_failed_at.is_some() {
+            return Flow::Hold;
         }
+        let Some(mut line) = self.held.take().or_else(|| next(self.line_limit())) else {
+            return Flow::Continue;
+        };
         let shared = self.shared.clone();
         let mut state = shared.lock();
         if state.sync_locked && self.link != Link::ToMaster {
-            self.deferred.extend(lines);
-            return Flow::Continue;
+            self.held = Some(line);
+            return Flow::Hold;
         }
-        let waited = std::mem::take(&mut self.deferred);
         // One clock reading per batch: its commands arrived together.
         let now = self.shared.now();
-        for line in waited.into_iter().chain(lines) {
-            if self.handle_line(&mut state, line, now) == Flow::Stop {
-                return Flow::Stop;
+        loop {
+            let flow = self.handle_line(&mut state, line, now);
+            if flow != Flow::Continue {
+                return flow;
+            }
+            if self.output_full() {
+                Stats::bump(&self.shared.stats.input_paused);
+                return Flow::Hold;
+            }
+            match next(self.line_limit()) {
+                Some(l) => line = l,
+                None => return Flow::Continue,
             }
         }
-        Flow::Continue
     }
 
     fn handle_line(&mut self, state: &mut State, line: Bytes, now: f64) -> Flow {
@@ -310,6 +484,7 @@ impl Session {
         match self.shared.authenticate(token) {
             Some(perms) => {
                 self.perms = Some(perms);
+                self.set_authenticated();
                 self.reply(Reply::Overhead {
                     flags: Flags::AUTH_OK,
                     value: Bytes::from_static(b"Welcome!"),
@@ -317,19 +492,15 @@ impl Session {
                 Flow::Continue
             }
             None => {
+                // The answer and the close wait `authfaildelay`, so guessing costs the guesser
+                // time (and a connection slot under `maxunauthenticated`), not the server.
                 Stats::bump(&self.shared.stats.auth_failures);
-                tracing::info!(cid = %self.cid_str(), "login failed");
+                if self.may_log() {
+                    tracing::info!(cid = %self.cid_str(), "login failed");
+                }
                 self.perms = None;
-                self.flush_out();
-                self.outbox.push_last(
-                    Reply::Overhead {
-                        flags: Flags::AUTH_FAILED,
-                        value: Bytes::from_static(b"Login failed!"),
-                    }
-                    .to_bytes(),
-                    CloseReason::AuthFailed,
-                );
-                Flow::Stop
+                self.login_failed_at = Some(Instant::now() + self.shared.config.auth_fail_delay);
+                Flow::Hold
             }
         }
     }
@@ -399,11 +570,13 @@ impl Session {
             }
             Request::Retrieve { key } => {
                 if self.allowed(|p| p.read) {
-                    let reply = match state.cache.retrieve(&key, now) {
-                        Some(value) => Reply::Retrieved { key, value },
-                        None => Reply::NotRetrieved { key },
-                    };
-                    self.reply(reply);
+                    match state.cache.retrieve(&key, now) {
+                        Some(value) if value.len() >= BY_REFERENCE => {
+                            self.reply_by_reference(Reply::Retrieved { key, value });
+                        }
+                        Some(value) => self.reply(Reply::Retrieved { key, value }),
+                        None => self.reply(Reply::NotRetrieved { key }),
+                    }
                 }
             }
             Request::Remove { key } => {
@@ -480,7 +653,9 @@ impl Session {
                 if self.allowed(|p| p.manage) {
                     self.flush_out();
                     if let Some(target) = state.find_cid(&cid).and_then(|id| state.conn(id)) {
-                        tracing::info!(by = %self.cid_str(), target = %String::from_utf8_lossy(&cid), "client disconnected by request");
+                        if self.may_log() {
+                            tracing::info!(by = %self.cid_str(), target = %String::from_utf8_lossy(&cid), "client disconnected by request");
+                        }
                         target
                             .outbox
                             .push_last(Reply::Quit.to_bytes(), CloseReason::Kicked);
@@ -531,6 +706,14 @@ impl Session {
             self.time_offset = now - numify(&value).to_f64();
             return Flow::Continue;
         }
+        // Forwarded control flags act on every server of the tree with interclacks rights: only
+        // the main user may send them. Refused, the line has no effect here or anywhere.
+        if flags.contains(Flags::FORWARD)
+            && flags.intersects(Flags::CONTROL)
+            && !self.allowed(|p| p.interclacks)
+        {
+            return Flow::Continue;
+        }
         let truthy = !(value.is_empty() || &value[..] == b"0");
         if flags.contains(Flags::LOCK) && self.link == Link::ToMaster {
             if self.allowed(|p| p.interclacks) {
@@ -568,8 +751,14 @@ impl Session {
                 });
             }
         }
-        if flags.contains(Flags::ERROR) {
-            tracing::warn!(cid = %self.cid_str(), message = %String::from_utf8_lossy(&value), "error message from peer");
+        if flags.contains(Flags::ERROR) && self.may_log() {
+            let shown = &value[..value.len().min(LOGGED_TEXT_MAX)];
+            tracing::warn!(
+                cid = %self.cid_str(),
+                message = %String::from_utf8_lossy(shown),
+                bytes = value.len(),
+                "error message from peer"
+            );
         }
         if flags.contains(Flags::INTERCLACKS) {
             if !self.allowed(|p| p.interclacks) {
@@ -580,6 +769,7 @@ impl Session {
             } else {
                 state.set_link(self.id, false);
                 self.link = Link::None;
+                self.outbox.set_cap(self.shared.config.max_out_buffer);
             }
         }
         if flags.contains(Flags::FORWARD) {
@@ -610,6 +800,8 @@ impl Session {
         tracing::info!(cid = %self.cid_str(), entries = state.cache.len(), "slave connected; sending full sync");
         state.set_link(self.id, true);
         self.link = Link::Inbound;
+        self.outbox
+            .set_cap(self.shared.config.interclacks_max_out_buffer);
         self.ping();
         self.next_link_ping = Instant::now() + link_ping_interval(&self.shared);
         let mut out = BytesMut::new();

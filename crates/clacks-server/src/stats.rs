@@ -55,6 +55,11 @@ counters! {
     memcached_flushes: "memcached `flush_all` commands.",
     memcached_too_large: "memcached items refused for being over `maxitemsize`.",
     memcached_client_errors: "memcached `ERROR`/`CLIENT_ERROR` replies (malformed requests).",
+    connections_unauthenticated: "Connections open now that have not logged in yet.",
+    unauthenticated_rejected: "Connections refused because `maxunauthenticated` connections had not logged in yet.",
+    input_paused: "Times a connection stopped reading and executing because its output was over `maxoutbuffer`.",
+    link_lines_dropped: "Lines dropped from interclacks links cut for output over `interclacksmaxoutbuffer`.",
+    log_lines_suppressed: "Log lines a connection caused over `logratelimit`, not written.",
 }
 
 impl Stats {

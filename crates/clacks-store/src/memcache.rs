@@ -80,9 +80,9 @@ pub enum Refused {
 
 /// A hit of `get`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Item<'a> {
-    /// The value as the memcached client stored it.
-    pub data: Cow<'a, [u8]>,
+pub struct Item {
+    /// The value as the memcached client stored it (shared with the cache when stored as is).
+    pub data: Bytes,
     /// Client flags.
     pub flags: u32,
     /// CAS unique.
@@ -111,7 +111,7 @@ pub struct Limits {
 
 impl Cache {
     /// `get`/`gets`; with `touch` (`gat`/`gats`) the item's expiry becomes that time.
-    pub fn mc_get(&mut self, key: &[u8], touch: Option<f64>, now: f64) -> Option<Item<'_>> {
+    pub fn mc_get(&mut self, key: &[u8], touch: Option<f64>, now: f64) -> Option<Item> {
         let flush_at = self.flush_at;
         let entry = self
             .map
@@ -122,8 +122,12 @@ impl Cache {
             self.generation += 1;
         }
         entry.accesstime = now;
+        let data = match from_clacks(&entry.data) {
+            Cow::Borrowed(_) => entry.data.clone(),
+            Cow::Owned(decoded) => Bytes::from(decoded),
+        };
         Some(Item {
-            data: from_clacks(&entry.data),
+            data,
             flags: entry.flags,
             cas: entry.cas,
         })
