@@ -380,6 +380,8 @@ fn blocking_facade() {
     let a = clacks_client::blocking::Client::connect(opts.clone()).unwrap();
     let b = clacks_client::blocking::Client::connect(opts).unwrap();
     a.store("k", "v").unwrap();
+    // Stored once the server answered a's next round trip.
+    a.flush().unwrap();
     assert_eq!(b.retrieve("k").unwrap().as_deref(), Some("v"));
     a.listen("chan").unwrap();
     a.flush().unwrap();

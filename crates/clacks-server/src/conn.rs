@@ -365,6 +365,9 @@ impl<S: Transport> Conn<S> {
             self.session.outbox.close(reason);
             return Poll::Ready(Err(reason));
         }
+        if !self.items.is_empty() {
+            self.session.outbox.written();
+        }
         self.session.out.clear();
         self.batch.clear();
         self.items.clear();
@@ -400,6 +403,9 @@ impl<S: Transport> Conn<S> {
             Poll::Ready(Err(e)) => {
                 tracing::debug!(cid = %self.session.cid_str(), error = %e, "write failed");
                 Err(CloseReason::Quit)
+            }
+            Poll::Pending if self.session.outbox.poll_cut(cx).is_ready() => {
+                Err(CloseReason::SlowConsumer)
             }
             Poll::Pending => {
                 let limit = if self.session.is_link() {

@@ -42,7 +42,10 @@ impl CloseReason {
 #[derive(Debug, Default)]
 struct Inner {
     queue: VecDeque<Bytes>,
+    /// Bytes queued plus those drained but not yet written (both count towards the cap).
     bytes: usize,
+    /// Bytes drained by the writer and not yet reported written.
+    in_flight: usize,
     closing: Option<CloseReason>,
     /// The connection task, waiting for output to write.
     waker: Option<Waker>,
@@ -69,6 +72,17 @@ pub(crate) struct Outbox {
     /// `Inner::bytes`, readable without the lock (the connection's own backpressure check).
     queued: AtomicUsize,
     input: AtomicUsize,
+}
+
+/// Makes the next push or close wake the task polling with `cx`.
+fn register(inner: &mut Inner, cx: &Context<'_>) {
+    if !inner
+        .waker
+        .as_ref()
+        .is_some_and(|w| w.will_wake(cx.waker()))
+    {
+        inner.waker = Some(cx.waker().clone());
+    }
 }
 
 /// Releases the lock, then wakes the connection task if it waits for output.
@@ -167,7 +181,7 @@ impl Outbox {
         self.lock().closing.is_some()
     }
 
-    /// Bytes waiting to be written.
+    /// Bytes waiting to be written (queued or being written).
     pub(crate) fn len(&self) -> usize {
         self.lock().bytes
     }
@@ -183,10 +197,17 @@ impl Outbox {
         if inner.queue.is_empty() {
             return Drain::Idle;
         }
-        inner.bytes = 0;
-        self.queued.store(0, Ordering::Relaxed);
+        // Still counted until the writer reports them written.
+        inner.in_flight = inner.bytes;
         into.extend(inner.queue.drain(..));
         Drain::Write
+    }
+
+    /// What the last [`Outbox::drain`] handed out was written: it no longer counts.
+    pub(crate) fn written(&self) {
+        let mut inner = self.lock();
+        inner.bytes -= std::mem::take(&mut inner.in_flight);
+        self.queued.store(inner.bytes, Ordering::Relaxed);
     }
 
     /// Records how many bytes of input wait for the end of their line.
@@ -211,6 +232,7 @@ impl Outbox {
     pub(crate) fn discard(&self) -> usize {
         let mut inner = self.lock();
         inner.queue.clear();
+        inner.in_flight = 0;
         self.queued.store(0, Ordering::Relaxed);
         std::mem::take(&mut inner.bytes)
     }
@@ -233,13 +255,18 @@ impl Outbox {
         if !inner.queue.is_empty() || inner.closing.is_some() {
             return Poll::Ready(());
         }
-        if !inner
-            .waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            inner.waker = Some(cx.waker().clone());
+        register(&mut inner, cx);
+        Poll::Pending
+    }
+
+    /// Ready when the connection was cut as a slow consumer (checked while a write waits, so
+    /// the cut takes effect at once rather than when the write finishes).
+    pub(crate) fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        if inner.closing == Some(CloseReason::SlowConsumer) {
+            return Poll::Ready(());
         }
+        register(&mut inner, cx);
         Poll::Pending
     }
 }
@@ -258,6 +285,22 @@ mod tests {
             o.drain(&mut Vec::new()),
             Drain::Close(CloseReason::SlowConsumer)
         ));
+    }
+
+    #[test]
+    fn output_being_written_counts_until_written() {
+        let o = Outbox::new(10);
+        assert!(o.push(Bytes::from_static(b"12345678")));
+        let mut v = Vec::new();
+        assert!(matches!(o.drain(&mut v), Drain::Write));
+        assert_eq!(o.queued(), 8);
+        assert!(!o.push(Bytes::from_static(b"123")), "8 in flight + 3 > 10");
+        let o = Outbox::new(10);
+        o.push(Bytes::from_static(b"12345678"));
+        o.drain(&mut v);
+        o.written();
+        assert_eq!(o.queued(), 0);
+        assert!(o.push(Bytes::from_static(b"123")));
     }
 
     #[test]
