@@ -833,8 +833,9 @@ mod tests {
             }
             for value in good {
                 let xml = with_element(element, &value);
-                if let Err(e) = Config::from_xml(&xml, "h") {
-                    panic!("<{element}>{value}: {e}");
+                match Config::from_xml(&xml, "h") {
+                    Ok(c) => crate::fuzzing::check(&c),
+                    Err(e) => panic!("<{element}>{value}: {e}"),
                 }
             }
         }
