@@ -24,6 +24,8 @@
 
 mod error;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod memcache;
 pub mod overhead;
 mod reply;

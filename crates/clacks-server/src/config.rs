@@ -12,6 +12,10 @@ use std::time::Duration;
 use quick_xml::events::Event;
 use thiserror::Error;
 
+pub mod table;
+
+use table::Value;
+
 /// A configuration error; it names the element (or file) at fault.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -40,6 +44,14 @@ pub enum ConfigError {
     Invalid {
         /// The element path, like `ssl/cert` or `user[2]/username`.
         element: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An environment variable the server reads has a value that is not allowed.
+    #[error("environment variable {name}: {problem}")]
+    Env {
+        /// The variable.
+        name: String,
         /// What is wrong.
         problem: String,
     },
@@ -173,7 +185,7 @@ pub struct Memcached {
 
 impl Memcached {
     /// The default largest item: 1 MiB, as memcached's.
-    pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
+    pub const DEFAULT_MAX_ITEM_SIZE: usize = table::MEMCACHED_MAX_ITEM_SIZE.default;
 
     /// A listener on `127.0.0.1:port`.
     pub fn on_port(port: u16) -> Memcached {
@@ -201,21 +213,21 @@ impl Config {
             password: password.into(),
             users: Vec::new(),
             master: None,
-            interclacks_reconnect_timeout: Duration::from_secs(30),
-            auth_timeout: Duration::from_secs(15),
-            ping_timeout: Duration::from_secs(180),
-            interclacks_ping_timeout: Duration::from_secs(60),
+            interclacks_reconnect_timeout: table::INTERCLACKS_RECONNECT_TIMEOUT.default,
+            auth_timeout: table::AUTH_TIMEOUT.default,
+            ping_timeout: table::PING_TIMEOUT.default,
+            interclacks_ping_timeout: table::INTERCLACKS_PING_TIMEOUT.default,
             persistence_file: None,
-            persistence_interval: Duration::from_secs(10),
-            deleted_cache_time: Duration::from_secs(3600),
-            stale_cache_time: Duration::from_secs(86400),
-            cache_clean_interval: Duration::from_secs(60),
-            stalled_write_timeout: Duration::from_secs(60),
-            interclacks_stalled_write_timeout: Duration::from_secs(120),
-            max_line_length: 2 * 1024 * 1024,
-            max_connections: 10_000,
-            max_out_buffer: 16 * 1024 * 1024,
-            tls_handshake_timeout: Duration::from_secs(10),
+            persistence_interval: table::PERSISTENCE_INTERVAL.default,
+            deleted_cache_time: table::DELETED_CACHE_TIME.default,
+            stale_cache_time: table::STALE_CACHE_TIME.default,
+            cache_clean_interval: table::CACHE_CLEAN_INTERVAL.default,
+            stalled_write_timeout: table::STALLED_WRITE_TIMEOUT.default,
+            interclacks_stalled_write_timeout: table::INTERCLACKS_STALLED_WRITE_TIMEOUT.default,
+            max_line_length: table::MAX_LINE_LENGTH.default,
+            max_connections: table::MAX_CONNECTIONS.default,
+            max_out_buffer: table::MAX_OUT_BUFFER.default,
+            tls_handshake_timeout: table::TLS_HANDSHAKE_TIMEOUT.default,
             worker_threads: None,
             time_offset: 0.0,
             memcached: None,
@@ -237,12 +249,7 @@ impl Config {
         })?;
         let hostname = gethostname::gethostname().to_string_lossy().into_owned();
         let mut config = Config::from_xml(&substitute_pc_vars(&text, &env), &hostname)?;
-        if let Some((_, v)) = env
-            .iter()
-            .find(|(k, _)| k == "CLACKS_SIMULATED_TIME_OFFSET")
-        {
-            config.time_offset = v.trim().parse().unwrap_or(0.0);
-        }
+        config.time_offset = time_offset(&env)?;
         Ok(config)
     }
 
@@ -251,6 +258,20 @@ impl Config {
         let mut root = parse_tree(text)?;
         root.apply_host_overrides(hostname);
         root.into_config()
+    }
+}
+
+/// `CLACKS_SIMULATED_TIME_OFFSET`, range-checked like a config element (absent or empty: 0).
+fn time_offset(env: &[(String, String)]) -> Result<f64, ConfigError> {
+    let range = table::TIME_OFFSET;
+    match env.iter().find(|(k, _)| k == range.element) {
+        Some((_, v)) if !v.trim().is_empty() => {
+            range.parse(v.trim()).map_err(|problem| ConfigError::Env {
+                name: range.element.to_string(),
+                problem,
+            })
+        }
+        _ => Ok(0.0),
     }
 }
 
@@ -451,38 +472,23 @@ impl Element {
         self.children.extend(host.children);
     }
 
-    fn seconds(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
-        match self.text_of(name) {
-            None => Ok(Duration::from_secs(default)),
-            Some(t) => t
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite() && *v >= 0.0)
-                .map(Duration::from_secs_f64)
-                .ok_or_else(|| invalid(name, format!("expected seconds, got {t:?}"))),
-        }
+    /// The numeric element `range.element` (its last path segment, a child of this element),
+    /// checked against its range; `None` when absent.
+    fn optional<T: Value>(&self, range: &table::Range<T>) -> Result<Option<T>, ConfigError> {
+        let name = range.element.rsplit('/').next().unwrap_or(range.element);
+        self.text_of(name)
+            .map(|t| range.parse(&t).map_err(|p| invalid(range.element, p)))
+            .transpose()
     }
 
-    fn count(&self, name: &str, default: usize) -> Result<usize, ConfigError> {
-        match self.text_of(name) {
-            None => Ok(default),
-            Some(t) => t.parse::<usize>().ok().filter(|v| *v > 0).ok_or_else(|| {
-                invalid(name, format!("expected a positive whole number, got {t:?}"))
-            }),
-        }
+    /// The numeric element `n.element`, checked against its range; its default when absent.
+    fn setting<T: Value>(&self, n: &table::Numeric<T>) -> Result<T, ConfigError> {
+        Ok(self.optional(&n.range())?.unwrap_or(n.default))
     }
 
     fn memcached(&self) -> Result<Memcached, ConfigError> {
         let mut ips: Vec<String> = self.all("ip").map(|e| e.text.trim().to_string()).collect();
-        let port = match self.text_of("port") {
-            None => None,
-            Some(p) => Some(p.parse::<u16>().map_err(|_| {
-                invalid(
-                    "memcached/port",
-                    format!("expected a port number, got {p:?}"),
-                )
-            })?),
-        };
+        let port = self.optional(&table::MEMCACHED_PORT)?;
         if port.is_none() && !ips.is_empty() {
             return Err(invalid("memcached/port", "required when <ip> is given"));
         }
@@ -500,7 +506,7 @@ impl Element {
             ips,
             port,
             sockets,
-            max_item_size: self.count("maxitemsize", Memcached::DEFAULT_MAX_ITEM_SIZE)?,
+            max_item_size: self.setting(&table::MEMCACHED_MAX_ITEM_SIZE)?,
         })
     }
 
@@ -533,13 +539,7 @@ impl Element {
             .ok_or_else(|| invalid("password", "required"))?;
         let mut c = Config::with_user(username, password);
         c.ips = self.all("ip").map(|e| e.text.trim().to_string()).collect();
-        c.port = match self.text_of("port") {
-            None => None,
-            Some(p) => Some(
-                p.parse::<u16>()
-                    .map_err(|_| invalid("port", format!("expected a port number, got {p:?}")))?,
-            ),
-        };
+        c.port = self.optional(&table::PORT)?;
         if !c.ips.is_empty() {
             if c.port.is_none() {
                 return Err(invalid("port", "required when <ip> is given"));
@@ -572,14 +572,7 @@ impl Element {
             .collect();
         c.socketchmod = match self.text_of("socketchmod").filter(|s| !s.is_empty()) {
             None => None,
-            Some(m) => Some(
-                u32::from_str_radix(&m, 8)
-                    .ok()
-                    .filter(|m| *m <= 0o7777)
-                    .ok_or_else(|| {
-                        invalid("socketchmod", format!("expected an octal mode, got {m:?}"))
-                    })?,
-            ),
+            Some(_) => self.optional(&table::SOCKETCHMOD)?.map(|m| m.0),
         };
         c.socketcommands = self
             .first("socketcommands")
@@ -605,8 +598,7 @@ impl Element {
                 Some(Master::Unix(PathBuf::from(sock.text.trim())))
             } else if let Some(ip) = m.first("ip") {
                 let port = m
-                    .text_of("port")
-                    .and_then(|p| p.parse::<u16>().ok())
+                    .optional(&table::MASTER_PORT)?
                     .ok_or_else(|| invalid("master/port", "required with <master><ip>"))?;
                 Some(Master::Tcp {
                     ip: ip.text.trim().to_string(),
@@ -616,28 +608,26 @@ impl Element {
                 return Err(invalid("master", "needs <ip> and <port>, or <socket>"));
             };
         }
-        c.interclacks_reconnect_timeout = self.seconds("interclacksreconnecttimeout", 30)?;
-        c.auth_timeout = self.seconds("authtimeout", 15)?;
-        c.ping_timeout = self.seconds("pingtimeout", 180)?;
-        c.interclacks_ping_timeout = self.seconds("interclackspingtimeout", 60)?;
+        c.interclacks_reconnect_timeout = self.setting(&table::INTERCLACKS_RECONNECT_TIMEOUT)?;
+        c.auth_timeout = self.setting(&table::AUTH_TIMEOUT)?;
+        c.ping_timeout = self.setting(&table::PING_TIMEOUT)?;
+        c.interclacks_ping_timeout = self.setting(&table::INTERCLACKS_PING_TIMEOUT)?;
         c.persistence_file = self
             .text_of("persistancefile")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
-        c.persistence_interval = self.seconds("persistanceinterval", 10)?;
-        c.deleted_cache_time = self.seconds("deletedcachetime", 3600)?;
-        c.stale_cache_time = self.seconds("stalecachetime", 86400)?;
-        c.cache_clean_interval = self.seconds("cachecleaninterval", 60)?;
-        c.stalled_write_timeout = self.seconds("stalledwritetimeout", 60)?;
+        c.persistence_interval = self.setting(&table::PERSISTENCE_INTERVAL)?;
+        c.deleted_cache_time = self.setting(&table::DELETED_CACHE_TIME)?;
+        c.stale_cache_time = self.setting(&table::STALE_CACHE_TIME)?;
+        c.cache_clean_interval = self.setting(&table::CACHE_CLEAN_INTERVAL)?;
+        c.stalled_write_timeout = self.setting(&table::STALLED_WRITE_TIMEOUT)?;
         c.interclacks_stalled_write_timeout =
-            self.seconds("interclacksstalledwritetimeout", 120)?;
-        c.max_line_length = self.count("maxlinelength", c.max_line_length)?;
-        c.max_connections = self.count("maxconnections", c.max_connections)?;
-        c.max_out_buffer = self.count("maxoutbuffer", c.max_out_buffer)?;
-        c.tls_handshake_timeout = self.seconds("tlshandshaketimeout", 10)?;
-        if self.first("workerthreads").is_some() {
-            c.worker_threads = Some(self.count("workerthreads", 1)?);
-        }
+            self.setting(&table::INTERCLACKS_STALLED_WRITE_TIMEOUT)?;
+        c.max_line_length = self.setting(&table::MAX_LINE_LENGTH)?;
+        c.max_connections = self.setting(&table::MAX_CONNECTIONS)?;
+        c.max_out_buffer = self.setting(&table::MAX_OUT_BUFFER)?;
+        c.tls_handshake_timeout = self.setting(&table::TLS_HANDSHAKE_TIMEOUT)?;
+        c.worker_threads = self.optional(&table::WORKER_THREADS)?;
         if let Some(m) = self.first("memcached") {
             c.memcached = Some(m.memcached()?);
         }
@@ -781,6 +771,129 @@ mod tests {
             err("<memcached><port>1</port><maxitemsize>2000000</maxitemsize></memcached>")
                 .contains("<memcached/maxitemsize>")
         );
+    }
+
+    /// A minimal valid config with `element` (a path like `memcached/maxitemsize`) set to
+    /// `value`.
+    fn with_element(element: &str, value: &str) -> String {
+        let inner = match element.split_once('/') {
+            None => format!("<{element}>{value}</{element}>"),
+            Some(("memcached", e)) => format!(
+                "<maxlinelength>1073741824</maxlinelength>\
+                 <memcached><socket>m</socket><{e}>{value}</{e}></memcached>"
+            ),
+            Some(("master", e)) => format!("<master><ip>10.0.0.1</ip><{e}>{value}</{e}></master>"),
+            Some(_) => unreachable!("{element}"),
+        };
+        format!("<c><username>u</username><password>p</password><socket>s</socket>{inner}</c>")
+    }
+
+    /// Every numeric element: garbage, signs, NaN, infinities, huge values and values just
+    /// outside the range are errors naming the element and the range; the bounds are accepted.
+    #[test]
+    fn numbers_out_of_range_are_errors_naming_the_element() {
+        const GARBAGE: &[&str] = &[
+            "",
+            "x",
+            "12abc",
+            "-1",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e300",
+            "1.8e19",
+            "18446744073709551616",
+        ];
+        let mut cases: Vec<(&str, Vec<String>, Vec<String>)> = Vec::new();
+        for n in table::SECONDS {
+            let (min, max) = (n.min.as_secs_f64(), n.max.as_secs_f64());
+            let mut bad = vec![format!("{}", max + 0.001)];
+            if min > 0.0 {
+                bad.push(format!("{}", min - 0.001));
+            }
+            cases.push((n.element, bad, vec![min.to_string(), max.to_string()]));
+        }
+        for n in table::COUNTS {
+            cases.push((
+                n.element,
+                vec![
+                    (n.min - 1).to_string(),
+                    (n.max + 1).to_string(),
+                    "1.5".into(),
+                ],
+                vec![n.min.to_string(), n.max.to_string()],
+            ));
+        }
+        for r in [table::PORT, table::MASTER_PORT, table::MEMCACHED_PORT] {
+            cases.push((
+                r.element,
+                vec!["0".into(), "65536".into()],
+                vec!["1".into(), "65535".into()],
+            ));
+        }
+        let w = table::WORKER_THREADS;
+        cases.push((
+            w.element,
+            vec!["0".into(), "1025".into()],
+            vec!["1".into(), "1024".into()],
+        ));
+        cases.push((
+            table::SOCKETCHMOD.element,
+            vec!["10000".into(), "8".into(), "-1".into()],
+            vec!["0".into(), "7777".into(), "0660".into()],
+        ));
+        for (element, bad, good) in cases {
+            let garbage = GARBAGE
+                .iter()
+                .filter(|g| !(element == "socketchmod" && g.is_empty()))
+                .map(|g| g.to_string());
+            for value in garbage.chain(bad) {
+                let xml = with_element(element, &value);
+                let err = Config::from_xml(&xml, "h")
+                    .map(|_| ())
+                    .expect_err(&format!("<{element}>{value:?} accepted"))
+                    .to_string();
+                assert!(
+                    err.contains(&format!("<{element}>")),
+                    "{element} {value:?}: {err}"
+                );
+                assert!(
+                    err.contains(" from ") && err.contains(" to "),
+                    "{element} {value:?}: {err}"
+                );
+            }
+            for value in good {
+                let xml = with_element(element, &value);
+                match Config::from_xml(&xml, "h") {
+                    Ok(c) => crate::fuzzing::check(&c),
+                    Err(e) => panic!("<{element}>{value}: {e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_are_the_values_used() {
+        let c = Config::from_xml(&with_element("authtimeout", "86400"), "h").unwrap();
+        assert_eq!(c.auth_timeout, table::DAY);
+        let c = Config::from_xml(&with_element("socketchmod", "0660"), "h").unwrap();
+        assert_eq!(c.socketchmod, Some(0o660));
+        let c = Config::from_xml(&with_element("workerthreads", "1024"), "h").unwrap();
+        assert_eq!(c.worker_threads, Some(1024));
+        let c = Config::from_xml(&with_element("memcached/maxitemsize", "1"), "h").unwrap();
+        assert_eq!(c.memcached.unwrap().max_item_size, 1);
+    }
+
+    #[test]
+    fn simulated_time_offset_is_range_checked() {
+        let env = |v: &str| vec![("CLACKS_SIMULATED_TIME_OFFSET".to_string(), v.to_string())];
+        assert_eq!(time_offset(&[]).unwrap(), 0.0);
+        assert_eq!(time_offset(&env("")).unwrap(), 0.0);
+        assert_eq!(time_offset(&env(" -3600.5 ")).unwrap(), -3600.5);
+        for bad in ["x", "NaN", "inf", "1e300", "-1e10"] {
+            let e = time_offset(&env(bad)).unwrap_err().to_string();
+            assert!(e.contains("CLACKS_SIMULATED_TIME_OFFSET"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@
 pub mod config;
 mod conn;
 pub mod datadir;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hub;
 mod memcache;
 mod outbox;

@@ -15,6 +15,8 @@
 
 mod cache;
 mod clock;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod memcache;
 pub mod number;
 pub mod persist;

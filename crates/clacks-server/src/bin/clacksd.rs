@@ -67,6 +67,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         print!("{SAMPLE_CONFIG}");
         return Ok(());
     }
+    if let Some(n) = args.threads {
+        let range = clacks_server::config::table::WORKER_THREADS;
+        anyhow::ensure!(
+            range.contains(n),
+            "--threads: expected {} to {}, got {n}",
+            range.min,
+            range.max
+        );
+    }
     let config = match &args.config {
         Some(name) => Config::load(name).with_context(|| format!("config {name}"))?,
         None => DataDir::new(&args.data_dir)
