@@ -231,11 +231,11 @@ impl Config {
             worker_threads: None,
             time_offset: 0.0,
             memcached: None,
-            auth_max_line_length: 16 * 1024,
-            max_unauthenticated: 1024,
-            auth_fail_delay: Duration::from_millis(500),
-            interclacks_max_out_buffer: 256 * 1024 * 1024,
-            log_rate_limit: 10,
+            auth_max_line_length: table::AUTH_MAX_LINE_LENGTH.default,
+            max_unauthenticated: table::MAX_UNAUTHENTICATED.default,
+            auth_fail_delay: table::AUTH_FAIL_DELAY.default,
+            interclacks_max_out_buffer: table::INTERCLACKS_MAX_OUT_BUFFER.default,
+            log_rate_limit: table::LOG_RATE_LIMIT.default,
         }
     }
 
@@ -631,15 +631,11 @@ impl Element {
         if let Some(m) = self.first("memcached") {
             c.memcached = Some(m.memcached()?);
         }
-        c.auth_max_line_length = self.count("authmaxlinelength", c.auth_max_line_length)?;
-        c.max_unauthenticated = self.count("maxunauthenticated", c.max_unauthenticated)?;
-        c.auth_fail_delay = match self.text_of("authfaildelay") {
-            None => c.auth_fail_delay,
-            Some(_) => self.seconds("authfaildelay", 0)?,
-        };
-        c.interclacks_max_out_buffer =
-            self.count("interclacksmaxoutbuffer", c.interclacks_max_out_buffer)?;
-        c.log_rate_limit = self.count("logratelimit", c.log_rate_limit)?;
+        c.auth_max_line_length = self.setting(&table::AUTH_MAX_LINE_LENGTH)?;
+        c.max_unauthenticated = self.setting(&table::MAX_UNAUTHENTICATED)?;
+        c.auth_fail_delay = self.setting(&table::AUTH_FAIL_DELAY)?;
+        c.interclacks_max_out_buffer = self.setting(&table::INTERCLACKS_MAX_OUT_BUFFER)?;
+        c.log_rate_limit = self.setting(&table::LOG_RATE_LIMIT)?;
         if let Some(m) = &c.memcached {
             // A stored value must fit on one interclacks line (base64 makes text 4/3 longer).
             let needed = m.max_item_size.saturating_mul(4) / 3 + 512;
@@ -814,15 +810,9 @@ mod tests {
             cases.push((n.element, bad, vec![min.to_string(), max.to_string()]));
         }
         for n in table::COUNTS {
-            cases.push((
-                n.element,
-                vec![
-                    (n.min - 1).to_string(),
-                    (n.max + 1).to_string(),
-                    "1.5".into(),
-                ],
-                vec![n.min.to_string(), n.max.to_string()],
-            ));
+            let mut bad = vec![(n.max + 1).to_string(), "1.5".into()];
+            bad.extend(n.min.checked_sub(1).map(|v| v.to_string()));
+            cases.push((n.element, bad, vec![n.min.to_string(), n.max.to_string()]));
         }
         for r in [table::PORT, table::MASTER_PORT, table::MEMCACHED_PORT] {
             cases.push((

@@ -45,6 +45,7 @@ pub fn check(c: &Config) {
             c.interclacks_stalled_write_timeout,
         ),
         (table::TLS_HANDSHAKE_TIMEOUT, c.tls_handshake_timeout),
+        (table::AUTH_FAIL_DELAY, c.auth_fail_delay),
     ];
     assert_eq!(
         seconds.len(),
@@ -60,6 +61,13 @@ pub fn check(c: &Config) {
         (table::MAX_LINE_LENGTH, c.max_line_length),
         (table::MAX_CONNECTIONS, c.max_connections),
         (table::MAX_OUT_BUFFER, c.max_out_buffer),
+        (table::AUTH_MAX_LINE_LENGTH, c.auth_max_line_length),
+        (table::MAX_UNAUTHENTICATED, c.max_unauthenticated),
+        (
+            table::INTERCLACKS_MAX_OUT_BUFFER,
+            c.interclacks_max_out_buffer,
+        ),
+        (table::LOG_RATE_LIMIT, c.log_rate_limit),
     ];
     if let Some(m) = &c.memcached {
         counts.push((table::MEMCACHED_MAX_ITEM_SIZE, m.max_item_size));

@@ -205,6 +205,13 @@ pub const STALLED_WRITE_TIMEOUT: Numeric<Duration> = secs("stalledwritetimeout",
 /// `<interclacksstalledwritetimeout>`: the same for interclacks links.
 pub const INTERCLACKS_STALLED_WRITE_TIMEOUT: Numeric<Duration> =
     secs("interclacksstalledwritetimeout", 120, S, DAY);
+/// `<authfaildelay>`: how long a failed login waits before its answer and the close.
+pub const AUTH_FAIL_DELAY: Numeric<Duration> = Numeric {
+    element: "authfaildelay",
+    default: Duration::from_millis(500),
+    min: Duration::ZERO,
+    max: Duration::from_secs(60),
+};
 /// `<tlshandshaketimeout>`: time a TLS handshake may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Numeric<Duration> =
     secs("tlshandshaketimeout", 10, S, Duration::from_secs(3600));
@@ -214,6 +221,17 @@ pub const MAX_LINE_LENGTH: Numeric<usize> = count("maxlinelength", 2 * MIB, KIB,
 pub const MAX_CONNECTIONS: Numeric<usize> = count("maxconnections", 10_000, 1, 1_000_000);
 /// `<maxoutbuffer>`: bytes queued for one connection before it is cut as a slow consumer.
 pub const MAX_OUT_BUFFER: Numeric<usize> = count("maxoutbuffer", 16 * MIB, KIB, GIB);
+/// `<authmaxlinelength>`: longest input line before login (bounded by `maxlinelength` too).
+pub const AUTH_MAX_LINE_LENGTH: Numeric<usize> = count("authmaxlinelength", 16 * KIB, 64, 64 * MIB);
+/// `<maxunauthenticated>`: most connections that have not logged in yet.
+pub const MAX_UNAUTHENTICATED: Numeric<usize> = count("maxunauthenticated", 1024, 1, 1_000_000);
+/// `<interclacksmaxoutbuffer>`: bytes queued for one interclacks link before it is cut (the
+/// peer resyncs when it reconnects).
+pub const INTERCLACKS_MAX_OUT_BUFFER: Numeric<usize> =
+    count("interclacksmaxoutbuffer", 256 * MIB, KIB, 16 * GIB);
+/// `<logratelimit>`: log lines one connection may cause per minute; the rest are counted and
+/// summarised (0: none).
+pub const LOG_RATE_LIMIT: Numeric<usize> = count("logratelimit", 10, 0, 1_000_000);
 /// `<memcached><maxitemsize>`: largest memcached item value in bytes.
 /// At most 512 MiB: a stored value must also fit on one interclacks line (base64, at most
 /// `maxlinelength`).
@@ -258,6 +276,7 @@ pub const SECONDS: &[Numeric<Duration>] = &[
     STALLED_WRITE_TIMEOUT,
     INTERCLACKS_STALLED_WRITE_TIMEOUT,
     TLS_HANDSHAKE_TIMEOUT,
+    AUTH_FAIL_DELAY,
 ];
 
 /// The elements holding counts and sizes.
@@ -265,6 +284,10 @@ pub const COUNTS: &[Numeric<usize>] = &[
     MAX_LINE_LENGTH,
     MAX_CONNECTIONS,
     MAX_OUT_BUFFER,
+    AUTH_MAX_LINE_LENGTH,
+    MAX_UNAUTHENTICATED,
+    INTERCLACKS_MAX_OUT_BUFFER,
+    LOG_RATE_LIMIT,
     MEMCACHED_MAX_ITEM_SIZE,
 ];
 
