@@ -81,6 +81,29 @@ pub enum Master {
     Unix(PathBuf),
 }
 
+/// What the server does when its persistence file exists but cannot be read
+/// (`<persistanceonerror>`, extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PersistenceOnError {
+    /// Refuse to start, naming the file and the fault (default).
+    #[default]
+    Refuse,
+    /// Rename the damaged file(s) to `<name>.bad-<unix time>` and start with an empty cache.
+    MoveAside,
+}
+
+impl std::str::FromStr for PersistenceOnError {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "refuse" => Ok(PersistenceOnError::Refuse),
+            "moveaside" => Ok(PersistenceOnError::MoveAside),
+            other => Err(format!("expected refuse or moveaside, got {other:?}")),
+        }
+    }
+}
+
 /// The validated server configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -118,6 +141,8 @@ pub struct Config {
     pub persistence_file: Option<PathBuf>,
     /// Minimum time between two saves.
     pub persistence_interval: Duration,
+    /// What to do with a persistence file that cannot be read (`<persistanceonerror>`).
+    pub persistence_on_error: PersistenceOnError,
     /// Tombstone lifetime.
     pub deleted_cache_time: Duration,
     /// Unaccessed live entries are purged after this.
@@ -195,6 +220,7 @@ impl Config {
             interclacks_ping_timeout: Duration::from_secs(60),
             persistence_file: None,
             persistence_interval: Duration::from_secs(10),
+            persistence_on_error: PersistenceOnError::Refuse,
             deleted_cache_time: Duration::from_secs(3600),
             stale_cache_time: Duration::from_secs(86400),
             cache_clean_interval: Duration::from_secs(60),
@@ -383,6 +409,7 @@ const KNOWN: &[&str] = &[
     "interclackspingtimeout",
     "persistancefile",
     "persistanceinterval",
+    "persistanceonerror",
     "deletedcachetime",
     "stalecachetime",
     "cachecleaninterval",
@@ -603,6 +630,9 @@ impl Element {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
         c.persistence_interval = self.seconds("persistanceinterval", 10)?;
+        if let Some(v) = self.text_of("persistanceonerror") {
+            c.persistence_on_error = v.parse().map_err(|e| invalid("persistanceonerror", e))?;
+        }
         c.deleted_cache_time = self.seconds("deletedcachetime", 3600)?;
         c.stale_cache_time = self.seconds("stalecachetime", 86400)?;
         c.cache_clean_interval = self.seconds("cachecleaninterval", 60)?;

@@ -139,7 +139,7 @@ impl Server {
         };
         let (cache, save_now) = match &config.persistence_file {
             Some(path) => {
-                let loaded = persistence::load(path, clock.now());
+                let loaded = persistence::load(path, clock.now(), config.persistence_on_error)?;
                 (loaded.cache, loaded.save_now)
             }
             None => (Default::default(), false),
@@ -505,16 +505,11 @@ async fn persist_loop(
             () = stop.cancelled() => true,
             () = tokio::time::sleep(interval) => false,
         };
-        let snapshot = {
-            let state = shared.lock();
-            let generation = state.cache.generation();
-            (force || generation != saved || stopping)
-                .then(|| (generation, clacks_store::persist::encode(&state.cache)))
-        };
-        if let Some((generation, data)) = snapshot {
-            let target = path.clone();
-            match tokio::task::spawn_blocking(move || persistence::save(&target, &data)).await {
-                Ok(Ok(())) => {
+        let dirty = force || stopping || shared.lock().cache.generation() != saved;
+        if dirty {
+            let (s, target) = (shared.clone(), path.clone());
+            match tokio::task::spawn_blocking(move || save_snapshot(&s, &target)).await {
+                Ok(Ok(generation)) => {
                     Stats::bump(&shared.stats.persistence_saves);
                     tracing::debug!(file = %path.display(), "persistence file saved");
                     saved = generation;
@@ -531,4 +526,40 @@ async fn persist_loop(
             return;
         }
     }
+}
+
+/// Records copied per hold of the lock while taking a snapshot.
+const SNAPSHOT_CHUNK: usize = 2048;
+
+/// Takes a snapshot of the cache without stopping the server, and writes it to `path`.
+/// Returns the cache generation the snapshot is complete up to.
+///
+/// Under the lock only cheap work is done: the keys are collected once, then the records are
+/// copied in chunks of [`SNAPSHOT_CHUNK`] (values are reference-counted, so a copy is not a copy
+/// of the bytes), releasing the lock between chunks. Sorting and encoding run without it. So each
+/// record in the file is one consistent record, but records changed while the snapshot is taken
+/// may be in the file in their old or new state (a key written after the keys were collected is
+/// not in it; a key removed by a cleanup meanwhile is left out). The generation returned is the
+/// one read together with the keys: any change during the snapshot moves the cache past it, so
+/// the next interval saves again and the file catches up.
+fn save_snapshot(shared: &Shared, path: &Path) -> std::io::Result<u64> {
+    let (generation, keys) = {
+        let state = shared.lock();
+        let keys: Vec<bytes::Bytes> = state.cache.iter().map(|(k, _)| k.clone()).collect();
+        (state.cache.generation(), keys)
+    };
+    let mut records = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(SNAPSHOT_CHUNK) {
+        let state = shared.lock();
+        records.extend(
+            chunk
+                .iter()
+                .filter_map(|k| state.cache.get(k).map(|e| (k.clone(), e.clone()))),
+        );
+    }
+    drop(keys);
+    persistence::save(path, |out| {
+        clacks_store::persist::write_records(&mut records, out)
+    })?;
+    Ok(generation)
 }

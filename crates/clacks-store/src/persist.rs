@@ -122,14 +122,17 @@ pub fn encode(cache: &Cache) -> Vec<u8> {
 
 /// Sorts `records` by key and writes them in the version 3 format to `out`: the same bytes
 /// [`encode`] makes of a cache holding these records.
-pub fn write_records(records: &mut [(Bytes, Entry)], out: &mut impl Write) -> std::io::Result<()> {
+pub fn write_records(
+    records: &mut [(Bytes, Entry)],
+    out: &mut (impl Write + ?Sized),
+) -> std::io::Result<()> {
     records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     write_sorted(records.iter().map(|(k, e)| (&k[..], e)), out)
 }
 
 fn write_sorted<'a>(
     mut records: impl ExactSizeIterator<Item = (&'a [u8], &'a Entry)>,
-    out: &mut impl Write,
+    out: &mut (impl Write + ?Sized),
 ) -> std::io::Result<()> {
     out.write_all(MARKER)?;
     if records.len() == 0 {
@@ -260,6 +263,9 @@ fn time_of(text: &[u8], now: f64) -> f64 {
     numify(text).to_f64()
 }
 
+/// A key and its text in one line of the older format.
+type Pair = (Vec<u8>, Vec<u8>);
+
 fn decode_legacy(data: &[u8], now: f64) -> Result<Cache, PersistError> {
     let lines: Vec<&[u8]> = data
         .split(|&b| b == b'\n')
@@ -275,7 +281,7 @@ fn decode_legacy(data: &[u8], now: f64) -> Result<Cache, PersistError> {
             })
         }
     };
-    let map = |line: &[u8], number: usize| -> Result<Vec<(Vec<u8>, Vec<u8>)>, PersistError> {
+    let map = |line: &[u8], number: usize| -> Result<Vec<Pair>, PersistError> {
         if line.is_empty() {
             return Ok(Vec::new());
         }
