@@ -129,6 +129,9 @@ pub struct Config {
     pub users: Vec<User>,
     /// Master of this server, when it is a slave.
     pub master: Option<Master>,
+    /// How the TLS link to a TCP master checks its certificate (`<master><cafile>` or
+    /// `<master><pin>`, extension); without either any certificate is accepted, as in v36.
+    pub master_verify: clacks_client::TlsVerify,
     /// Seconds between connection attempts to the master.
     pub interclacks_reconnect_timeout: Duration,
     /// Time a new connection has to authenticate.
@@ -214,6 +217,7 @@ impl Config {
             password: password.into(),
             users: Vec::new(),
             master: None,
+            master_verify: clacks_client::TlsVerify::None,
             interclacks_reconnect_timeout: Duration::from_secs(30),
             auth_timeout: Duration::from_secs(15),
             ping_timeout: Duration::from_secs(180),
@@ -428,6 +432,39 @@ const KNOWN: &[&str] = &[
     "memcached",
 ];
 
+/// `<master><cafile>` / `<master><pin>`: PEM files that must exist; at most one, TCP only.
+fn master_verify(
+    m: &Element,
+    master: Option<&Master>,
+) -> Result<clacks_client::TlsVerify, ConfigError> {
+    let file = |name: &str| -> Result<Option<PathBuf>, ConfigError> {
+        match m.text_of(name) {
+            None => Ok(None),
+            Some(p) if p.is_empty() => Err(invalid(format!("master/{name}"), "empty file name")),
+            Some(p) if !Path::new(&p).is_file() => Err(invalid(
+                format!("master/{name}"),
+                format!("file {p} not found"),
+            )),
+            Some(p) => Ok(Some(PathBuf::from(p))),
+        }
+    };
+    let verify = match (file("cafile")?, file("pin")?) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("master/pin", "give <cafile> or <pin>, not both"));
+        }
+        (Some(ca), None) => clacks_client::TlsVerify::CaFile(ca),
+        (None, Some(pin)) => clacks_client::TlsVerify::Pinned(pin),
+        (None, None) => clacks_client::TlsVerify::None,
+    };
+    if verify != clacks_client::TlsVerify::None && matches!(master, Some(Master::Unix(_))) {
+        return Err(invalid(
+            "master/cafile",
+            "<cafile> and <pin> apply to a TLS master (<ip>), not to <socket>",
+        ));
+    }
+    Ok(verify)
+}
+
 impl Element {
     fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
         self.children
@@ -620,6 +657,7 @@ impl Element {
             } else {
                 return Err(invalid("master", "needs <ip> and <port>, or <socket>"));
             };
+            c.master_verify = master_verify(m, c.master.as_ref())?;
         }
         c.interclacks_reconnect_timeout = self.seconds("interclacksreconnecttimeout", 30)?;
         c.auth_timeout = self.seconds("authtimeout", 15)?;

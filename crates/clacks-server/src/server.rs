@@ -415,7 +415,7 @@ async fn master_loop(master: Master, accepting: Accepting) {
             Target::Tls {
                 host: ip.clone(),
                 port: *port,
-                verify: TlsVerify::None,
+                verify: shared.config.master_verify.clone(),
             },
             Peer::Master {
                 cid: format!("{ip}:{port}"),
@@ -432,6 +432,17 @@ async fn master_loop(master: Master, accepting: Accepting) {
             },
         ),
     };
+    match (&target, &shared.config.master_verify) {
+        (Target::Tls { .. }, TlsVerify::None) => tracing::warn!(
+            ?master,
+            "the link to the master accepts any TLS certificate (no <master><cafile> or <pin>): \
+             the main user's password is sent to whoever answers at that address"
+        ),
+        (Target::Tls { .. }, verify) => {
+            tracing::info!(?master, ?verify, "the master's certificate is checked");
+        }
+        (Target::Unix(_), _) => {}
+    }
     let limit = shared
         .config
         .interclacks_reconnect_timeout
