@@ -228,7 +228,16 @@ pub fn decode(data: &[u8], now: f64) -> Result<(Cache, Format), PersistError> {
         return Err(PersistError::MissingEndMarker { len: data.len() });
     }
     let body = &data[MARKER.len()..data.len() - MARKER.len()];
-    let root = parse_yaml(body, MARKER.len())?;
+    let root = match parse_yaml(body, MARKER.len()) {
+        Ok(root) => root,
+        // YAML::Syck writes keys of any length as implicit keys, which YAML parsers refuse
+        // past 1,024 characters: read such a file again with those keys made explicit. A
+        // fault that remains is reported where the first reading found it.
+        Err(first) => match explicit_long_keys(body) {
+            Some(rewritten) => parse_yaml(&rewritten, MARKER.len()).map_err(|_| first)?,
+            None => return Err(first),
+        },
+    };
     let mut entries = Vec::new();
     for (key, record) in root.into_map()? {
         let mut entry = Entry::new(Bytes::new(), now, now, false);
@@ -250,6 +259,31 @@ pub fn decode(data: &[u8], now: f64) -> Result<(Cache, Format), PersistError> {
         entries.push((Bytes::from(key.into_bytes()?), entry));
     }
     Ok((Cache::from_entries(entries), Format::V3))
+}
+
+/// `body` with every long top-level key line (`<key>: ` at column 0, as YAML::Syck writes a
+/// record's key) turned into an explicit key (`? <key>` and `: ` on the next line); `None` if
+/// there is no such line.
+fn explicit_long_keys(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut changed = false;
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let key = text
+            .strip_suffix(b": ")
+            .or_else(|| text.strip_suffix(b":"))
+            .filter(|k| k.len() > LONG_KEY);
+        match key {
+            Some(k) if !matches!(k.first(), None | Some(b' ' | b'?' | b'-' | b'#')) => {
+                out.extend_from_slice(b"? ");
+                out.extend_from_slice(k);
+                out.extend_from_slice(b"\n: \n");
+                changed = true;
+            }
+            _ => out.extend_from_slice(line),
+        }
+    }
+    changed.then_some(out)
 }
 
 fn number_of<T: std::str::FromStr>(text: &[u8]) -> Option<T> {
@@ -624,6 +658,25 @@ mod tests {
             &e.data[..],
             b"\0\x01\x07\x08\t\x0b\x0c\r\x1b\x1f\"\\\x7f\x80\xff"
         );
+    }
+
+    #[test]
+    fn reads_long_implicit_keys_as_yaml_syck_writes_them() {
+        let long = "word ".repeat(300);
+        let quoted = "q\\\"\\x01".repeat(400);
+        let file = format!(
+            "\0CLACKSV3--- \n\"{quoted}\": \n  accesstime: 1\n  cachetime: 1\n  data: v1\n  deleted: 0\n{long}: \n  accesstime: 1\n  cachetime: 1\n  data: v2\n  deleted: 0\nshort: \n  data: v3\n\0CLACKSV3"
+        );
+        let (cache, _) = decode(file.as_bytes(), 0.0).unwrap();
+        assert_eq!(cache.len(), 3);
+        let k = "q\"\x01".repeat(400);
+        assert_eq!(&cache.get(k.as_bytes()).unwrap().data[..], b"v1");
+        // A plain scalar's trailing space is not part of it.
+        assert_eq!(
+            &cache.get(long.trim_end().as_bytes()).unwrap().data[..],
+            b"v2"
+        );
+        assert_eq!(&cache.get(b"short").unwrap().data[..], b"v3");
     }
 
     #[test]
