@@ -78,3 +78,40 @@ fn every_workload_runs_and_counts_add_up() {
     assert!(r["results"]["server_kib_per_connection"].is_number());
     drop(server);
 }
+
+#[test]
+fn the_stall_workload_runs_and_counts_add_up() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("cache.dat");
+    let server = runtime.block_on(TestServer::start_with(|c| {
+        c.persistence_file = Some(file);
+        c.persistence_interval = std::time::Duration::from_millis(100);
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let mc = format!("tcp:{}", server.memcached);
+    let r = bench(
+        &server,
+        dir.path(),
+        &[
+            "stall",
+            "--keys",
+            "300",
+            "--size",
+            "64",
+            "--round-trips",
+            "400",
+            "--write-rate",
+            "200",
+            "--memcached-stats",
+            &mc,
+        ],
+    );
+    assert_eq!(r["workload"], "stall");
+    assert_eq!(r["results"]["round_trips"], 400);
+    assert_eq!(r["results"]["latency"]["samples"], 400);
+    assert!(r["results"]["saves_during"].is_u64());
+    assert!(r["results"]["memcached_stats_calls"].is_u64());
+    assert!(r["results"]["max_ms"].is_number());
+    drop(server);
+}

@@ -93,6 +93,29 @@ pub enum Master {
     Unix(PathBuf),
 }
 
+/// What the server does when its persistence file exists but cannot be read
+/// (`<persistanceonerror>`, extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PersistenceOnError {
+    /// Refuse to start, naming the file and the fault (default).
+    #[default]
+    Refuse,
+    /// Rename the damaged file(s) to `<name>.bad-<unix time>` and start with an empty cache.
+    MoveAside,
+}
+
+impl std::str::FromStr for PersistenceOnError {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "refuse" => Ok(PersistenceOnError::Refuse),
+            "moveaside" => Ok(PersistenceOnError::MoveAside),
+            other => Err(format!("expected refuse or moveaside, got {other:?}")),
+        }
+    }
+}
+
 /// The validated server configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -118,6 +141,9 @@ pub struct Config {
     pub users: Vec<User>,
     /// Master of this server, when it is a slave.
     pub master: Option<Master>,
+    /// How the TLS link to a TCP master checks its certificate (`<master><cafile>` or
+    /// `<master><pin>`, extension); without either any certificate is accepted, as in v36.
+    pub master_verify: clacks_client::TlsVerify,
     /// Seconds between connection attempts to the master.
     pub interclacks_reconnect_timeout: Duration,
     /// Time a new connection has to authenticate.
@@ -130,6 +156,8 @@ pub struct Config {
     pub persistence_file: Option<PathBuf>,
     /// Minimum time between two saves.
     pub persistence_interval: Duration,
+    /// What to do with a persistence file that cannot be read (`<persistanceonerror>`).
+    pub persistence_on_error: PersistenceOnError,
     /// Tombstone lifetime.
     pub deleted_cache_time: Duration,
     /// Unaccessed live entries are purged after this.
@@ -213,12 +241,14 @@ impl Config {
             password: password.into(),
             users: Vec::new(),
             master: None,
+            master_verify: clacks_client::TlsVerify::None,
             interclacks_reconnect_timeout: table::INTERCLACKS_RECONNECT_TIMEOUT.default,
             auth_timeout: table::AUTH_TIMEOUT.default,
             ping_timeout: table::PING_TIMEOUT.default,
             interclacks_ping_timeout: table::INTERCLACKS_PING_TIMEOUT.default,
             persistence_file: None,
             persistence_interval: table::PERSISTENCE_INTERVAL.default,
+            persistence_on_error: PersistenceOnError::Refuse,
             deleted_cache_time: table::DELETED_CACHE_TIME.default,
             stale_cache_time: table::STALE_CACHE_TIME.default,
             cache_clean_interval: table::CACHE_CLEAN_INTERVAL.default,
@@ -421,6 +451,7 @@ const KNOWN: &[&str] = &[
     "interclackspingtimeout",
     "persistancefile",
     "persistanceinterval",
+    "persistanceonerror",
     "deletedcachetime",
     "stalecachetime",
     "cachecleaninterval",
@@ -443,6 +474,39 @@ const KNOWN: &[&str] = &[
     "interclacksmaxoutbuffer",
     "logratelimit",
 ];
+
+/// `<master><cafile>` / `<master><pin>`: PEM files that must exist; at most one, TCP only.
+fn master_verify(
+    m: &Element,
+    master: Option<&Master>,
+) -> Result<clacks_client::TlsVerify, ConfigError> {
+    let file = |name: &str| -> Result<Option<PathBuf>, ConfigError> {
+        match m.text_of(name) {
+            None => Ok(None),
+            Some(p) if p.is_empty() => Err(invalid(format!("master/{name}"), "empty file name")),
+            Some(p) if !Path::new(&p).is_file() => Err(invalid(
+                format!("master/{name}"),
+                format!("file {p} not found"),
+            )),
+            Some(p) => Ok(Some(PathBuf::from(p))),
+        }
+    };
+    let verify = match (file("cafile")?, file("pin")?) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("master/pin", "give <cafile> or <pin>, not both"));
+        }
+        (Some(ca), None) => clacks_client::TlsVerify::CaFile(ca),
+        (None, Some(pin)) => clacks_client::TlsVerify::Pinned(pin),
+        (None, None) => clacks_client::TlsVerify::None,
+    };
+    if verify != clacks_client::TlsVerify::None && matches!(master, Some(Master::Unix(_))) {
+        return Err(invalid(
+            "master/cafile",
+            "<cafile> and <pin> apply to a TLS master (<ip>), not to <socket>",
+        ));
+    }
+    Ok(verify)
+}
 
 impl Element {
     fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
@@ -607,6 +671,7 @@ impl Element {
             } else {
                 return Err(invalid("master", "needs <ip> and <port>, or <socket>"));
             };
+            c.master_verify = master_verify(m, c.master.as_ref())?;
         }
         c.interclacks_reconnect_timeout = self.setting(&table::INTERCLACKS_RECONNECT_TIMEOUT)?;
         c.auth_timeout = self.setting(&table::AUTH_TIMEOUT)?;
@@ -617,6 +682,9 @@ impl Element {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
         c.persistence_interval = self.setting(&table::PERSISTENCE_INTERVAL)?;
+        if let Some(v) = self.text_of("persistanceonerror") {
+            c.persistence_on_error = v.parse().map_err(|e| invalid("persistanceonerror", e))?;
+        }
         c.deleted_cache_time = self.setting(&table::DELETED_CACHE_TIME)?;
         c.stale_cache_time = self.setting(&table::STALE_CACHE_TIME)?;
         c.cache_clean_interval = self.setting(&table::CACHE_CLEAN_INTERVAL)?;

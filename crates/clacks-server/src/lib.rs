@@ -62,6 +62,20 @@ pub enum ServerError {
     /// TLS certificate or key problem.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The persistence file exists but none of it (nor its backups) can be read; the server
+    /// refuses to start rather than replace it.
+    #[error(
+        "persistence file {path} cannot be read, not starting (the file is left as it is): \
+         {problem}. To move the damaged file aside and start with an empty cache, run clacksd \
+         with --persistence-on-error moveaside or set \
+         <persistanceonerror>moveaside</persistanceonerror> in the config"
+    )]
+    Persistence {
+        /// The configured persistence file.
+        path: PathBuf,
+        /// Each damaged file with where and why reading it failed.
+        problem: String,
+    },
     /// A malformed credentials file.
     #[error("credentials: {0}")]
     Credentials(String),

@@ -1,4 +1,5 @@
-//! Persistence: restart round trip, a hand-written v36 file with tombstones, the fallback chain,
+//! Persistence: restart round trip (long keys, any bytes), a hand-written v36 file with
+//! tombstones, the fallback chain, damaged files (refuse to start, or move aside), file modes,
 //! saving on `OVERHEAD S`, and no writes for reads.
 
 mod common;
@@ -99,11 +100,74 @@ async fn loads_a_file_written_by_the_perl_server() {
     c.expect("RETRIEVED a=newer").await;
 }
 
+/// Every byte a client can put in a value: all but LF (the framing ends the line there) and CR
+/// (the framing drops it).
+fn every_byte() -> Vec<u8> {
+    (0..=255u8).filter(|&b| b != b'\n' && b != b'\r').collect()
+}
+
+#[tokio::test]
+async fn long_keys_and_any_bytes_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = persisted(&dir);
+    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    // Keys: around YAML's 1,024-character limit for implicit keys, far beyond it, not UTF-8,
+    // and every byte a key can hold (all but LF, CR, space-free is not required, and no '=').
+    let key_bytes: Vec<u8> = every_byte().into_iter().filter(|&b| b != b'=').collect();
+    let mut keys: Vec<Vec<u8>> = vec![
+        vec![b'a'; 1023],
+        vec![b'b'; 1024],
+        vec![b'c'; 100_000],
+        vec![0xfe; 600],
+        key_bytes.clone(),
+        [b"k".as_slice(), &key_bytes, &vec![b'k'; 3000]].concat(),
+    ];
+    for i in 0..20 {
+        keys.push(format!("plain{i}").into_bytes());
+    }
+    let value = |i: usize| [every_byte(), format!("#{i}").into_bytes()].concat();
+    for (i, k) in keys.iter().enumerate() {
+        c.send_raw(&[b"STORE ", &k[..], b"=", &value(i), b"\r\n"].concat())
+            .await;
+    }
+    c.expect_nothing().await;
+    let dir = server.shutdown().await;
+
+    let setup = persisted(&dir);
+    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    for (i, k) in keys.iter().enumerate() {
+        c.send_raw(&[b"RETRIEVE ", &k[..], b"\r\n"].concat()).await;
+        let want = [b"RETRIEVED ", &k[..], b"=", &value(i)].concat();
+        let got = c.line_bytes().await.unwrap();
+        assert!(got == want, "key {i} ({} bytes) changed", k.len());
+    }
+}
+
+/// The damaged copy of a file `name` in `dir` kept aside, if exactly one.
+fn kept_aside(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    let prefix = format!("{name}.bad-");
+    let found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
+        .collect();
+    assert!(found.len() <= 1, "{found:?}");
+    found.into_iter().next()
+}
+
 #[tokio::test]
 async fn falls_back_to_the_backup_when_the_file_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let (file, _) = v36_file();
-    std::fs::write(dir.path().join("cache.dat"), &file[..file.len() - 4]).unwrap();
+    let damaged = &file[..file.len() - 4];
+    std::fs::write(dir.path().join("cache.dat"), damaged).unwrap();
     std::fs::write(dir.path().join("cache.dat_bck"), &file).unwrap();
     let setup = persisted(&dir);
     let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
@@ -111,10 +175,167 @@ async fn falls_back_to_the_backup_when_the_file_is_truncated() {
     c.send("RETRIEVE n").await;
     c.expect("RETRIEVED n=2.75").await;
     let dir = server.shutdown().await;
-    // The good data was written back over the damaged file.
+    // The damaged file was kept aside before the good data was written in its place.
+    let aside = kept_aside(dir.path(), "cache.dat").expect("damaged file kept aside");
+    assert_eq!(std::fs::read(aside).unwrap(), damaged);
     assert!(std::fs::read(dir.path().join("cache.dat"))
         .unwrap()
         .ends_with(b"\0CLACKSV3"));
+}
+
+fn config_for(dir: &tempfile::TempDir) -> clacks_server::Config {
+    let mut c = common::base_config();
+    c.sockets = vec![dir.path().join("clacks.sock")];
+    c.persistence_file = Some(dir.path().join("cache.dat"));
+    c
+}
+
+#[tokio::test]
+async fn a_damaged_file_without_a_valid_backup_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = v36_file();
+    // Cut inside a quoted time: the markers are intact, the YAML is not.
+    let mut damaged = file[..60].to_vec();
+    damaged.extend_from_slice(b"\0CLACKSV3");
+    std::fs::write(dir.path().join("cache.dat"), &damaged).unwrap();
+    let err = clacks_server::Server::new(config_for(&dir))
+        .unwrap_err()
+        .to_string();
+    let path = dir.path().join("cache.dat").display().to_string();
+    assert!(err.contains(&path), "{err}");
+    assert!(err.contains("byte "), "names the position: {err}");
+    assert!(err.contains("--persistence-on-error moveaside"), "{err}");
+    assert!(err.contains("<persistanceonerror>moveaside"), "{err}");
+    // Untouched, and nothing written next to it.
+    assert_eq!(
+        std::fs::read(dir.path().join("cache.dat")).unwrap(),
+        damaged
+    );
+    assert!(!dir.path().join("cache.dat_bck").exists());
+    assert!(kept_aside(dir.path(), "cache.dat").is_none());
+
+    // A damaged backup does not help: both are named, both are left alone.
+    std::fs::write(dir.path().join("cache.dat_bck"), &file[..file.len() - 1]).unwrap();
+    let err = clacks_server::Server::new(config_for(&dir))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("{path}_bck: missing end marker at byte ")),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("cache.dat")).unwrap(),
+        damaged
+    );
+
+    // A file too short to hold both markers.
+    std::fs::remove_file(dir.path().join("cache.dat_bck")).unwrap();
+    std::fs::write(dir.path().join("cache.dat"), b"\0CLACKSV3--- ").unwrap();
+    let err = clacks_server::Server::new(config_for(&dir))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("truncated at byte 13"), "{err}");
+}
+
+#[test]
+fn clacksd_exits_with_one_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = v36_file();
+    std::fs::write(dir.path().join("cache.dat"), &file[..file.len() - 4]).unwrap();
+    let config = dir.path().join("clacks.xml");
+    let socket = dir.path().join("clacks.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "<clacks><username>u</username><password>p</password><socket>{}</socket>\
+             <persistancefile>{}</persistancefile></clacks>",
+            socket.display(),
+            dir.path().join("cache.dat").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clacksd"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("cache.dat: missing end marker at byte"),
+        "{err}"
+    );
+    assert!(err.contains("--persistence-on-error moveaside"), "{err}");
+    assert!(!socket.exists(), "nothing bound before the refusal");
+    // The flag overrides the config: the file is moved aside and the server starts.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_clacksd"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--check-config", "--persistence-on-error", "moveaside"])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+    assert!(String::from_utf8_lossy(&check.stdout).contains("would be moved aside"));
+    assert!(
+        kept_aside(dir.path(), "cache.dat").is_none(),
+        "a check moves nothing"
+    );
+}
+
+#[tokio::test]
+async fn moveaside_keeps_the_damaged_file_and_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = v36_file();
+    let damaged = &file[..file.len() - 4];
+    std::fs::write(dir.path().join("cache.dat"), damaged).unwrap();
+    std::fs::write(dir.path().join("cache.dat_bck"), b"junk").unwrap();
+    let file_path = dir.path().join("cache.dat");
+    let server = TestServer::start_in(dir, "127.0.0.1:0", move |c| {
+        c.persistence_file = Some(file_path);
+        c.persistence_on_error = clacks_server::config::PersistenceOnError::MoveAside;
+    })
+    .await;
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    assert_eq!(keys(&mut c).await, Vec::<String>::new());
+    c.send("STORE fresh=start").await;
+    c.expect_nothing().await;
+    let dir = server.shutdown().await;
+    let aside = kept_aside(dir.path(), "cache.dat").expect("main file moved aside");
+    assert_eq!(std::fs::read(aside).unwrap(), damaged);
+    let aside = kept_aside(dir.path(), "cache.dat_bck").expect("backup moved aside");
+    assert_eq!(std::fs::read(aside).unwrap(), b"junk");
+    let saved = std::fs::read(dir.path().join("cache.dat")).unwrap();
+    assert!(String::from_utf8_lossy(&saved).contains("\"fresh\": "));
+}
+
+#[tokio::test]
+async fn files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A file of an earlier run, readable by everyone: its backup and the new file are not.
+    let (file, _) = v36_file();
+    std::fs::write(dir.path().join("cache.dat"), &file).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("cache.dat"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let setup = persisted(&dir);
+    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    c.send("STORE k=v").await;
+    c.expect_nothing().await;
+    let dir = server.shutdown().await;
+    for name in ["cache.dat", "cache.dat_bck"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}: {mode:o}");
+    }
 }
 
 #[tokio::test]

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use clacks_server::config::PersistenceOnError;
 use clacks_server::config::SAMPLE_CONFIG;
 use clacks_server::datadir::DataDir;
-use clacks_server::{Config, Listeners, Server};
+use clacks_server::{Config, Listeners, Server, ServerError};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -29,12 +30,25 @@ struct Args {
     /// Print a commented sample config file and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// What to do when the persistence file exists but cannot be read: refuse to start
+    /// (default) or move it aside and start empty (overrides `<persistanceonerror>`).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    persistence_on_error: Option<OnError>,
     /// Worker threads of the runtime (default: `<workerthreads>`, else one per core).
     #[arg(long)]
     threads: Option<usize>,
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+/// `--persistence-on-error` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum OnError {
+    /// Refuse to start, naming the file and the fault.
+    Refuse,
+    /// Rename the damaged file(s) to `<name>.bad-<unix time>` and start with an empty cache.
+    Moveaside,
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,17 +90,38 @@ fn run(args: Args) -> anyhow::Result<()> {
             range.max
         );
     }
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(name) => Config::load(name).with_context(|| format!("config {name}"))?,
         None => DataDir::new(&args.data_dir)
             .ensure()
             .with_context(|| format!("data directory {}", args.data_dir.display()))?,
     };
+    if let Some(policy) = args.persistence_on_error {
+        config.persistence_on_error = match policy {
+            OnError::Refuse => PersistenceOnError::Refuse,
+            OnError::Moveaside => PersistenceOnError::MoveAside,
+        };
+    }
     if args.check_config {
-        Server::new(config).context("config check")?;
-        println!("config OK");
+        // A check never moves files: it reads the persistence file as a refusing server would.
+        let policy = config.persistence_on_error;
+        let mut check = config;
+        check.persistence_on_error = PersistenceOnError::Refuse;
+        match Server::new(check) {
+            Err(ServerError::Persistence { problem, .. })
+                if policy == PersistenceOnError::MoveAside =>
+            {
+                println!("config OK; damaged persistence file(s) would be moved aside at start: {problem}");
+            }
+            other => {
+                other.context("config check")?;
+                println!("config OK");
+            }
+        }
         return Ok(());
     }
+    // Loads the persistence file before anything is bound, so a refusal leaves nothing behind.
+    let server = Server::new(config.clone())?;
     // One thread: the cheaper single-threaded scheduler; more: the work-stealing one.
     let mut builder = match args.threads.or(config.worker_threads) {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
@@ -111,7 +146,6 @@ fn run(args: Args) -> anyhow::Result<()> {
             println!("  login   user {:?}, password in {}", config.username, dir.credentials().display());
             println!("  try:    printf 'CLACKS me\\nOVERHEAD A <base64 user>:<base64 password>\\nKEYLIST\\nQUIT\\n' | socat - UNIX-CONNECT:{}", dir.socket().display());
         }
-        let server = Server::new(config)?;
         server.run(listeners, shutdown_signal()).await;
         anyhow::Ok(())
     })

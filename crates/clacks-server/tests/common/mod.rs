@@ -135,6 +135,26 @@ impl Client {
         }
     }
 
+    /// The next non-empty line as raw bytes (without CR LF); `None` at EOF.
+    pub async fn line_bytes(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let mut buf = Vec::new();
+            let n = tokio::time::timeout(WAIT, self.io.read_until(b'\n', &mut buf))
+                .await
+                .expect("no line within the time limit")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                buf.pop();
+            }
+            if !buf.is_empty() {
+                return Some(buf);
+            }
+        }
+    }
+
     pub async fn expect(&mut self, want: &str) {
         assert_eq!(self.line().await.as_deref(), Some(want));
     }
