@@ -311,17 +311,23 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut cache = Cache::default();
-        cache.store(
-            Bytes::from_static(b"k \"q\" \\ :x"),
-            Bytes::from_static(b"v: # 'x' \x01 \xc3\xa4"),
-            1795294610.59245,
-        );
-        cache.remove(Bytes::from_static(b"gone"), 1795294611.5);
-        cache.store(
-            Bytes::from_static(b"yes"),
-            Bytes::from_static(b""),
-            1795294612.0,
-        );
+        cache
+            .store(
+                Bytes::from_static(b"k \"q\" \\ :x"),
+                Bytes::from_static(b"v: # 'x' \x01 \xc3\xa4"),
+                1795294610.59245,
+            )
+            .unwrap();
+        cache
+            .remove(Bytes::from_static(b"gone"), 1795294611.5)
+            .unwrap();
+        cache
+            .store(
+                Bytes::from_static(b"yes"),
+                Bytes::from_static(b""),
+                1795294612.0,
+            )
+            .unwrap();
         let limits = crate::memcache::Limits {
             item: 100,
             stored: 200,
