@@ -12,6 +12,8 @@ use std::time::Duration;
 use quick_xml::events::Event;
 use thiserror::Error;
 
+pub use clacks_store::MemoryPolicy;
+
 /// A configuration error; it names the element (or file) at fault.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -143,6 +145,10 @@ pub struct Config {
     pub time_offset: f64,
     /// The memcached text protocol listener (`<memcached>`, extension); off when `None`.
     pub memcached: Option<Memcached>,
+    /// Memory limit of the cache in bytes (`<maxmemory>`, extension; 0: none).
+    pub max_memory: usize,
+    /// What a write over `max_memory` does (`<maxmemorypolicy>`, extension).
+    pub max_memory_policy: MemoryPolicy,
 }
 
 /// Where the memcached text protocol is served (`<memcached>`). memcached has no
@@ -207,6 +213,8 @@ impl Config {
             worker_threads: None,
             time_offset: 0.0,
             memcached: None,
+            max_memory: 0,
+            max_memory_policy: MemoryPolicy::Reject,
         }
     }
 
@@ -399,6 +407,8 @@ const KNOWN: &[&str] = &[
     "tlshandshaketimeout",
     "workerthreads",
     "memcached",
+    "maxmemory",
+    "maxmemorypolicy",
 ];
 
 impl Element {
@@ -448,6 +458,38 @@ impl Element {
                 invalid(name, format!("expected a positive whole number, got {t:?}"))
             }),
         }
+    }
+
+    /// A size in bytes: digits with an optional `K`, `M` or `G` (powers of 1024, either case).
+    fn bytes(&self, name: &str, default: usize) -> Result<usize, ConfigError> {
+        let Some(t) = self.text_of(name) else {
+            return Ok(default);
+        };
+        let (digits, unit) = match t.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+            _ => (&t[..], ' '),
+        };
+        let shift = match unit {
+            ' ' => 0,
+            'K' => 10,
+            'M' => 20,
+            'G' => 30,
+            _ => u32::MAX,
+        };
+        digits
+            .parse::<usize>()
+            .ok()
+            .filter(|_| !digits.starts_with('+') && shift != u32::MAX)
+            .and_then(|n| n.checked_mul(1usize.checked_shl(shift)?))
+            .filter(|n| u64::try_from(*n).is_ok_and(|n| n <= i64::MAX as u64))
+            .ok_or_else(|| {
+                invalid(
+                    name,
+                    format!(
+                        "expected bytes (a whole number, optionally with K, M or G), got {t:?}"
+                    ),
+                )
+            })
     }
 
     fn memcached(&self) -> Result<Memcached, ConfigError> {
@@ -619,6 +661,17 @@ impl Element {
         if let Some(m) = self.first("memcached") {
             c.memcached = Some(m.memcached()?);
         }
+        c.max_memory = self.bytes("maxmemory", 0)?;
+        c.max_memory_policy = match self.text_of("maxmemorypolicy").as_deref() {
+            None | Some("reject") => MemoryPolicy::Reject,
+            Some("evict") => MemoryPolicy::Evict,
+            Some(other) => {
+                return Err(invalid(
+                    "maxmemorypolicy",
+                    format!("expected reject or evict, got {other:?}"),
+                ))
+            }
+        };
         if let Some(m) = &c.memcached {
             // A stored value must fit on one interclacks line (base64 makes text 4/3 longer).
             let needed = m.max_item_size.saturating_mul(4) / 3 + 512;
@@ -750,6 +803,48 @@ mod tests {
             err("<memcached><port>1</port><maxitemsize>2000000</maxitemsize></memcached>")
                 .contains("<memcached/maxitemsize>")
         );
+    }
+
+    #[test]
+    fn memory_limit_sizes_and_policy() {
+        let base = "<c><username>u</username><password>p</password><socket>s</socket>";
+        let parse = |extra: &str| Config::from_xml(&format!("{base}{extra}</c>"), "h");
+        let c = parse("").unwrap();
+        assert_eq!(
+            (c.max_memory, c.max_memory_policy),
+            (0, MemoryPolicy::Reject),
+            "unlimited without the element, as v36"
+        );
+        for (text, want) in [
+            ("0", 0),
+            ("1000", 1000),
+            ("64k", 64 << 10),
+            ("512M", 512 << 20),
+            (" 2G ", 2 << 30),
+        ] {
+            let c = parse(&format!("<maxmemory>{text}</maxmemory>")).unwrap();
+            assert_eq!(c.max_memory, want, "{text}");
+        }
+        let c = parse("<maxmemory>1G</maxmemory><maxmemorypolicy>evict</maxmemorypolicy>").unwrap();
+        assert_eq!(c.max_memory_policy, MemoryPolicy::Evict);
+        let err = |extra: &str| parse(extra).unwrap_err().to_string();
+        for bad in [
+            "",
+            "G",
+            "-1",
+            "+5",
+            "1.5G",
+            "12KB",
+            "1T",
+            "ten",
+            "99999999999999999999",
+            "9999999999G",
+        ] {
+            let e = err(&format!("<maxmemory>{bad}</maxmemory>"));
+            assert!(e.contains("<maxmemory>"), "{bad:?}: {e}");
+        }
+        let e = err("<maxmemorypolicy>lru</maxmemorypolicy>");
+        assert!(e.contains("<maxmemorypolicy>") && e.contains("lru"), "{e}");
     }
 
     #[test]
