@@ -14,6 +14,7 @@ use thiserror::Error;
 
 pub mod table;
 
+pub use clacks_store::MemoryPolicy;
 use table::Value;
 
 /// A configuration error; it names the element (or file) at fault.
@@ -195,6 +196,10 @@ pub struct Config {
     /// Log lines one connection may cause per minute (`<logratelimit>`, extension); more are
     /// counted and summarised.
     pub log_rate_limit: usize,
+    /// Memory limit of the cache in bytes (`<maxmemory>`, extension; 0: none).
+    pub max_memory: usize,
+    /// What a write over `max_memory` does (`<maxmemorypolicy>`, extension).
+    pub max_memory_policy: MemoryPolicy,
 }
 
 /// Where the memcached text protocol is served (`<memcached>`). memcached has no
@@ -266,6 +271,8 @@ impl Config {
             auth_fail_delay: table::AUTH_FAIL_DELAY.default,
             interclacks_max_out_buffer: table::INTERCLACKS_MAX_OUT_BUFFER.default,
             log_rate_limit: table::LOG_RATE_LIMIT.default,
+            max_memory: table::MAX_MEMORY.default.0,
+            max_memory_policy: MemoryPolicy::Reject,
         }
     }
 
@@ -473,6 +480,8 @@ const KNOWN: &[&str] = &[
     "authfaildelay",
     "interclacksmaxoutbuffer",
     "logratelimit",
+    "maxmemory",
+    "maxmemorypolicy",
 ];
 
 /// `<master><cafile>` / `<master><pin>`: PEM files that must exist; at most one, TCP only.
@@ -704,6 +713,17 @@ impl Element {
         c.auth_fail_delay = self.setting(&table::AUTH_FAIL_DELAY)?;
         c.interclacks_max_out_buffer = self.setting(&table::INTERCLACKS_MAX_OUT_BUFFER)?;
         c.log_rate_limit = self.setting(&table::LOG_RATE_LIMIT)?;
+        c.max_memory = self.setting(&table::MAX_MEMORY)?.0;
+        c.max_memory_policy = match self.text_of("maxmemorypolicy").as_deref() {
+            None | Some("reject") => MemoryPolicy::Reject,
+            Some("evict") => MemoryPolicy::Evict,
+            Some(other) => {
+                return Err(invalid(
+                    "maxmemorypolicy",
+                    format!("expected reject or evict, got {other:?}"),
+                ))
+            }
+        };
         if let Some(m) = &c.memcached {
             // A stored value must fit on one interclacks line (base64 makes text 4/3 longer).
             let needed = m.max_item_size.saturating_mul(4) / 3 + 512;
@@ -952,6 +972,48 @@ mod tests {
             let e = time_offset(&env(bad)).unwrap_err().to_string();
             assert!(e.contains("CLACKS_SIMULATED_TIME_OFFSET"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn memory_limit_sizes_and_policy() {
+        let base = "<c><username>u</username><password>p</password><socket>s</socket>";
+        let parse = |extra: &str| Config::from_xml(&format!("{base}{extra}</c>"), "h");
+        let c = parse("").unwrap();
+        assert_eq!(
+            (c.max_memory, c.max_memory_policy),
+            (0, MemoryPolicy::Reject),
+            "unlimited without the element, as v36"
+        );
+        for (text, want) in [
+            ("0", 0),
+            ("1000", 1000),
+            ("64k", 64 << 10),
+            ("512M", 512 << 20),
+            (" 2G ", 2 << 30),
+        ] {
+            let c = parse(&format!("<maxmemory>{text}</maxmemory>")).unwrap();
+            assert_eq!(c.max_memory, want, "{text}");
+        }
+        let c = parse("<maxmemory>1G</maxmemory><maxmemorypolicy>evict</maxmemorypolicy>").unwrap();
+        assert_eq!(c.max_memory_policy, MemoryPolicy::Evict);
+        let err = |extra: &str| parse(extra).unwrap_err().to_string();
+        for bad in [
+            "",
+            "G",
+            "-1",
+            "+5",
+            "1.5G",
+            "12KB",
+            "1T",
+            "ten",
+            "99999999999999999999",
+            "9999999999G",
+        ] {
+            let e = err(&format!("<maxmemory>{bad}</maxmemory>"));
+            assert!(e.contains("<maxmemory>"), "{bad:?}: {e}");
+        }
+        let e = err("<maxmemorypolicy>lru</maxmemorypolicy>");
+        assert!(e.contains("<maxmemorypolicy>") && e.contains("lru"), "{e}");
     }
 
     #[test]

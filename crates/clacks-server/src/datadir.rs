@@ -15,6 +15,22 @@ use crate::{Config, ServerError};
 pub const DEFAULT_USER: &str = "clacks";
 /// TCP port of the zero-config server.
 pub const DEFAULT_PORT: u16 = 49888;
+/// Most cache memory of the zero-config server: 1 GiB, or half the machine's memory if that is
+/// less (see [`default_max_memory`]).
+pub const DEFAULT_MAX_MEMORY: usize = 1 << 30;
+
+/// The zero-config memory limit: [`DEFAULT_MAX_MEMORY`], at most half of `MemTotal` in
+/// `/proc/meminfo` where that can be read. Writes over it are refused (`reject`).
+pub fn default_max_memory() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    });
+    total.map_or(DEFAULT_MAX_MEMORY, |t| {
+        (t / 2).clamp(1 << 20, DEFAULT_MAX_MEMORY)
+    })
+}
 
 /// Files of a data directory.
 #[derive(Debug, Clone)]
@@ -97,6 +113,7 @@ impl DataDir {
         config.tls_key = Some(self.key());
         config.sockets = vec![self.socket()];
         config.persistence_file = Some(self.persistence());
+        config.max_memory = default_max_memory();
         Ok(config)
     }
 }
@@ -131,6 +148,15 @@ mod tests {
         assert_eq!(config.port, Some(DEFAULT_PORT));
         assert_eq!(config.sockets, vec![data.socket()]);
         assert_eq!(config.persistence_file, Some(data.persistence()));
+        assert!(
+            (1 << 20..=DEFAULT_MAX_MEMORY).contains(&config.max_memory),
+            "a memory limit: {}",
+            config.max_memory
+        );
+        assert_eq!(
+            config.max_memory_policy,
+            crate::config::MemoryPolicy::Reject
+        );
         crate::tls::acceptor(&data.cert(), &data.key()).unwrap();
         let again = data.ensure().unwrap();
         assert_eq!(again.password, config.password, "credentials are kept");

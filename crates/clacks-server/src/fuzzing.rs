@@ -91,6 +91,7 @@ pub fn check(c: &Config) {
     for (n, v) in counts {
         in_range(&n, v);
     }
+    in_range(&table::MAX_MEMORY, table::ByteSize(c.max_memory));
     if let Some(t) = c.worker_threads {
         assert!(table::WORKER_THREADS.contains(t), "<workerthreads> {t}");
     }

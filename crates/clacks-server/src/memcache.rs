@@ -308,6 +308,13 @@ fn execute(
                     Stats::bump(&stats.memcached_too_large);
                     "SERVER_ERROR out of memory storing object"
                 }
+                Err(Refused::OutOfMemory) => {
+                    // As memcached does, a failed `set` does not leave the old value behind.
+                    if mode == StoreMode::Set && state.cache.mc_delete(key, now) {
+                        replicate(state, key, None);
+                    }
+                    "SERVER_ERROR out of memory storing object"
+                }
                 Err(Refused::NotStored | Refused::NonNumeric) => "NOT_STORED",
             };
             reply(out, noreply, text);
@@ -352,6 +359,7 @@ fn execute(
                     Stats::bump(misses);
                     reply(out, noreply, "NOT_FOUND");
                 }
+                Err(Refused::OutOfMemory) => reply(out, noreply, "SERVER_ERROR out of memory"),
                 Err(_) => {
                     Stats::bump(&stats.memcached_client_errors);
                     reply(
@@ -473,13 +481,8 @@ fn replicate(state: &State, key: &[u8], value: Option<Bytes>) {
 fn stats_reply(shared: &Shared, state: &State, out: &mut BytesMut, now: f64) {
     let s = &shared.stats;
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let (mut items, mut bytes) = (0u64, 0u64);
-    for (key, e) in state.cache.iter() {
-        if state.cache.alive(e, now) {
-            items += 1;
-            bytes += (key.len() + e.data.len()) as u64;
-        }
-    }
+    // Running figures (O(1)): values past their exptime or flushed count until cleanup.
+    let memory = state.cache.memory();
     let started = shared.started.elapsed().as_secs();
     let threads = shared
         .config
@@ -524,10 +527,11 @@ fn stats_reply(shared: &Shared, state: &State, out: &mut BytesMut, now: f64) {
         ("touch_hits", get(&s.memcached_touch_hits).to_string()),
         ("touch_misses", get(&s.memcached_touch_misses).to_string()),
         ("threads", threads.to_string()),
-        ("bytes", bytes.to_string()),
-        ("curr_items", items.to_string()),
+        ("bytes", memory.item_bytes.to_string()),
+        ("curr_items", memory.items.to_string()),
         ("total_items", get(&s.memcached_sets).to_string()),
-        ("evictions", "0".to_string()),
+        ("evictions", memory.evictions.to_string()),
+        ("limit_maxbytes", memory.limit.to_string()),
     ];
     for (name, value) in rows {
         line(out, &format!("STAT {name} {value}"));

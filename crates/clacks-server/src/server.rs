@@ -108,6 +108,28 @@ fn bind_unix(path: &Path, config: &Config) -> Result<UnixListener, ServerError> 
     Ok(l)
 }
 
+/// Puts the configured memory limit on the (loaded) cache; warns when there is none.
+fn apply_memory_limit(config: &Config, cache: &mut clacks_store::Cache, now: f64) {
+    let (limit, policy) = (config.max_memory, config.max_memory_policy);
+    if limit == 0 {
+        tracing::warn!(
+            "no <maxmemory>: the cache may grow until the system runs out of memory; \
+             set <maxmemory> (e.g. 1G) and <maxmemorypolicy> (reject or evict)"
+        );
+        return;
+    }
+    let evicted = cache.set_memory_limit(limit, policy, now);
+    let used = cache.memory().used;
+    tracing::info!(limit, ?policy, used, evicted, "cache memory limit");
+    if used > limit {
+        tracing::warn!(
+            limit,
+            used,
+            "the loaded cache is over <maxmemory>: writes that grow it are refused until it shrinks"
+        );
+    }
+}
+
 /// A configured server, ready to run.
 #[derive(Clone)]
 pub struct Server {
@@ -137,13 +159,14 @@ impl Server {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
-        let (cache, save_now) = match &config.persistence_file {
+        let (mut cache, save_now) = match &config.persistence_file {
             Some(path) => {
                 let loaded = persistence::load(path, clock.now(), config.persistence_on_error)?;
                 (loaded.cache, loaded.save_now)
             }
             None => (Default::default(), false),
         };
+        apply_memory_limit(&config, &mut cache, clock.now());
         Ok(Server {
             shared: Arc::new(Shared::new(config, clock, cache)),
             tls,

@@ -60,6 +60,8 @@ const LOGGED_TEXT_MAX: usize = 256;
 enum ClientError<'a> {
     PermissionDenied,
     UnknownCommand(&'a Bytes),
+    /// A write to this key was refused by the memory limit (`<maxmemory>`).
+    OutOfMemory(&'a Bytes),
 }
 
 /// What kind of interclacks link a connection is.
@@ -388,6 +390,18 @@ impl Session {
                 v.extend_from_slice(line);
                 Bytes::from(v)
             }
+            ClientError::OutOfMemory(key) => {
+                // Counted by the cache (`writes_refused_memory`). A refused write is not
+                // replicated; an interclacks peer gets no error line (it would only log it).
+                self.denials += 1;
+                tracing::debug!(cid = %self.cid_str(), key = %String::from_utf8_lossy(key), "write refused: out of memory");
+                if self.link != Link::None {
+                    return;
+                }
+                let mut v = b"out_of_memory ".to_vec();
+                v.extend_from_slice(key);
+                Bytes::from(v)
+            }
         };
         self.reply(Reply::Overhead {
             flags: Flags::ERROR,
@@ -532,8 +546,11 @@ impl Session {
                         value: value.clone(),
                     }
                     .to_bytes();
-                    state.fanout(self.id, &name, &out);
-                    state.cache.store(name, value, now);
+                    // Refused for memory: neither stored nor signalled (nor replicated).
+                    match state.cache.store(name.clone(), value, now) {
+                        Ok(()) => state.fanout(self.id, &name, &out),
+                        Err(_) => self.error(ClientError::OutOfMemory(&name)),
+                    }
                 }
             }
             Request::KeySync {
@@ -558,14 +575,17 @@ impl Session {
                     if let Some(seen) = self.sync_seen.as_mut() {
                         seen.insert(Bytes::copy_from_slice(&key), remote.clone());
                     }
-                    if state.cache.merge(key, remote, now) {
-                        replicate(state, self.id, line);
+                    match state.cache.merge(key.clone(), remote, now) {
+                        Ok(true) => replicate(state, self.id, line),
+                        Ok(false) => {}
+                        Err(_) => self.error(ClientError::OutOfMemory(&key)),
                     }
                 }
             }
             Request::Store { key, value } => {
-                if self.allowed(|p| p.write) {
-                    state.cache.store(key, value, now);
+                if self.allowed(|p| p.write) && state.cache.store(key.clone(), value, now).is_err()
+                {
+                    self.error(ClientError::OutOfMemory(&key));
                 }
             }
             Request::Retrieve { key } => {
@@ -580,18 +600,26 @@ impl Session {
                 }
             }
             Request::Remove { key } => {
-                if self.allowed(|p| p.write) {
-                    state.cache.remove(key, now);
+                if self.allowed(|p| p.write) && state.cache.remove(key.clone(), now).is_err() {
+                    self.error(ClientError::OutOfMemory(&key));
                 }
             }
             Request::Increment { key, step } => {
-                if self.allowed(|p| p.write) {
-                    state.cache.add(key, step.as_deref(), false, now);
+                if self.allowed(|p| p.write)
+                    && (state.cache)
+                        .add(key.clone(), step.as_deref(), false, now)
+                        .is_err()
+                {
+                    self.error(ClientError::OutOfMemory(&key));
                 }
             }
             Request::Decrement { key, step } => {
-                if self.allowed(|p| p.write) {
-                    state.cache.add(key, step.as_deref(), true, now);
+                if self.allowed(|p| p.write)
+                    && (state.cache)
+                        .add(key.clone(), step.as_deref(), true, now)
+                        .is_err()
+                {
+                    self.error(ClientError::OutOfMemory(&key));
                 }
             }
             Request::KeyList => {
@@ -672,6 +700,13 @@ impl Session {
                     Reply::StatsStart.encode(out);
                     let mut stats = self.shared.stats.snapshot();
                     stats.push(("cache_entries", state.cache.len() as u64));
+                    let memory = state.cache.memory();
+                    stats.extend([
+                        ("memory_used", memory.used as u64),
+                        ("memory_limit", memory.limit as u64),
+                        ("evictions", memory.evictions),
+                        ("writes_refused_memory", memory.refused),
+                    ]);
                     for (name, value) in stats {
                         Reply::Stat {
                             name: Bytes::from_static(name.as_bytes()),

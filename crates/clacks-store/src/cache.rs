@@ -1,6 +1,5 @@
-use std::collections::HashMap;
-
 use bytes::Bytes;
+use indexmap::IndexMap;
 
 use crate::number::{looks_like_number, numify, Num};
 
@@ -23,6 +22,9 @@ pub struct Entry {
     pub expires: f64,
     /// memcached CAS unique, new at every write (never persisted or replicated).
     pub cas: u64,
+    /// Read since the eviction hand last passed it (the CLOCK reference bit; local, never
+    /// persisted).
+    pub(crate) referenced: bool,
 }
 
 impl Entry {
@@ -36,6 +38,7 @@ impl Entry {
             flags: 0,
             expires: 0.0,
             cas: 0,
+            referenced: false,
         }
     }
 
@@ -56,31 +59,240 @@ pub enum Cleaned {
     Expired(Bytes),
 }
 
+/// Bytes counted for every record on top of its key and value, so that the memory limit is
+/// close to what the process really holds: the record in the map's entry vector (hash, key
+/// handle, [`Entry`]), its slot in the index table (an index and a control byte, the table at
+/// most 7/8 full), and for key and value each a heap-block header (16 bytes) plus the shared
+/// header (32 bytes with its block) that `Bytes` allocates once a value or key is handed out.
+/// `cargo bench -p clacks-store --bench cache` compares it with the resident memory one record
+/// really takes (1M records: about 190 bytes on top of key and value on x86-64, 218 counted).
+pub const ENTRY_OVERHEAD: usize = size_of::<usize>()
+    + size_of::<Bytes>()
+    + size_of::<Entry>()
+    + (size_of::<usize>() + 1) * 8 / 7
+    + 2 * (16 + 32);
+
+/// Records the eviction hand looks at, at most, to find one victim (the hot path stays O(1)).
+const MAX_SWEEP: usize = 1024;
+
+/// What a write does when it would take the cache over its memory limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MemoryPolicy {
+    /// The write is refused.
+    #[default]
+    Reject,
+    /// Least recently used live values are evicted to make room (CLOCK, an approximate LRU);
+    /// a record larger than the whole limit is still refused.
+    Evict,
+}
+
+/// A write refused because it would take the cache over its memory limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("out of memory: a record of {needed} bytes does not fit ({used} of {limit} bytes used)")]
+pub struct OutOfMemory {
+    /// Accounted size of the record that was refused.
+    pub needed: usize,
+    /// Bytes in use.
+    pub used: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+/// The cache's running memory figures; reading them is O(1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Accounted bytes of every record, tombstones included (see [`ENTRY_OVERHEAD`]).
+    pub used: usize,
+    /// The limit in bytes, 0 for none.
+    pub limit: usize,
+    /// Records holding a value (not tombstones); expired ones count until cleanup.
+    pub items: usize,
+    /// Accounted bytes of those records.
+    pub item_bytes: usize,
+    /// Records evicted to make room.
+    pub evictions: u64,
+    /// Writes refused for memory.
+    pub refused: u64,
+}
+
 /// The key/value cache.
 ///
 /// Every change that must reach the persistence file bumps [`Cache::generation`]; reads only
 /// update access times and do not.
+///
+/// Memory is accounted per record as key + value + [`ENTRY_OVERHEAD`], kept as running figures
+/// (see [`Cache::memory`]). With a limit set ([`Cache::set_memory_limit`]), a write that would
+/// take the total over it is refused or makes room by eviction, by [`MemoryPolicy`]. Writes
+/// that do not grow the total (deletes of present keys, values no longer than before) always
+/// succeed.
 #[derive(Debug, Default, Clone)]
 pub struct Cache {
     /// Randomly seeded fast hashing (keys come from clients, so not a fixed-seed hash).
-    pub(crate) map: HashMap<Bytes, Entry, foldhash::fast::RandomState>,
+    /// Insertion-ordered with random access, for the eviction hand.
+    pub(crate) map: IndexMap<Bytes, Entry, foldhash::fast::RandomState>,
     pub(crate) generation: u64,
     /// The last CAS unique handed out.
     last_cas: u64,
     /// A pending memcached `flush_all <delay>`: from this time on, values written before it
     /// are gone.
     pub(crate) flush_at: Option<f64>,
+    /// Memory limit in bytes, 0 for none.
+    limit: usize,
+    policy: MemoryPolicy,
+    /// Accounted bytes of every record.
+    used: usize,
+    /// Records that are not tombstones, and their accounted bytes.
+    items: usize,
+    item_bytes: usize,
+    /// Where the eviction hand stands in `map`.
+    hand: usize,
+    evictions: u64,
+    refused: u64,
+}
+
+/// The accounted size of a record.
+fn cost(key: &[u8], e: &Entry) -> usize {
+    key.len() + e.data.len() + ENTRY_OVERHEAD
 }
 
 impl Cache {
-    /// A cache holding `entries`.
+    /// A cache holding `entries` (no memory limit yet).
     pub fn from_entries(entries: impl IntoIterator<Item = (Bytes, Entry)>) -> Self {
         let mut cache = Cache::default();
         for (key, mut entry) in entries {
             entry.cas = cache.new_cas();
-            cache.map.insert(key, entry);
+            cache.put_entry(key, entry);
         }
         cache
+    }
+
+    /// Sets the memory limit (0: none) and policy. With [`MemoryPolicy::Evict`] a cache over the
+    /// new limit is evicted down to it at once; returns how many records that evicted. With
+    /// [`MemoryPolicy::Reject`] the records stay and writes that grow the cache are refused
+    /// until it is under the limit again.
+    pub fn set_memory_limit(&mut self, limit: usize, policy: MemoryPolicy, now: f64) -> usize {
+        self.limit = limit;
+        self.policy = policy;
+        let mut evicted = 0;
+        if policy == MemoryPolicy::Evict && limit > 0 {
+            while self.used > limit && self.evict_one(None, now) {
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    /// The running memory figures.
+    pub fn memory(&self) -> Memory {
+        Memory {
+            used: self.used,
+            limit: self.limit,
+            items: self.items,
+            item_bytes: self.item_bytes,
+            evictions: self.evictions,
+            refused: self.refused,
+        }
+    }
+
+    /// Counts a record with a key of `key_len` bytes in (`add`) or out of the running figures.
+    fn account(&mut self, key_len: usize, e: &Entry, add: bool) {
+        let c = key_len + e.data.len() + ENTRY_OVERHEAD;
+        let item = usize::from(!e.deleted);
+        if add {
+            self.used += c;
+            self.items += item;
+            self.item_bytes += c * item;
+        } else {
+            self.used -= c;
+            self.items -= item;
+            self.item_bytes -= c * item;
+        }
+    }
+
+    /// Inserts or replaces a record without looking at the limit, keeping the figures.
+    fn put_entry(&mut self, key: Bytes, entry: Entry) {
+        let key_len = key.len();
+        self.account(key_len, &entry, true);
+        if let (i, Some(old)) = self.map.insert_full(key, entry) {
+            self.account(key_len, &old, false);
+            // A value written over a present one counts as a use for eviction.
+            if let Some((_, e)) = self.map.get_index_mut(i) {
+                e.referenced = !e.deleted;
+            }
+        }
+    }
+
+    /// Makes room for a record of `needed` bytes replacing one of `old` bytes under `key`: Ok
+    /// when it fits (after evicting, by policy), else the refusal, counted.
+    fn make_room(
+        &mut self,
+        key: &[u8],
+        needed: usize,
+        old: usize,
+        now: f64,
+    ) -> Result<(), OutOfMemory> {
+        let grow = needed.saturating_sub(old);
+        if self.limit == 0 || grow == 0 || self.used + grow <= self.limit {
+            return Ok(());
+        }
+        if self.policy == MemoryPolicy::Evict && needed <= self.limit {
+            while self.used + grow > self.limit {
+                if !self.evict_one(Some(key), now) {
+                    break;
+                }
+            }
+            if self.used + grow <= self.limit {
+                return Ok(());
+            }
+        }
+        self.refused += 1;
+        Err(OutOfMemory {
+            needed,
+            used: self.used,
+            limit: self.limit,
+        })
+    }
+
+    /// Evicts one record with the CLOCK hand: it walks the records in map order, skipping
+    /// tombstones (a delete must keep winning) and `protect`, and takes the first value that is
+    /// dead (expired, flushed) or was not read since the hand last passed it, clearing the
+    /// reference bits it passes. After [`MAX_SWEEP`] records without such a value it takes the
+    /// first value it passed. Returns false when there is no value to evict.
+    fn evict_one(&mut self, protect: Option<&[u8]>, now: f64) -> bool {
+        let len = self.map.len();
+        let flush_at = self.flush_at;
+        let mut fallback = None;
+        let mut victim = None;
+        for _ in 0..len.saturating_mul(2).min(MAX_SWEEP) {
+            if self.hand >= len {
+                self.hand = 0;
+            }
+            let i = self.hand;
+            self.hand += 1;
+            let Some((k, e)) = self.map.get_index_mut(i) else {
+                break;
+            };
+            if e.deleted || protect == Some(&k[..]) {
+                continue;
+            }
+            if e.referenced && alive_with(e, flush_at, now) {
+                e.referenced = false;
+                fallback.get_or_insert(i);
+                continue;
+            }
+            victim = Some(i);
+            break;
+        }
+        let Some(i) = victim.or(fallback) else {
+            return false;
+        };
+        // The last record moves into slot `i`, behind the hand: it is looked at next round.
+        if let Some((k, e)) = self.map.swap_remove_index(i) {
+            self.account(k.len(), &e, false);
+            self.evictions += 1;
+            self.generation += 1;
+        }
+        true
     }
 
     pub(crate) fn new_cas(&mut self) -> u64 {
@@ -132,23 +344,52 @@ impl Cache {
         self.map.iter()
     }
 
-    fn put(&mut self, key: Bytes, data: Bytes, now: f64, deleted: bool) {
-        self.insert(key, Entry::new(data, now, now, deleted));
+    fn put(&mut self, key: Bytes, data: Bytes, now: f64, deleted: bool) -> Result<(), OutOfMemory> {
+        self.insert(key, Entry::new(data, now, now, deleted), now)
     }
 
     /// Writes a record with a new CAS unique, copying key and data out of whatever buffer
-    /// they point into.
-    pub(crate) fn insert(&mut self, key: Bytes, mut entry: Entry) {
+    /// they point into, if it fits (see [`MemoryPolicy`]).
+    pub(crate) fn insert(
+        &mut self,
+        key: Bytes,
+        mut entry: Entry,
+        now: f64,
+    ) -> Result<(), OutOfMemory> {
+        // Checked before copying: a refused write allocates nothing.
+        self.check_room(&key, &entry, now)?;
         entry.data = own(entry.data);
-        self.insert_owned(own(key), entry);
+        self.write(own(key), entry);
+        Ok(())
     }
 
     /// [`Cache::insert`] for a key and data that own their memory already.
-    pub(crate) fn insert_owned(&mut self, key: Bytes, mut entry: Entry) {
+    pub(crate) fn insert_owned(
+        &mut self,
+        key: Bytes,
+        entry: Entry,
+        now: f64,
+    ) -> Result<(), OutOfMemory> {
+        self.check_room(&key, &entry, now)?;
+        self.write(key, entry);
+        Ok(())
+    }
+
+    /// Whether `entry` may replace the record of `key` (evicting others by policy).
+    fn check_room(&mut self, key: &[u8], entry: &Entry, now: f64) -> Result<(), OutOfMemory> {
+        if self.limit == 0 {
+            return Ok(());
+        }
+        let old = self.map.get(key).map_or(0, |e| cost(key, e));
+        self.make_room(key, cost(key, entry), old, now)
+    }
+
+    /// Writes a record (room was made) with a new CAS unique.
+    fn write(&mut self, key: Bytes, mut entry: Entry) {
         self.generation += 1;
         // Like memcached, only values take a CAS unique (a delete uses none up).
         entry.cas = if entry.deleted { 0 } else { self.new_cas() };
-        self.map.insert(key, entry);
+        self.put_entry(key, entry);
     }
 
     /// Counts a change of a record's persisted fields made in place.
@@ -157,25 +398,33 @@ impl Cache {
     }
 
     /// `STORE` / `SETANDSTORE`.
-    pub fn store(&mut self, key: Bytes, value: Bytes, now: f64) {
-        self.put(key, value, now, false);
+    pub fn store(&mut self, key: Bytes, value: Bytes, now: f64) -> Result<(), OutOfMemory> {
+        self.put(key, value, now, false)
     }
 
     /// `RETRIEVE`: the live value, updating its access time.
     pub fn retrieve(&mut self, key: &[u8], now: f64) -> Option<Bytes> {
         let entry = self.alive_mut(key, now)?;
         entry.accesstime = now;
+        entry.referenced = true;
         Some(entry.data.clone())
     }
 
-    /// `REMOVE`: writes a tombstone, even for a key that never existed.
-    pub fn remove(&mut self, key: Bytes, now: f64) {
-        self.put(key, Bytes::new(), now, true);
+    /// `REMOVE`: writes a tombstone, even for a key that never existed (which is refused only
+    /// when the limit has no room for its key).
+    pub fn remove(&mut self, key: Bytes, now: f64) -> Result<(), OutOfMemory> {
+        self.put(key, Bytes::new(), now, true)
     }
 
     /// `INCREMENT` (or `DECREMENT` with `negate`): the step is numified (`None` is 1), the old
     /// value counts only if it is live and looks like a number. Returns the new value.
-    pub fn add(&mut self, key: Bytes, step: Option<&[u8]>, negate: bool, now: f64) -> Bytes {
+    pub fn add(
+        &mut self,
+        key: Bytes,
+        step: Option<&[u8]>,
+        negate: bool,
+        now: f64,
+    ) -> Result<Bytes, OutOfMemory> {
         let step = step.map_or(Num::Int(1), numify);
         let old = match self.map.get(&key) {
             Some(e) if self.alive(e, now) && looks_like_number(&e.data) => numify(&e.data),
@@ -183,8 +432,8 @@ impl Cache {
         };
         let new = if negate { old - step } else { old + step };
         let value = Bytes::from(new.to_perl_string());
-        self.put(key, value.clone(), now, false);
-        value
+        self.put(key, value.clone(), now, false)?;
+        Ok(value)
     }
 
     /// Every key, tombstones included, expired values not, in byte order (`KEYLIST`).
@@ -204,14 +453,16 @@ impl Cache {
         self.generation += 1;
         self.map.clear();
         self.flush_at = None;
+        (self.used, self.items, self.item_bytes, self.hand) = (0, 0, 0, 0);
     }
 
     /// `KEYSYNC` merge: takes the peer's record if the key is unknown here or the peer's
     /// `cachetime` is strictly newer, unless it holds the same value (same data, same
     /// tombstone state): a record that only comes back with a later timestamp changes nothing.
-    /// Returns whether the local record changed.
+    /// Returns whether the local record changed; a record that would be taken but does not fit
+    /// the memory limit is refused.
     /// A local value that has expired counts as unknown.
-    pub fn merge(&mut self, key: Bytes, mut remote: Entry, now: f64) -> bool {
+    pub fn merge(&mut self, key: Bytes, mut remote: Entry, now: f64) -> Result<bool, OutOfMemory> {
         let newer = self.map.get(&key).is_none_or(|local| {
             !self.current(local, now)
                 || (remote.cachetime > local.cachetime && !same_value(local, &remote))
@@ -220,9 +471,9 @@ impl Cache {
             if remote.deleted {
                 remote.data = Bytes::new();
             }
-            self.insert(key, remote);
+            self.insert(key, remote, now)?;
         }
-        newer
+        Ok(newer)
     }
 
     /// Purges tombstones older than `deleted_ttl` and live entries not accessed for `stale_ttl`.
@@ -230,25 +481,49 @@ impl Cache {
     pub fn cleanup(&mut self, now: f64, deleted_ttl: f64, stale_ttl: f64) -> Vec<Cleaned> {
         let mut cleaned = Vec::new();
         let flush_at = self.flush_at.take_if(|t| now >= *t);
-        self.map.retain(|key, e| {
-            if !e.deleted && !alive_with(e, flush_at, now) {
-                cleaned.push(Cleaned::Expired(key.clone()));
-                false
+        self.retain(|key, e| {
+            let gone = if !e.deleted && !alive_with(e, flush_at, now) {
+                Cleaned::Expired(key.clone())
             } else if e.deleted && e.cachetime < now - deleted_ttl {
-                cleaned.push(Cleaned::Deleted(key.clone()));
-                false
+                Cleaned::Deleted(key.clone())
             } else if !e.deleted && e.accesstime < now - stale_ttl {
-                cleaned.push(Cleaned::Stale(key.clone()));
-                false
+                Cleaned::Stale(key.clone())
             } else {
-                true
-            }
+                return true;
+            };
+            cleaned.push(gone);
+            false
         });
         if !cleaned.is_empty() {
             self.generation += 1;
         }
         cleaned.sort_by(|a, b| cleaned_key(a).cmp(cleaned_key(b)));
         cleaned
+    }
+
+    /// Keeps the records for which `keep` is true, keeping the figures; returns how many went.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Bytes, &Entry) -> bool) -> usize {
+        let (mut used, mut items, mut item_bytes, mut gone) = (0, 0, 0, 0);
+        self.map.retain(|key, e| {
+            if keep(key, e) {
+                return true;
+            }
+            let c = cost(key, e);
+            used += c;
+            if !e.deleted {
+                items += 1;
+                item_bytes += c;
+            }
+            gone += 1;
+            false
+        });
+        self.used -= used;
+        self.items -= items;
+        self.item_bytes -= item_bytes;
+        if self.hand >= self.map.len() {
+            self.hand = 0;
+        }
+        gone
     }
 }
 
@@ -284,48 +559,52 @@ mod tests {
     #[test]
     fn store_retrieve_remove_tombstone() {
         let mut c = Cache::default();
-        c.store(b("k"), b("v"), 10.0);
+        c.store(b("k"), b("v"), 10.0).unwrap();
         assert_eq!(c.retrieve(b"k", 11.0), Some(b("v")));
         assert_eq!(c.get(b"k").unwrap().accesstime, 11.0);
         let g = c.generation();
         c.retrieve(b"k", 12.0);
         assert_eq!(c.generation(), g, "reads do not dirty the cache");
-        c.remove(b("k"), 13.0);
+        c.remove(b("k"), 13.0).unwrap();
         assert_eq!(c.retrieve(b"k", 14.0), None);
         assert!(c.get(b"k").unwrap().deleted);
-        c.remove(b("never"), 15.0);
+        c.remove(b("never"), 15.0).unwrap();
         assert_eq!(c.keys_sorted(16.0), vec![b("k"), b("never")]);
     }
 
     #[test]
     fn increment_rules() {
         let mut c = Cache::default();
-        assert_eq!(c.add(b("n"), None, false, 1.0), b("1"));
-        assert_eq!(c.add(b("n"), Some(b"5"), false, 1.0), b("6"));
-        assert_eq!(c.add(b("n"), Some(b"2"), true, 1.0), b("4"));
-        c.store(b("s"), b("12abc"), 1.0);
-        assert_eq!(c.add(b("s"), Some(b"3xyz"), false, 1.0), b("3"));
-        c.store(b("f"), b("1.5"), 1.0);
-        assert_eq!(c.add(b("f"), Some(b"1.25"), false, 1.0), b("2.75"));
-        c.remove(b("t"), 1.0);
-        assert_eq!(c.add(b("t"), None, true, 1.0), b("-1"));
+        assert_eq!(c.add(b("n"), None, false, 1.0).unwrap(), b("1"));
+        assert_eq!(c.add(b("n"), Some(b"5"), false, 1.0).unwrap(), b("6"));
+        assert_eq!(c.add(b("n"), Some(b"2"), true, 1.0).unwrap(), b("4"));
+        c.store(b("s"), b("12abc"), 1.0).unwrap();
+        assert_eq!(c.add(b("s"), Some(b"3xyz"), false, 1.0).unwrap(), b("3"));
+        c.store(b("f"), b("1.5"), 1.0).unwrap();
+        assert_eq!(c.add(b("f"), Some(b"1.25"), false, 1.0).unwrap(), b("2.75"));
+        c.remove(b("t"), 1.0).unwrap();
+        assert_eq!(c.add(b("t"), None, true, 1.0).unwrap(), b("-1"));
     }
 
     #[test]
     fn merge_newest_wins_and_cleanup() {
         let mut c = Cache::default();
-        c.store(b("k"), b("local"), 100.0);
+        c.store(b("k"), b("local"), 100.0).unwrap();
         let remote = |data: &str, t: f64, deleted: bool| Entry::new(b(data), t, t, deleted);
-        assert!(!c.merge(b("k"), remote("old", 99.0, false), 100.0));
-        assert!(!c.merge(b("k"), remote("same", 100.0, false), 100.0));
-        assert!(c.merge(b("k"), remote("REMOVED", 101.0, true), 101.0));
+        assert!(!c.merge(b("k"), remote("old", 99.0, false), 100.0).unwrap());
+        assert!(!c
+            .merge(b("k"), remote("same", 100.0, false), 100.0)
+            .unwrap());
+        assert!(c
+            .merge(b("k"), remote("REMOVED", 101.0, true), 101.0)
+            .unwrap());
         assert!(
-            !c.merge(b("k"), remote("", 102.0, true), 102.0),
+            !c.merge(b("k"), remote("", 102.0, true), 102.0).unwrap(),
             "same tombstone, later time"
         );
         assert_eq!(c.get(b"k").unwrap().cachetime, 101.0);
         assert_eq!(c.get(b"k").unwrap().data, b(""));
-        c.store(b("live"), b("x"), 100.0);
+        c.store(b("live"), b("x"), 100.0).unwrap();
         let cleaned = c.cleanup(100.0 + 3602.0, 3600.0, 86400.0);
         assert_eq!(cleaned, vec![Cleaned::Deleted(b("k"))]);
         let cleaned = c.cleanup(100.0 + 86402.0, 3600.0, 86400.0);

@@ -8,8 +8,8 @@
 //!
 //! let clock = ManualClock::new(1_700_000_000.0);
 //! let mut cache = Cache::default();
-//! cache.store(Bytes::from_static(b"k"), Bytes::from_static(b"1.5"), clock.now());
-//! cache.add(Bytes::from_static(b"k"), Some(b"1.25"), false, clock.now());
+//! cache.store(Bytes::from_static(b"k"), Bytes::from_static(b"1.5"), clock.now()).unwrap();
+//! cache.add(Bytes::from_static(b"k"), Some(b"1.25"), false, clock.now()).unwrap();
 //! assert_eq!(cache.retrieve(b"k", clock.now()).unwrap(), &b"2.75"[..]);
 //! ```
 
@@ -21,6 +21,8 @@ pub mod memcache;
 pub mod number;
 pub mod persist;
 
-pub use cache::{same_value, Cache, Cleaned, Entry};
+pub use cache::{
+    same_value, Cache, Cleaned, Entry, Memory, MemoryPolicy, OutOfMemory, ENTRY_OVERHEAD,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use persist::PersistError;

@@ -76,6 +76,14 @@ pub enum Refused {
     TooLarge,
     /// `incr`/`decr` of a value that is not a number.
     NonNumeric,
+    /// The new value does not fit the memory limit (see [`crate::MemoryPolicy`]).
+    OutOfMemory,
+}
+
+impl From<crate::OutOfMemory> for Refused {
+    fn from(_: crate::OutOfMemory) -> Self {
+        Refused::OutOfMemory
+    }
 }
 
 /// A hit of `get`.
@@ -122,6 +130,7 @@ impl Cache {
             self.generation += 1;
         }
         entry.accesstime = now;
+        entry.referenced = true;
         let data = match from_clacks(&entry.data) {
             Cow::Borrowed(_) => entry.data.clone(),
             Cow::Owned(decoded) => Bytes::from(decoded),
@@ -185,18 +194,19 @@ impl Cache {
         let mut entry = Entry::new(stored.clone(), now, now, false);
         entry.flags = flags;
         entry.expires = expires;
-        self.insert_owned(Bytes::copy_from_slice(key), entry);
+        self.insert_owned(Bytes::copy_from_slice(key), entry, now)?;
         Ok(stored)
     }
 
-    /// `delete`: a live value becomes a tombstone. Returns whether there was one.
+    /// `delete`: a live value becomes a tombstone (never larger, so never refused). Returns
+    /// whether there was one.
     pub fn mc_delete(&mut self, key: &[u8], now: f64) -> bool {
         if self.alive_mut(key, now).is_none() {
             return false;
         }
         let tombstone = Entry::new(Bytes::new(), now, now, true);
-        self.insert_owned(Bytes::copy_from_slice(key), tombstone);
-        true
+        self.insert_owned(Bytes::copy_from_slice(key), tombstone, now)
+            .is_ok()
     }
 
     /// `incr`/`decr`: unsigned 64-bit, `incr` wraps, `decr` stops at 0. A shorter result is
@@ -228,7 +238,7 @@ impl Cache {
         let mut new = Entry::new(stored.clone(), now, now, false);
         new.flags = entry.flags;
         new.expires = entry.expires;
-        self.insert_owned(Bytes::copy_from_slice(key), new);
+        self.insert_owned(Bytes::copy_from_slice(key), new, now)?;
         Ok((value, stored))
     }
 
@@ -253,9 +263,7 @@ impl Cache {
         }
         self.new_cas();
         self.flush_at = None;
-        let before = self.len();
-        self.map.retain(|_, e| e.deleted);
-        if self.len() != before {
+        if self.retain(|_, e| e.deleted) > 0 {
             self.touched();
         }
     }
@@ -392,11 +400,11 @@ mod tests {
             vec![crate::Cleaned::Expired(b("t"))]
         );
 
-        c.store(b("old"), b("1"), 100.0);
-        c.remove(b("gone"), 100.0);
+        c.store(b("old"), b("1"), 100.0).unwrap();
+        c.remove(b("gone"), 100.0).unwrap();
         c.mc_flush(110.0, 101.0);
         c.mc_flush(110.0, 101.0);
-        c.store(b("new"), b("2"), 111.0);
+        c.store(b("new"), b("2"), 111.0).unwrap();
         assert!(c.mc_get(b"old", None, 109.0).is_some());
         assert!(c.mc_get(b"old", None, 110.0).is_none());
         assert!(c.mc_get(b"new", None, 112.0).is_some());

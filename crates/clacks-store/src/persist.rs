@@ -524,17 +524,23 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut cache = Cache::default();
-        cache.store(
-            Bytes::from_static(b"k \"q\" \\ :x"),
-            Bytes::from_static(b"v: # 'x' \x01 \xc3\xa4"),
-            1795294610.59245,
-        );
-        cache.remove(Bytes::from_static(b"gone"), 1795294611.5);
-        cache.store(
-            Bytes::from_static(b"yes"),
-            Bytes::from_static(b""),
-            1795294612.0,
-        );
+        cache
+            .store(
+                Bytes::from_static(b"k \"q\" \\ :x"),
+                Bytes::from_static(b"v: # 'x' \x01 \xc3\xa4"),
+                1795294610.59245,
+            )
+            .unwrap();
+        cache
+            .remove(Bytes::from_static(b"gone"), 1795294611.5)
+            .unwrap();
+        cache
+            .store(
+                Bytes::from_static(b"yes"),
+                Bytes::from_static(b""),
+                1795294612.0,
+            )
+            .unwrap();
         let limits = crate::memcache::Limits {
             item: 100,
             stored: 200,
@@ -623,13 +629,17 @@ mod tests {
         keys.sort();
         for (i, k) in keys.iter().enumerate() {
             let value = [every_byte(), vec![b'v'; i * 700]].concat();
-            cache.store(Bytes::from(k.clone()), Bytes::from(value), 1795294610.5);
+            cache
+                .store(Bytes::from(k.clone()), Bytes::from(value), 1795294610.5)
+                .unwrap();
         }
-        cache.store(
-            Bytes::from_static(b"short"),
-            Bytes::from_static(b"\xc3\xa4 valid \xe2\x80\xa8 utf-8"),
-            1795294610.5,
-        );
+        cache
+            .store(
+                Bytes::from_static(b"short"),
+                Bytes::from_static(b"\xc3\xa4 valid \xe2\x80\xa8 utf-8"),
+                1795294610.5,
+            )
+            .unwrap();
         let file = encode(&cache);
         let (back, _) = decode(&file, 0.0).unwrap();
         assert_eq!(back.len(), cache.len());
@@ -684,8 +694,10 @@ mod tests {
         // A record cut off inside a quoted value.
         let good = encode(&{
             let mut c = Cache::default();
-            c.store(Bytes::from_static(b"a"), Bytes::from_static(b"1"), 5.0);
-            c.store(Bytes::from_static(b"b"), Bytes::from_static(b"2"), 5.0);
+            c.store(Bytes::from_static(b"a"), Bytes::from_static(b"1"), 5.0)
+                .unwrap();
+            c.store(Bytes::from_static(b"b"), Bytes::from_static(b"2"), 5.0)
+                .unwrap();
             c
         });
         let cut = good.len() - MARKER.len() - 20;

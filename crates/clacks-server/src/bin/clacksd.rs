@@ -144,6 +144,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             println!("  TLS     127.0.0.1:{}", clacks_server::datadir::DEFAULT_PORT);
             println!("  socket  {}", dir.socket().display());
             println!("  login   user {:?}, password in {}", config.username, dir.credentials().display());
+            println!("  memory  cache limit {} MiB (<maxmemory>; writes over it are refused)", config.max_memory >> 20);
             println!("  try:    printf 'CLACKS me\\nOVERHEAD A <base64 user>:<base64 password>\\nKEYLIST\\nQUIT\\n' | socat - UNIX-CONNECT:{}", dir.socket().display());
         }
         server.run(listeners, shutdown_signal()).await;

@@ -124,6 +124,31 @@ impl Value for f64 {
     }
 }
 
+/// A size in bytes, written as a whole number optionally followed by `K`, `M` or `G`
+/// (`<maxmemory>512M</maxmemory>`).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct ByteSize(pub usize);
+
+impl Value for ByteSize {
+    const WHAT: &'static str = "bytes (a whole number, optionally with K, M or G)";
+    fn parse(text: &str) -> Option<Self> {
+        let (digits, shift) = match text.as_bytes().last()?.to_ascii_uppercase() {
+            b'K' => (&text[..text.len() - 1], 10),
+            b'M' => (&text[..text.len() - 1], 20),
+            b'G' => (&text[..text.len() - 1], 30),
+            _ => (text, 0),
+        };
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: usize = digits.parse().ok()?;
+        n.checked_mul(1 << shift).map(ByteSize)
+    }
+    fn show(self) -> String {
+        self.0.to_string()
+    }
+}
+
 /// A file mode written in octal (`<socketchmod>0660</socketchmod>`).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Octal(pub u32);
@@ -232,6 +257,13 @@ pub const INTERCLACKS_MAX_OUT_BUFFER: Numeric<usize> =
 /// `<logratelimit>`: log lines one connection may cause per minute; the rest are counted and
 /// summarised (0: none).
 pub const LOG_RATE_LIMIT: Numeric<usize> = count("logratelimit", 10, 0, 1_000_000);
+/// `<maxmemory>`: memory limit of the cache (0: none, the default for a v36 config).
+pub const MAX_MEMORY: Numeric<ByteSize> = Numeric {
+    element: "maxmemory",
+    default: ByteSize(0),
+    min: ByteSize(0),
+    max: ByteSize(1 << 50),
+};
 /// `<memcached><maxitemsize>`: largest memcached item value in bytes.
 /// At most 512 MiB: a stored value must also fit on one interclacks line (base64, at most
 /// `maxlinelength`).
@@ -347,6 +379,23 @@ mod tests {
         assert_eq!(PORT.parse("65535"), Ok(65535));
         assert!(PORT.parse("0").unwrap_err().contains("from 1 to 65535"));
         assert!(TIME_OFFSET.parse("NaN").is_err());
+        let m = MAX_MEMORY.range();
+        assert_eq!(m.parse("512M"), Ok(ByteSize(512 * MIB)));
+        assert_eq!(m.parse("2g"), Ok(ByteSize(2 * GIB)));
+        assert_eq!(m.parse("1000"), Ok(ByteSize(1000)));
+        for bad in [
+            "",
+            "M",
+            "1.5G",
+            "-1K",
+            "+1K",
+            "1T",
+            "1 G",
+            "99999999999999999999",
+        ] {
+            assert!(m.parse(bad).is_err(), "{bad}");
+        }
+        assert!(m.parse("2000000G").unwrap_err().contains("from 0 to"));
         assert_eq!(TIME_OFFSET.parse("-3600"), Ok(-3600.0));
     }
 }
