@@ -35,9 +35,14 @@ const NOP_INTERVAL: Duration = Duration::from_secs(60);
 /// Room for this many drained outbox items is kept between writes; more is freed.
 const ITEMS_KEPT: usize = 1024;
 
-/// Output up to this size is copied into one buffer for one write; larger output (a large
-/// value queued by reference) is written part by part.
+/// A queued piece this large (a value queued by reference) is never copied: output holding one
+/// is written piece by piece.
 const COPY_MAX: usize = 64 * 1024;
+/// Most bytes of small pieces copied into one buffer for a write; more are written piece by
+/// piece (vectored), so a full queue is not held twice.
+const BATCH_MAX: usize = 1024 * 1024;
+/// Most pieces handed to one vectored write (the usual `IOV_MAX` is 1024).
+const PARTS_PER_WRITE: usize = 256;
 
 /// How long closing waits for the stream's shutdown.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
@@ -198,7 +203,7 @@ impl<S: Transport> Conn<S> {
                 let size = self.items.iter().map(Bytes::len).sum::<usize>() + out.len();
                 let src = if self.items.len() == 1 && out.is_empty() {
                     Src::One
-                } else if size > COPY_MAX {
+                } else if size > BATCH_MAX || self.items.iter().any(|i| i.len() >= COPY_MAX) {
                     Src::Parts { index: 0 }
                 } else {
                     for item in &self.items {
@@ -451,21 +456,36 @@ fn poll_write_parts<S: AsyncWrite + Unpin>(
     pos: &mut usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
-    loop {
-        let part: &[u8] = match items.get(*index) {
+    let part = |i: usize| -> &[u8] {
+        match items.get(i) {
             Some(item) => item,
-            None if *index == items.len() => out,
-            None => break,
-        };
-        while *pos < part.len() {
-            let n = ready!(Pin::new(&mut *stream).poll_write(cx, &part[*pos..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            *pos += n;
+            None => out,
         }
-        *index += 1;
-        *pos = 0;
+    };
+    while *index <= items.len() {
+        // Up to `PARTS_PER_WRITE` pieces per system call: many small signals cost one write.
+        let mut slices = [io::IoSlice::new(&[]); PARTS_PER_WRITE];
+        let mut count = 0;
+        for (n, i) in (*index..=items.len()).take(PARTS_PER_WRITE).enumerate() {
+            let from = if n == 0 { *pos } else { 0 };
+            slices[n] = io::IoSlice::new(&part(i)[from..]);
+            count = n + 1;
+        }
+        let mut n = ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]))?;
+        if n == 0 && slices[..count].iter().any(|s| !s.is_empty()) {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        // Move past what was written (and past empty pieces).
+        while *index <= items.len() {
+            let left = part(*index).len() - *pos;
+            if n < left {
+                *pos += n;
+                break;
+            }
+            n -= left;
+            *index += 1;
+            *pos = 0;
+        }
     }
     Pin::new(stream).poll_flush(cx)
 }
