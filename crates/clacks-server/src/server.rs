@@ -568,47 +568,48 @@ const SNAPSHOT_CHUNK: usize = 2048;
 /// Takes a snapshot of the cache without stopping the server, and writes it to `path`.
 /// Returns the cache generation the snapshot is complete up to.
 ///
-/// Under the lock only cheap work is done: the keys are collected once (about 5 ms for 200,000
-/// keys), then the records are copied in chunks of [`SNAPSHOT_CHUNK`] (values are
-/// reference-counted, so a copy is not a copy of the bytes; about 0.5 ms a chunk), releasing
-/// the lock and pausing briefly between chunks so that waiting connections get it. Sorting and encoding run without it. So each
-/// record in the file is one consistent record, but records changed while the snapshot is taken
-/// may be in the file in their old or new state (a key written after the keys were collected is
-/// not in it; a key removed by a cleanup meanwhile is left out). The generation returned is the
-/// one read together with the keys: any change during the snapshot moves the cache past it, so
-/// the next interval saves again and the file catches up.
+/// Under the lock only cheap work is done: the records are copied in chunks of
+/// [`SNAPSHOT_CHUNK`] (values are reference-counted, so a copy is not a copy of the bytes;
+/// about 0.5 ms a chunk), releasing the lock and pausing briefly between chunks so that waiting
+/// connections get it. Sorting and encoding run without it. The chunks are taken from the end
+/// of the cache's order towards its start, which sees every record present throughout (see
+/// [`Cache::records_at`](clacks_store::Cache::records_at)); a record seen twice is written as
+/// last seen. So each record in the file is one consistent record, but records changed while
+/// the snapshot is taken may be in the file in their old or new state, and a key written
+/// meanwhile may be missing. The generation returned is the one read with the first chunk: any
+/// change during the snapshot moves the cache past it, so the next interval saves again and
+/// the file catches up.
 fn save_snapshot(shared: &Shared, path: &Path) -> std::io::Result<u64> {
     let started = std::time::Instant::now();
-    let (generation, keys, keys_held) = {
+    let (generation, mut end) = {
         let state = shared.lock();
-        let t = std::time::Instant::now();
-        let keys: Vec<bytes::Bytes> = state.cache.iter().map(|(k, _)| k.clone()).collect();
-        (state.cache.generation(), keys, t.elapsed())
+        (state.cache.generation(), state.cache.len())
     };
-    let mut records = Vec::with_capacity(keys.len());
+    let mut records = Vec::with_capacity(end);
     let mut longest_chunk = Duration::ZERO;
-    for chunk in keys.chunks(SNAPSHOT_CHUNK) {
+    while end > 0 {
+        let start = end.saturating_sub(SNAPSHOT_CHUNK);
         let state = shared.lock();
         let t = std::time::Instant::now();
         records.extend(
-            chunk
-                .iter()
-                .filter_map(|k| state.cache.get(k).map(|e| (k.clone(), e.clone()))),
+            state
+                .cache
+                .records_at(start..end)
+                .map(|(k, e)| (k.clone(), e.clone())),
         );
         longest_chunk = longest_chunk.max(t.elapsed());
         drop(state);
+        end = start;
         // A mutex released and at once taken again by the same thread usually goes back to
         // that thread: pause so that a connection waiting for the lock gets it in between.
         std::thread::sleep(Duration::from_micros(50));
     }
-    drop(keys);
     let copied = started.elapsed();
     persistence::save(path, |out| {
         clacks_store::persist::write_records(&mut records, out)
     })?;
     tracing::debug!(
         records = records.len(),
-        keys_lock_us = keys_held.as_micros() as u64,
         longest_chunk_lock_us = longest_chunk.as_micros() as u64,
         copy_ms = copied.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,

@@ -1,5 +1,6 @@
 use bytes::Bytes;
 use indexmap::IndexMap;
+use std::ops::Range;
 
 use crate::number::{looks_like_number, numify, Num};
 
@@ -344,6 +345,20 @@ impl Cache {
         self.map.iter()
     }
 
+    /// The records at `positions` of the cache's internal order (clamped to its length), for
+    /// copying the cache a part at a time. A new record goes to the end; an evicted one is
+    /// replaced by the last record; a cleanup or removal only moves records towards the start.
+    /// So a walk from the end towards the start sees every record that is present throughout
+    /// the walk, some of them twice.
+    pub fn records_at(&self, positions: Range<usize>) -> impl Iterator<Item = (&Bytes, &Entry)> {
+        let end = positions.end.min(self.map.len());
+        let start = positions.start.min(end);
+        self.map
+            .get_range(start..end)
+            .into_iter()
+            .flat_map(|s| s.iter())
+    }
+
     fn put(&mut self, key: Bytes, data: Bytes, now: f64, deleted: bool) -> Result<(), OutOfMemory> {
         self.insert(key, Entry::new(data, now, now, deleted), now)
     }
@@ -551,6 +566,7 @@ fn cleaned_key(c: &Cleaned) -> &Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -570,6 +586,53 @@ mod tests {
         assert!(c.get(b"k").unwrap().deleted);
         c.remove(b("never"), 15.0).unwrap();
         assert_eq!(c.keys_sorted(16.0), vec![b("k"), b("never")]);
+    }
+
+    #[test]
+    fn a_walk_from_the_end_sees_every_record_present_throughout() {
+        for seed in 1..=30u64 {
+            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut rand = move |n: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % n
+            };
+            let mut c = Cache::default();
+            for i in 0..300 {
+                c.store(b(&format!("k{i}")), b("v"), 1.0).unwrap();
+            }
+            // Full: every new record evicts one.
+            c.set_memory_limit(c.memory().used, MemoryPolicy::Evict, 1.0);
+            let before: Vec<Bytes> = c.iter().map(|(k, _)| k.clone()).collect();
+            let (mut seen, mut rewritten, mut end, mut fresh) =
+                (HashSet::new(), HashSet::new(), c.len(), 0);
+            while end > 0 {
+                let start = end.saturating_sub(7);
+                seen.extend(c.records_at(start..end).map(|(k, _)| k.clone()));
+                end = start;
+                // Between two chunks: new records (evicting), removals, a cleanup.
+                for _ in 0..rand(4) {
+                    fresh += 1;
+                    c.store(b(&format!("new{fresh}")), b("v"), 2.0).unwrap();
+                }
+                if rand(3) == 0 {
+                    // An evicted key comes back as a new record: not present throughout.
+                    let key = b(&format!("k{}", rand(300)));
+                    c.remove(key.clone(), 2.0).unwrap();
+                    rewritten.insert(key);
+                }
+                if rand(5) == 0 {
+                    c.cleanup(3.0, 0.0, 1e9);
+                }
+            }
+            let kept = before
+                .iter()
+                .filter(|k| c.get(k).is_some() && !rewritten.contains(*k));
+            for key in kept {
+                assert!(seen.contains(key), "seed {seed}: {key:?} missed");
+            }
+        }
     }
 
     #[test]

@@ -121,12 +121,21 @@ pub fn encode(cache: &Cache) -> Vec<u8> {
 }
 
 /// Sorts `records` by key and writes them in the version 3 format to `out`: the same bytes
-/// [`encode`] makes of a cache holding these records.
+/// [`encode`] makes of a cache holding these records. Of several records with one key, the
+/// last in `records` is written.
 pub fn write_records(
-    records: &mut [(Bytes, Entry)],
+    records: &mut Vec<(Bytes, Entry)>,
     out: &mut (impl Write + ?Sized),
 ) -> std::io::Result<()> {
-    records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Stable: records with one key stay in their order, and the later one is kept.
+    records.sort_by(|a, b| a.0.cmp(&b.0));
+    records.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
     write_sorted(records.iter().map(|(k, e)| (&k[..], e)), out)
 }
 
@@ -656,6 +665,14 @@ mod tests {
         let mut streamed = Vec::new();
         write_records(&mut records, &mut streamed).unwrap();
         assert_eq!(streamed, file);
+        // Of a record seen twice, the later copy is written.
+        let (key, entry) = records[0].clone();
+        let mut older = entry.clone();
+        older.data = Bytes::from_static(b"older");
+        records.insert(0, (key, older));
+        let mut again = Vec::new();
+        write_records(&mut records, &mut again).unwrap();
+        assert_eq!(again, file);
     }
 
     #[test]
