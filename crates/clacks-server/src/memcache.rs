@@ -174,16 +174,17 @@ fn execute_batch(
     max_item: usize,
     who: &str,
 ) -> Next {
-    let mut state = None;
+    // The lock, and one clock reading for the batch (its requests arrived together).
+    let mut locked = None;
     let mut used = 0;
     let next = loop {
         if out.len() >= FLUSH_AT {
             break Next::More;
         }
         if let Some(p) = pending.take() {
-            let state = state.get_or_insert_with(|| shared.lock());
+            let (state, now) = locked.get_or_insert_with(|| (shared.lock(), shared.now()));
             let keys = Keys::resume(&p.keys);
-            if let Some(rest) = get(shared, state, keys, (p.cas, p.touch), out) {
+            if let Some(rest) = get((shared, state, *now), keys, (p.cas, p.touch), out) {
                 *pending = Some(PendingGet { keys: rest, ..p });
             }
             continue;
@@ -223,10 +224,10 @@ fn execute_batch(
                 continue;
             }
         };
-        let state = state.get_or_insert_with(|| shared.lock());
+        let (state, now) = locked.get_or_insert_with(|| (shared.lock(), shared.now()));
         if let McRequest::Get { keys, cas, touch } = request {
             Stats::bump(&shared.stats.memcached_commands);
-            if let Some(rest) = get(shared, state, keys, (cas, touch), out) {
+            if let Some(rest) = get((shared, state, *now), keys, (cas, touch), out) {
                 *pending = Some(PendingGet {
                     keys: rest,
                     cas,
@@ -235,7 +236,7 @@ fn execute_batch(
             }
             continue;
         }
-        execute(shared, state, request, &mut out.buf, max_item);
+        execute((shared, state, *now), request, &mut out.buf, max_item);
     };
     buf.advance(used);
     // Room for the whole data block of a large item at once.
@@ -255,15 +256,13 @@ fn reply(out: &mut BytesMut, noreply: bool, text: &str) {
 }
 
 fn execute(
-    shared: &Shared,
-    state: &mut State,
+    (shared, state, now): (&Shared, &mut State, f64),
     request: McRequest<'_>,
     out: &mut BytesMut,
     max_item: usize,
 ) {
     let stats = &shared.stats;
     Stats::bump(&stats.memcached_commands);
-    let now = shared.now();
     match request {
         // Answered by `get`, which can stop and go on after a write.
         McRequest::Get { .. } => {}
@@ -410,14 +409,12 @@ fn execute(
 /// Answers the keys of a `get` (`gets`, `gat`, `gats`) until the output is full. Returns the
 /// keys still to answer then; otherwise the reply is complete, with its `END`.
 fn get(
-    shared: &Shared,
-    state: &mut State,
+    (shared, state, now): (&Shared, &mut State, f64),
     mut keys: Keys<'_>,
     (cas, touch): (bool, Option<i32>),
     out: &mut Output,
 ) -> Option<Bytes> {
     let stats = &shared.stats;
-    let now = shared.now();
     let touch = touch.map(|e| expires_at(e, now));
     let (hits, misses) = if touch.is_some() {
         (&stats.memcached_touch_hits, &stats.memcached_touch_misses)
@@ -437,8 +434,13 @@ fn get(
         };
         Stats::bump(hits);
         let mut num = itoa::Buffer::new();
+        let copied = if item.data.len() < BY_REFERENCE {
+            item.data.len()
+        } else {
+            0
+        };
         let text = &mut out.buf;
-        text.reserve(key.len() + 48);
+        text.reserve(key.len() + copied + 48);
         text.put_slice(b"VALUE ");
         text.put_slice(key);
         text.put_u8(b' ');

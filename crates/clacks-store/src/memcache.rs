@@ -88,9 +88,10 @@ impl From<crate::OutOfMemory> for Refused {
 
 /// A hit of `get`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Item {
-    /// The value as the memcached client stored it (shared with the cache when stored as is).
-    pub data: Bytes,
+pub struct Item<'a> {
+    /// The value as the memcached client stored it: the cache's own (clone it to share it) when
+    /// stored as is, else decoded.
+    pub data: Cow<'a, Bytes>,
     /// Client flags.
     pub flags: u32,
     /// CAS unique.
@@ -119,7 +120,7 @@ pub struct Limits {
 
 impl Cache {
     /// `get`/`gets`; with `touch` (`gat`/`gats`) the item's expiry becomes that time.
-    pub fn mc_get(&mut self, key: &[u8], touch: Option<f64>, now: f64) -> Option<Item> {
+    pub fn mc_get(&mut self, key: &[u8], touch: Option<f64>, now: f64) -> Option<Item<'_>> {
         let flush_at = self.flush_at;
         let entry = self
             .map
@@ -132,8 +133,8 @@ impl Cache {
         entry.accesstime = now;
         entry.referenced = true;
         let data = match from_clacks(&entry.data) {
-            Cow::Borrowed(_) => entry.data.clone(),
-            Cow::Owned(decoded) => Bytes::from(decoded),
+            Cow::Borrowed(_) => Cow::Borrowed(&entry.data),
+            Cow::Owned(decoded) => Cow::Owned(Bytes::from(decoded)),
         };
         Some(Item {
             data,
