@@ -9,19 +9,37 @@
 //! # Ok::<(), clacks_client::ClientError>(())
 //! ```
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use clacks_proto::ClientEntry;
 
 use crate::{ClientError, ConnectOptions, Event, Events};
 
-/// A blocking client: the async [`crate::Client`] on its own background runtime.
-#[derive(Debug)]
+/// A blocking client: the async [`crate::Client`] on its own background runtime. Cheap to
+/// clone; clones share the connection and the event stream.
+#[derive(Debug, Clone)]
 pub struct Client {
-    runtime: tokio::runtime::Runtime,
+    runtime: Arc<tokio::runtime::Runtime>,
     inner: crate::Client,
-    events: Mutex<Events>,
+    events: Arc<Mutex<Events>>,
+}
+
+/// The signals of one name (see [`crate::Client::subscribe`]); dropping it stops listening.
+#[derive(Debug)]
+pub struct Subscription {
+    runtime: Arc<tokio::runtime::Runtime>,
+    inner: crate::Subscription,
+}
+
+impl Subscription {
+    /// The next signal, waiting at most `timeout`.
+    pub fn next(&mut self, timeout: Duration) -> Option<Event> {
+        let next = self.inner.next();
+        self.runtime
+            .block_on(async { tokio::time::timeout(timeout, next).await.ok().flatten() })
+    }
 }
 
 macro_rules! blocking {
@@ -42,12 +60,39 @@ impl Client {
             .worker_threads(1)
             .enable_all()
             .build()
-            .map_err(|e| ClientError::Io(e.to_string()))?;
+            .map_err(ClientError::from)?;
         let (inner, events) = runtime.block_on(crate::Client::connect(opts))?;
         Ok(Client {
-            runtime,
+            runtime: Arc::new(runtime),
             inner,
-            events: Mutex::new(events),
+            events: Arc::new(Mutex::new(events)),
+        })
+    }
+
+    /// The same connection with confirmed writes (see [`crate::Client::confirmed`]).
+    pub fn confirmed(&self) -> Client {
+        Client {
+            inner: self.inner.confirmed(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the connection is up (see [`crate::Client::is_connected`]).
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+
+    /// What the server said in its greeting.
+    pub fn server_info(&self) -> Option<String> {
+        self.inner.server_info()
+    }
+
+    /// See [`crate::Client::subscribe`].
+    pub fn subscribe(&self, name: &str) -> Result<Subscription, ClientError> {
+        let inner = self.runtime.block_on(self.inner.subscribe(name))?;
+        Ok(Subscription {
+            runtime: self.runtime.clone(),
+            inner,
         })
     }
 
@@ -71,17 +116,19 @@ impl Client {
         /// See [`crate::Client::notify`].
         notify(name: &str) -> ();
         /// See [`crate::Client::set`].
-        set(name: &str, value: &str) -> ();
+        set(name: &str, value: impl AsRef<[u8]>) -> ();
         /// See [`crate::Client::set_and_store`].
-        set_and_store(name: &str, value: &str) -> ();
+        set_and_store(name: &str, value: impl AsRef<[u8]>) -> ();
         /// See [`crate::Client::listen`].
         listen(name: &str) -> ();
         /// See [`crate::Client::unlisten`].
         unlisten(name: &str) -> ();
         /// See [`crate::Client::store`].
-        store(key: &str, value: &str) -> ();
+        store(key: &str, value: impl AsRef<[u8]>) -> ();
         /// See [`crate::Client::retrieve`].
         retrieve(key: &str) -> Option<String>;
+        /// See [`crate::Client::retrieve_bytes`].
+        retrieve_bytes(key: &str) -> Option<Bytes>;
         /// See [`crate::Client::remove`].
         remove(key: &str) -> ();
         /// See [`crate::Client::increment`].
@@ -92,6 +139,10 @@ impl Client {
         keylist() -> Vec<String>;
         /// See [`crate::Client::clientlist`].
         clientlist() -> Vec<ClientEntry>;
+        /// See [`crate::Client::client_disconnect`].
+        client_disconnect(cid: &str) -> ();
+        /// See [`crate::Client::stats`].
+        stats() -> Vec<(String, String)>;
         /// See [`crate::Client::clear_cache`].
         clear_cache() -> ();
         /// See [`crate::Client::flush`].
@@ -104,6 +155,8 @@ impl Client {
         monitor(on: bool) -> ();
         /// See [`crate::Client::send_raw`].
         send_raw(line: &str) -> ();
+        /// See [`crate::Client::raw`].
+        raw(line: &str) -> Vec<String>;
         /// See [`crate::Client::disconnect`].
         disconnect() -> ();
     }

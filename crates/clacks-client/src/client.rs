@@ -1,6 +1,6 @@
 //! The cloneable client handle and the whole Net::Clacks client API.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,19 +9,34 @@ use clacks_proto::{ClientEntry, Request};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{Change, Command, Control, Expect, Response, Task};
-use crate::{ClientError, ConnectOptions, Events};
+use crate::event::feed;
+use crate::{ClientError, ConnectOptions, Events, Subscription};
 
 /// A handle to one connection. Cheap to clone; every clone talks over the same connection,
 /// which a background task keeps alive and reconnects.
+///
+/// Every command is sent at most once. A command not yet written when the connection drops
+/// goes out after the reconnect; one already written whose answer was lost fails with
+/// [`ClientError::OutcomeUnknown`]; one whose call timed out or was dropped is never sent.
+/// Only LISTENs, monitor mode, NOPING and the login are restored after a reconnect.
+///
+/// Writes (`store`, `set`, `increment`, …) return once written, and a refusal arrives later as
+/// an [`crate::Event::ErrorMessage`]; a [confirmed](Client::confirmed) handle waits for the
+/// server's verdict and returns the refusal as the call's error.
 #[derive(Debug, Clone)]
 pub struct Client {
     tx: mpsc::Sender<Control>,
     shared: Arc<Shared>,
+    confirm: bool,
 }
 
 #[derive(Debug)]
 struct Shared {
     request_timeout: Duration,
+    max_line_length: usize,
+    event_capacity: usize,
+    connected: Arc<AtomicBool>,
+    subscription_ids: AtomicU64,
     server_info: Arc<Mutex<Option<String>>>,
     flush_ids: AtomicU64,
 }
@@ -42,8 +57,8 @@ fn check_name(name: &str) -> Result<(), ClientError> {
 
 /// Checks a value: no line break (it would end the command and start another). Use the
 /// [`crate::value`] encodings for multi-line text.
-fn check_value(value: &str) -> Result<(), ClientError> {
-    if value.contains(['\r', '\n']) {
+fn check_value(value: &[u8]) -> Result<(), ClientError> {
+    if value.iter().any(|&c| c == b'\r' || c == b'\n') {
         return Err(ClientError::InvalidArgument(
             "value contains a line break; encode it (see clacks_client::value)".into(),
         ));
@@ -69,20 +84,116 @@ impl Client {
     /// after that, lost connections are re-established in the background.
     pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientError> {
         let (tx, rx) = mpsc::channel(1024);
-        let (etx, erx) = mpsc::channel(opts.event_capacity.max(1));
+        let (etx, erx) = feed(opts.event_capacity);
+        let connected = Arc::new(AtomicBool::new(true));
         let server_info = Arc::new(Mutex::new(None));
+        let confirm = opts.confirm_writes;
         let shared = Arc::new(Shared {
             request_timeout: opts.request_timeout,
+            max_line_length: opts.max_line_length,
+            event_capacity: opts.event_capacity,
+            connected: connected.clone(),
+            subscription_ids: AtomicU64::new(0),
             server_info: server_info.clone(),
             flush_ids: AtomicU64::new(0),
         });
         let (first_tx, first_rx) = oneshot::channel();
-        tokio::spawn(Task::new(opts, rx, etx, server_info).run(first_tx));
+        let task = Task::new(opts, rx, etx, server_info, connected);
+        tokio::spawn(task.run(first_tx));
         match first_rx.await {
-            Ok(Ok(())) => Ok((Client { tx, shared }, Events { rx: erx })),
+            Ok(Ok(())) => Ok((
+                Client {
+                    tx,
+                    shared,
+                    confirm,
+                },
+                Events { rx: erx },
+            )),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ClientError::Closed),
         }
+    }
+
+    /// A handle to the same connection whose writes are confirmed: each one is followed by a
+    /// `FLUSH` barrier and returns once the server has executed it, with the server's refusal
+    /// (`permission_denied`, `out_of_memory …`) as its error.
+    ///
+    /// ```
+    /// # use clacks_client::{Client, ClientError, ConnectOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ClientError> {
+    /// # let server = clacks_server::testing::TestServer::start().await;
+    /// # let (user, password) = clacks_server::testing::RO;
+    /// let (client, _events) = Client::connect(ConnectOptions::unix(&server.socket, user, password)).await?;
+    /// // A read-only user: the plain write returns once written, the confirmed one fails.
+    /// client.store("k", "v").await?;
+    /// match client.confirmed().store("k", "v").await {
+    ///     Err(ClientError::PermissionDenied(command)) => assert_eq!(command, "STORE k"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn confirmed(&self) -> Client {
+        Client {
+            confirm: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the connection is up (it is re-established in the background when lost; see
+    /// [`crate::Event::Disconnected`] and [`crate::Event::Reconnected`]).
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// `LISTEN name`, with the signals of `name` delivered to the returned stream instead of
+    /// the [`Events`] stream. Dropping the stream sends `UNLISTEN name` (unless another
+    /// subscription or [`Client::listen`] still wants it). The LISTEN is confirmed: a refusal
+    /// is this call's error. Restored after a reconnect.
+    ///
+    /// ```
+    /// # use clacks_client::{Client, ClientError, ConnectOptions, Event};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ClientError> {
+    /// # let server = clacks_server::testing::TestServer::start().await;
+    /// # let (user, password) = clacks_server::testing::ADMIN;
+    /// # let opts = || ConnectOptions::unix(&server.socket, user, password);
+    /// let (client, _events) = Client::connect(opts()).await?;
+    /// let (other, _) = Client::connect(opts()).await?;
+    /// let mut temperatures = client.subscribe("temperature").await?;
+    /// other.set("temperature", "21.5").await?;
+    /// assert_eq!(
+    ///     temperatures.next().await,
+    ///     Some(Event::Set { name: "temperature".into(), value: "21.5".into() })
+    /// );
+    /// drop(temperatures); // UNLISTEN temperature
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe(&self, name: &str) -> Result<Subscription, ClientError> {
+        check_name(name)?;
+        let id = self.shared.subscription_ids.fetch_add(1, Ordering::Relaxed);
+        let (feed, rx) = feed(self.shared.event_capacity);
+        let subscribe = Control::Subscribe {
+            name: name.to_string(),
+            id,
+            feed,
+        };
+        self.tx
+            .send(subscribe)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        // From here on, a failure drops the subscription, which unsubscribes.
+        let subscription = Subscription {
+            name: name.to_string(),
+            id,
+            rx,
+            ctl: self.tx.clone(),
+        };
+        let listen = Request::Listen { name: b(name) };
+        self.confirmed()
+            .fire(listen, format!("LISTEN {name}"), Change::None)
+            .await?;
+        Ok(subscription)
     }
 
     /// What the server said in its greeting (`CLACKS <info>`).
@@ -115,6 +226,18 @@ impl Client {
         can_fail: bool,
         change: Change,
     ) -> Result<Response, ClientError> {
+        let limit = self.shared.max_line_length;
+        let longest = line
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l).len())
+            .max()
+            .unwrap_or(0);
+        if longest > limit {
+            return Err(ClientError::LineTooLong {
+                len: longest,
+                limit,
+            });
+        }
         let (done, rx) = oneshot::channel();
         let cmd = Command {
             line,
@@ -138,13 +261,25 @@ impl Client {
         }
     }
 
+    /// Sends a command the server does not answer (unless it refuses it); confirmed, with a
+    /// `FLUSH` barrier after it.
     async fn fire(
         &self,
         request: Request,
         label: String,
         change: Change,
     ) -> Result<(), ClientError> {
-        self.request(request, Expect::Written, label, change)
+        if !self.confirm {
+            return self
+                .request(request, Expect::Written, label, change)
+                .await
+                .map(|_| ());
+        }
+        let mut line = BytesMut::new();
+        request.encode(&mut line);
+        let id = self.next_flush_id();
+        Request::Flush { id: id.clone() }.encode(&mut line);
+        self.send(line.freeze(), Expect::Confirm(id), label, true, change)
             .await
             .map(|_| ())
     }
@@ -160,24 +295,31 @@ impl Client {
         .await
     }
 
-    /// `SET name=value`: sends a value to every listener of `name` (but not us).
-    pub async fn set(&self, name: &str, value: &str) -> Result<(), ClientError> {
+    /// `SET name=value`: sends a value to every listener of `name` (but not us). The value is
+    /// text or bytes (`&str`, `String`, `&[u8]`, `Bytes`, …) without line breaks.
+    pub async fn set(&self, name: &str, value: impl AsRef<[u8]>) -> Result<(), ClientError> {
+        let value = value.as_ref();
         check_name(name)?;
         check_value(value)?;
         let req = Request::Set {
             name: b(name),
-            value: b(value),
+            value: Bytes::copy_from_slice(value),
         };
         self.fire(req, format!("SET {name}"), Change::None).await
     }
 
     /// `SETANDSTORE name=value`: SET to listeners and STORE in the cache.
-    pub async fn set_and_store(&self, name: &str, value: &str) -> Result<(), ClientError> {
+    pub async fn set_and_store(
+        &self,
+        name: &str,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), ClientError> {
+        let value = value.as_ref();
         check_name(name)?;
         check_value(value)?;
         let req = Request::SetAndStore {
             name: b(name),
-            value: b(value),
+            value: Bytes::copy_from_slice(value),
         };
         self.fire(req, format!("SETANDSTORE {name}"), Change::None)
             .await
@@ -208,13 +350,15 @@ impl Client {
         .await
     }
 
-    /// `STORE key=value`.
-    pub async fn store(&self, key: &str, value: &str) -> Result<(), ClientError> {
+    /// `STORE key=value`; the value is text or bytes without line breaks (see
+    /// [`crate::value`] and [`crate::Cache`] for encodings that carry any value).
+    pub async fn store(&self, key: &str, value: impl AsRef<[u8]>) -> Result<(), ClientError> {
+        let value = value.as_ref();
         check_name(key)?;
         check_value(value)?;
         let req = Request::Store {
             key: b(key),
-            value: b(value),
+            value: Bytes::copy_from_slice(value),
         };
         self.fire(req, format!("STORE {key}"), Change::None).await
     }
@@ -315,7 +459,7 @@ impl Client {
 
     /// `CLIENTDISCONNECT cid`: closes another connection (manage permission).
     pub async fn client_disconnect(&self, cid: &str) -> Result<(), ClientError> {
-        check_value(cid)?;
+        check_value(cid.as_bytes())?;
         let req = Request::ClientDisconnect { cid: b(cid) };
         self.fire(req, format!("CLIENTDISCONNECT {cid}"), Change::None)
             .await
@@ -377,7 +521,7 @@ impl Client {
 
     /// Sends one raw protocol line; answers arrive as events or are ignored.
     pub async fn send_raw(&self, line: &str) -> Result<(), ClientError> {
-        check_value(line)?;
+        check_value(line.as_bytes())?;
         let mut bytes = BytesMut::from(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
         self.send(
@@ -394,7 +538,7 @@ impl Client {
     /// Sends one raw protocol line followed by a FLUSH and returns every reply line before
     /// the FLUSHED (events such as SET still go to the event stream).
     pub async fn raw(&self, line: &str) -> Result<Vec<String>, ClientError> {
-        check_value(line)?;
+        check_value(line.as_bytes())?;
         let id = self.next_flush_id();
         let mut bytes = BytesMut::from(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
@@ -440,8 +584,9 @@ mod tests {
         assert!(check_name("").is_err());
         assert!(check_name("a=b").is_err());
         assert!(check_name("a\nb").is_err());
-        assert!(check_value("x=y z").is_ok());
-        assert!(check_value("x\ry").is_err());
+        assert!(check_value(b"x=y z").is_ok());
+        assert!(check_value(b"x\ry").is_err());
+        assert!(check_value(b"\xff\x00").is_ok());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The connection task: owns the socket, writes queued commands, matches replies to requests in
 //! order, turns everything else into events, keeps the connection alive and reconnects.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use clacks_proto::{ClientEntry, Flags, LineDecoder, Reply, Request};
@@ -11,6 +12,7 @@ use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::event::Feed;
 use crate::transport::{self, Stream};
 use crate::{ClientError, ConnectOptions, Event};
 
@@ -18,6 +20,8 @@ use crate::{ClientError, ConnectOptions, Event};
 const MAX_LINE: usize = 64 * 1024 * 1024;
 /// Bytes buffered for writing before new commands wait.
 const HIGH_WATER: usize = 256 * 1024;
+/// How long a connection whose write failed is still read for the server's last lines.
+const LAST_WORDS: Duration = Duration::from_millis(200);
 /// Unanswered fire-and-forget commands tracked before a FLUSH barrier is sent to settle them.
 const BARRIER_AFTER: usize = 512;
 
@@ -38,6 +42,9 @@ pub(crate) enum Expect {
     Flushed(Bytes),
     /// Every line up to `FLUSHED <id>` (a raw command followed by a barrier).
     Raw(Bytes),
+    /// `FLUSHED <id>` after a write (a confirmed write): the server's refusal, if any, comes
+    /// before it.
+    Confirm(Bytes),
 }
 
 /// What a request got.
@@ -98,6 +105,17 @@ impl Command {
 
 pub(crate) enum Control {
     Cmd(Command),
+    /// Signals of `name` go to `feed` from now on (the handle sends the LISTEN).
+    Subscribe {
+        name: String,
+        id: u64,
+        feed: Feed,
+    },
+    /// A [`crate::Subscription`] was dropped.
+    Unsubscribe {
+        name: String,
+        id: u64,
+    },
     Close(oneshot::Sender<()>),
 }
 
@@ -124,10 +142,12 @@ struct Conn {
 pub(crate) struct Task {
     opts: ConnectOptions,
     rx: mpsc::Receiver<Control>,
-    events: mpsc::Sender<Event>,
-    lagged: u64,
+    events: Feed,
     server_info: Arc<Mutex<Option<String>>>,
+    connected: Arc<AtomicBool>,
     listens: BTreeSet<String>,
+    /// Subscriptions by name, each with its id.
+    subs: HashMap<String, Vec<(u64, Feed)>>,
     monitor: bool,
     ping: bool,
     queue: VecDeque<Command>,
@@ -139,16 +159,18 @@ impl Task {
     pub(crate) fn new(
         opts: ConnectOptions,
         rx: mpsc::Receiver<Control>,
-        events: mpsc::Sender<Event>,
+        events: Feed,
         server_info: Arc<Mutex<Option<String>>>,
+        connected: Arc<AtomicBool>,
     ) -> Task {
         Task {
             opts,
             rx,
             events,
-            lagged: 0,
             server_info,
+            connected,
             listens: BTreeSet::new(),
+            subs: HashMap::new(),
             monitor: false,
             ping: true,
             queue: VecDeque::new(),
@@ -169,19 +191,28 @@ impl Task {
                 return;
             }
         };
-        let mut attempt: u32 = 0;
+        let (mut attempt, mut lost): (u32, bool) = (0, false);
         loop {
             if let Some(c) = conn.take() {
-                if attempt > 0 {
+                if lost {
                     self.emit(Event::Reconnected);
                 }
-                attempt = 0;
-                match self.serve(c).await {
+                let up = Instant::now();
+                self.connected.store(true, Ordering::Relaxed);
+                let exit = self.serve(c).await;
+                self.connected.store(false, Ordering::Relaxed);
+                match exit {
                     Exit::Closed => return,
                     Exit::Lost(reason) => {
                         tracing::debug!(%reason, "connection lost");
                         self.emit(Event::Disconnected { reason });
                     }
+                }
+                lost = true;
+                // The backoff starts over only after a connection that stayed up: a server
+                // that accepts and then drops us at once is not hammered.
+                if up.elapsed() >= self.opts.reconnect_max {
+                    attempt = 0;
                 }
             }
             attempt = attempt.saturating_add(1);
@@ -190,6 +221,12 @@ impl Task {
             }
             match self.connect().await {
                 Ok(c) => conn = Some(c),
+                Err(ClientError::AuthFailed) => {
+                    tracing::warn!(
+                        attempt,
+                        "reconnect: login failed (was the password changed?)"
+                    );
+                }
                 Err(e) => tracing::debug!(error = %e, attempt, "reconnect failed"),
             }
         }
@@ -206,19 +243,43 @@ impl Task {
     }
 
     fn emit(&mut self, event: Event) {
-        use mpsc::error::TrySendError;
-        if self.lagged > 0 {
-            match self.events.try_send(Event::Lagged(self.lagged)) {
-                Ok(()) => self.lagged = 0,
-                Err(TrySendError::Full(_)) => {
-                    self.lagged += 1;
-                    return;
-                }
-                Err(TrySendError::Closed(_)) => return,
-            }
+        self.events.push(event);
+    }
+
+    /// A signal of `name`: to its subscriptions, else to the event stream.
+    fn signal(&mut self, name: String, event: Event) {
+        let Some(subs) = self.subs.get_mut(&name) else {
+            self.emit(event);
+            return;
+        };
+        subs.retain(|(_, feed)| !feed.is_closed());
+        for (_, feed) in subs.iter() {
+            feed.push(event.clone());
         }
-        if let Err(TrySendError::Full(_)) = self.events.try_send(event) {
-            self.lagged += 1;
+        if subs.is_empty() {
+            self.subs.remove(&name);
+            self.unlisten_unused(name);
+        }
+    }
+
+    /// A [`crate::Subscription`] was dropped.
+    fn unsubscribe(&mut self, name: String, id: u64) {
+        let Some(subs) = self.subs.get_mut(&name) else {
+            return;
+        };
+        subs.retain(|(i, _)| *i != id);
+        if subs.is_empty() {
+            self.subs.remove(&name);
+            self.unlisten_unused(name);
+        }
+    }
+
+    /// Stops listening to `name` unless [`crate::Client::listen`] asked for it.
+    fn unlisten_unused(&mut self, name: String) {
+        if !self.listens.contains(&name) {
+            let name = Bytes::from(name);
+            let unlisten = Command::internal(Request::Unlisten { name }, Expect::Written);
+            self.queue.push_back(unlisten);
         }
     }
 
@@ -251,9 +312,8 @@ impl Task {
             )),
         }
         .encode(&mut hello);
-        let io = |e: std::io::Error| ClientError::Io(e.to_string());
-        writer.write_all(&hello).await.map_err(io)?;
-        writer.flush().await.map_err(io)?;
+        writer.write_all(&hello).await?;
+        writer.flush().await?;
         let mut conn = Conn {
             reader,
             writer,
@@ -265,8 +325,12 @@ impl Task {
             let line = match conn.decoder.decode(&mut conn.rbuf) {
                 Ok(Some(line)) => line,
                 Ok(None) => {
-                    if conn.reader.read_buf(&mut conn.rbuf).await.map_err(io)? == 0 {
-                        return Err(ClientError::Io("connection closed by the server".into()));
+                    if conn.reader.read_buf(&mut conn.rbuf).await? == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "connection closed by the server",
+                        )
+                        .into());
                     }
                     continue;
                 }
@@ -318,6 +382,10 @@ impl Task {
                         let _ = done.send(());
                         return false;
                     }
+                    Some(Control::Subscribe { name, id, feed }) => {
+                        self.subs.entry(name).or_default().push((id, feed));
+                    }
+                    Some(Control::Unsubscribe { name, id }) => self.unsubscribe(name, id),
                     None => {
                         self.fail_queue(ClientError::Closed);
                         return false;
@@ -350,9 +418,9 @@ impl Task {
     /// Serves one connection until it is lost or the client closes.
     async fn serve(&mut self, mut conn: Conn) -> Exit {
         // Restore LISTENs, monitor mode and NOPING before anything queued.
-        let mut restore: Vec<Command> = self
-            .listens
-            .iter()
+        let names: BTreeSet<&String> = self.listens.iter().chain(self.subs.keys()).collect();
+        let mut restore: Vec<Command> = names
+            .into_iter()
             .map(|name| {
                 Command::internal(
                     Request::Listen {
@@ -387,6 +455,10 @@ impl Task {
                 let Some(cmd) = self.queue.pop_front() else {
                     break;
                 };
+                if cmd.done.as_ref().is_some_and(|d| d.is_closed()) {
+                    // Its call timed out or was dropped: never sent later.
+                    continue;
+                }
                 wbuf.extend_from_slice(&cmd.line);
                 appended += cmd.line.len() as u64;
                 writing.push_back((appended, cmd));
@@ -403,6 +475,10 @@ impl Task {
                         self.queue.push_back(cmd);
                     }
                     Some(Control::Close(done)) => self.close(Some(done)),
+                    Some(Control::Subscribe { name, id, feed }) => {
+                        self.subs.entry(name).or_default().push((id, feed));
+                    }
+                    Some(Control::Unsubscribe { name, id }) => self.unsubscribe(name, id),
                     None => self.close(None),
                 },
                 res = write_some(&mut conn.writer, &mut wbuf), if !wbuf.is_empty() || needs_flush => {
@@ -416,7 +492,18 @@ impl Task {
                             }
                         }
                         Ok(None) => needs_flush = false,
-                        Err(e) => break Exit::Lost(e.to_string()),
+                        Err(e) => {
+                            // The server may have said why before it closed (a line too long):
+                            // the command being written is the one it answers.
+                            let started = |(end, c): &(u64, Command)| *end - (c.line.len() as u64) < written;
+                            if writing.front().is_some_and(started) {
+                                if let Some((_, cmd)) = writing.pop_front() {
+                                    pending.push_back(Pending { cmd, lines: Vec::new(), started: false });
+                                }
+                            }
+                            self.last_words(&mut conn, &mut pending).await;
+                            break Exit::Lost(e.to_string());
+                        }
                     }
                 }
                 read = conn.reader.read_buf(&mut conn.rbuf) => {
@@ -425,23 +512,7 @@ impl Task {
                         Err(e) => break Exit::Lost(e.to_string()),
                         Ok(_) => {}
                     }
-                    let mut lost = None;
-                    loop {
-                        match conn.decoder.decode(&mut conn.rbuf) {
-                            Ok(Some(line)) => {
-                                if let Some(reason) = self.incoming(line, &mut pending) {
-                                    lost = Some(reason);
-                                    break;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                lost = Some(e.to_string());
-                                break;
-                            }
-                        }
-                    }
-                    if let Some(reason) = lost {
+                    if let Some(reason) = self.incoming_lines(&mut conn, &mut pending) {
                         break Exit::Lost(reason);
                     }
                 }
@@ -453,21 +524,39 @@ impl Task {
             }
         };
 
-        // Requests that may not have reached the server, or whose answer was lost, are sent
-        // again after reconnecting (all of them are reads or barriers, safe to repeat); what
-        // was only being written goes first in its original order.
-        let mut again: Vec<Command> = pending
-            .into_iter()
-            .map(|p| p.cmd)
-            .filter(|c| c.done.is_some() && c.expect != Expect::Written)
-            .collect();
-        again.extend(
-            writing
-                .into_iter()
-                .map(|(_, c)| c)
-                .filter(|c| c.done.is_some()),
-        );
-        for cmd in again.into_iter().rev() {
+        // At most once: nothing is sent twice. A command none of which was written goes out
+        // on the next connection; one written (partly or wholly) and not answered may or may
+        // not have run, and its call says so. Restored state (LISTENs, monitor mode) is
+        // rebuilt by the next connection.
+        let lost = |cmd: Command| {
+            let err = match &exit {
+                Exit::Closed => ClientError::Closed,
+                Exit::Lost(reason) => ClientError::OutcomeUnknown {
+                    command: cmd.label.clone(),
+                    reason: reason.clone(),
+                },
+            };
+            cmd.finish(Err(err));
+        };
+        for p in pending {
+            // A confirmed write the server refused before the connection went: known.
+            match refused(&p) {
+                Some(message) => {
+                    let err = refusal(&message, p.cmd.label.clone());
+                    p.cmd.finish(Err(err));
+                }
+                None => lost(p.cmd),
+            }
+        }
+        let mut unsent = Vec::new();
+        for (end, cmd) in writing {
+            if end - cmd.line.len() as u64 >= written {
+                unsent.push(cmd);
+            } else {
+                lost(cmd);
+            }
+        }
+        for cmd in unsent.into_iter().rev().filter(|c| c.done.is_some()) {
             self.queue.push_front(cmd);
         }
         if let Exit::Closed = exit {
@@ -477,6 +566,33 @@ impl Task {
             }
         }
         exit
+    }
+
+    /// Handles every complete line read. Returns a reason when the connection ends.
+    fn incoming_lines(
+        &mut self,
+        conn: &mut Conn,
+        pending: &mut VecDeque<Pending>,
+    ) -> Option<String> {
+        loop {
+            match conn.decoder.decode(&mut conn.rbuf) {
+                Ok(Some(line)) => {
+                    if let Some(reason) = self.incoming(line, pending) {
+                        return Some(reason);
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) => return Some(e.to_string()),
+            }
+        }
+    }
+
+    /// After a failed write: reads (briefly) what the server sent before it closed.
+    async fn last_words(&mut self, conn: &mut Conn, pending: &mut VecDeque<Pending>) {
+        let read_all =
+            async { while matches!(conn.reader.read_buf(&mut conn.rbuf).await, Ok(n) if n > 0) {} };
+        let _ = tokio::time::timeout(LAST_WORDS, read_all).await;
+        let _ = self.incoming_lines(conn, pending);
     }
 
     fn close(&mut self, done: Option<oneshot::Sender<()>>) {
@@ -521,11 +637,15 @@ impl Task {
     fn incoming(&mut self, line: Bytes, pending: &mut VecDeque<Pending>) -> Option<String> {
         let reply = Reply::parse(line.clone());
         match &reply {
-            Reply::Notify { name } => self.emit(Event::Notify { name: text(name) }),
-            Reply::Set { name, value } => self.emit(Event::Set {
-                name: text(name),
-                value: text(value),
-            }),
+            Reply::Notify { name } => {
+                let name = text(name);
+                self.signal(name.clone(), Event::Notify { name });
+            }
+            Reply::Set { name, value } => {
+                let name = text(name);
+                let value = text(value);
+                self.signal(name.clone(), Event::Set { name, value });
+            }
             Reply::Debug { source, text: t } => self.emit(Event::Debug {
                 source: text(source),
                 text: text(t),
@@ -554,7 +674,8 @@ impl Task {
         None
     }
 
-    /// `OVERHEAD E …`: belongs to the oldest command that can fail and is not settled yet.
+    /// `OVERHEAD E …`: belongs to the oldest command that can fail and is not settled yet (a
+    /// confirmed write keeps it until its `FLUSHED`).
     fn error_line(&mut self, message: String, reply: Reply, pending: &mut VecDeque<Pending>) {
         if let Some(front) = pending.front_mut() {
             if matches!(front.cmd.expect, Expect::Raw(_)) {
@@ -562,20 +683,24 @@ impl Task {
                 return;
             }
         }
-        let Some(idx) = pending.iter().position(|p| p.cmd.can_fail) else {
+        let Some(idx) = pending.iter().position(|p| {
+            // A confirmed write takes one refusal at most.
+            let settled = matches!(p.cmd.expect, Expect::Confirm(_)) && !p.lines.is_empty();
+            p.cmd.can_fail && !settled
+        }) else {
             self.emit(Event::ErrorMessage {
                 message,
                 command: None,
             });
             return;
         };
+        if matches!(pending[idx].cmd.expect, Expect::Confirm(_)) {
+            pending[idx].lines.push(reply);
+            return;
+        }
         let Some(p) = pending.remove(idx) else { return };
         if p.cmd.done.is_some() {
-            let err = if message == "permission_denied" {
-                ClientError::PermissionDenied(p.cmd.label.clone())
-            } else {
-                ClientError::UnknownCommand(p.cmd.label.clone())
-            };
+            let err = refusal(&message, p.cmd.label.clone());
             p.cmd.finish(Err(err));
         } else {
             self.emit(Event::ErrorMessage {
@@ -605,6 +730,16 @@ impl Task {
                 Response::Value(None)
             }
             (Expect::Flushed(id), Reply::Flushed { id: got }) if *id == got => Response::Done,
+            (Expect::Confirm(id), Reply::Flushed { id: got }) if *id == got => {
+                if let Some(message) = refused(front) {
+                    if let Some(p) = pending.pop_front() {
+                        let err = refusal(&message, p.cmd.label.clone());
+                        p.cmd.finish(Err(err));
+                    }
+                    return;
+                }
+                Response::Done
+            }
             (Expect::Raw(id), Reply::Flushed { id: got }) if *id == got => Response::Lines(
                 front
                     .lines
@@ -690,6 +825,31 @@ async fn write_some<W: AsyncWrite + Unpin>(
         return Err(std::io::ErrorKind::WriteZero.into());
     }
     Ok(Some(n))
+}
+
+/// What the server refused a confirmed write with, if it did.
+fn refused(p: &Pending) -> Option<String> {
+    if !matches!(p.cmd.expect, Expect::Confirm(_)) {
+        return None;
+    }
+    p.lines.iter().find_map(|r| match r {
+        Reply::Overhead { value, .. } => Some(text(value)),
+        _ => None,
+    })
+}
+
+/// The error for a command the server refused with `OVERHEAD E <message>`.
+fn refusal(message: &str, command: String) -> ClientError {
+    if message == "permission_denied" {
+        ClientError::PermissionDenied(command)
+    } else if message.starts_with("unknown_command") {
+        ClientError::UnknownCommand(command)
+    } else {
+        ClientError::Refused {
+            command,
+            reason: message.to_string(),
+        }
+    }
 }
 
 fn text(b: &[u8]) -> String {

@@ -1,4 +1,6 @@
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
@@ -45,25 +47,90 @@ pub enum Event {
     },
     /// Connected again; LISTENs and monitor mode were restored.
     Reconnected,
-    /// This many events were dropped because the event stream was not read fast enough.
+    /// This many events were dropped because the stream was not read fast enough.
     Lagged(u64),
 }
 
-/// The stream of [`Event`]s of one client. Also a [`futures_core::Stream`].
+/// The sending side of an event stream: a bounded queue, and the count of events it dropped
+/// because it was full.
+#[derive(Debug, Clone)]
+pub(crate) struct Feed {
+    tx: mpsc::Sender<Event>,
+    lagged: Arc<AtomicU64>,
+}
+
+/// The receiving side of a [`Feed`].
+#[derive(Debug)]
+pub(crate) struct FeedRx {
+    rx: mpsc::Receiver<Event>,
+    lagged: Arc<AtomicU64>,
+}
+
+pub(crate) fn feed(capacity: usize) -> (Feed, FeedRx) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let lagged = Arc::new(AtomicU64::new(0));
+    (
+        Feed {
+            tx,
+            lagged: lagged.clone(),
+        },
+        FeedRx { rx, lagged },
+    )
+}
+
+impl Feed {
+    /// Queues `event`, or counts it as dropped when the reader is behind.
+    pub(crate) fn push(&self, event: Event) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(event) {
+            self.lagged.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the reader is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+impl FeedRx {
+    /// Drops are reported by the next read, before the events still queued.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        match self.lagged.swap(0, Ordering::Relaxed) {
+            0 => self.rx.poll_recv(cx),
+            n => Poll::Ready(Some(Event::Lagged(n))),
+        }
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn try_next(&mut self) -> Option<Event> {
+        match self.lagged.swap(0, Ordering::Relaxed) {
+            0 => self.rx.try_recv().ok(),
+            n => Some(Event::Lagged(n)),
+        }
+    }
+}
+
+/// The stream of [`Event`]s of one client: signals of names it LISTENs to without a
+/// [`Subscription`], MONITOR lines, errors nobody waited for and connection events. Also a
+/// [`futures_core::Stream`].
 #[derive(Debug)]
 pub struct Events {
-    pub(crate) rx: mpsc::Receiver<Event>,
+    pub(crate) rx: FeedRx,
 }
 
 impl Events {
-    /// The next event; `None` once the client is closed.
+    /// The next event; `None` once the client is closed. Events dropped because the stream
+    /// was not read fast enough are reported first, as [`Event::Lagged`].
     pub async fn next(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        self.rx.next().await
     }
 
     /// The next event if one is waiting.
     pub fn try_next(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
+        self.rx.try_next()
     }
 }
 
@@ -71,6 +138,54 @@ impl futures_core::Stream for Events {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
+        self.rx.poll_next(cx)
+    }
+}
+
+/// The signals of one name ([`Event::Notify`], [`Event::Set`], and [`Event::Lagged`] when
+/// some were dropped), from [`crate::Client::subscribe`]. Dropping it stops listening (unless
+/// another subscription or [`crate::Client::listen`] still wants the name). Also a
+/// [`futures_core::Stream`].
+#[derive(Debug)]
+pub struct Subscription {
+    pub(crate) name: String,
+    pub(crate) id: u64,
+    pub(crate) rx: FeedRx,
+    pub(crate) ctl: mpsc::Sender<crate::conn::Control>,
+}
+
+impl Subscription {
+    /// The name subscribed to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next signal; `None` once the client is closed.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.next().await
+    }
+
+    /// The next signal if one is waiting.
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.rx.try_next()
+    }
+}
+
+impl futures_core::Stream for Subscription {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_next(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // If the command queue is full, the connection task notices the closed feed at the
+        // next signal for the name instead.
+        let _ = self.ctl.try_send(crate::conn::Control::Unsubscribe {
+            name: std::mem::take(&mut self.name),
+            id: self.id,
+        });
     }
 }

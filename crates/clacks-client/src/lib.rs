@@ -40,6 +40,8 @@ mod client;
 mod conn;
 mod error;
 mod event;
+#[cfg(feature = "json")]
+mod json;
 mod options;
 mod transport;
 pub mod value;
@@ -47,7 +49,7 @@ pub mod value;
 pub use cache::{sanitize_key, Cache};
 pub use clacks_proto::ClientEntry;
 pub use client::Client;
-pub use error::ClientError;
-pub use event::{Event, Events};
+pub use error::{ClientError, ErrorKind};
+pub use event::{Event, Events, Subscription};
 pub use options::{ConnectOptions, Target, TlsVerify};
 pub use transport::{open as connect_stream, Stream};

@@ -19,7 +19,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// Opens the byte stream to `target` (TCP + TLS handshake with the target's certificate check,
 /// or a Unix socket), without speaking the protocol. Used by servers for their interclacks links.
 pub async fn open(target: &Target) -> Result<Box<dyn Stream>, ClientError> {
-    let io = |e: std::io::Error| ClientError::Io(e.to_string());
+    let io = ClientError::from;
     match target {
         Target::Unix(path) => Ok(Box::new(UnixStream::connect(path).await.map_err(io)?)),
         Target::Tls { host, port, verify } => {

@@ -1,0 +1,104 @@
+//! Per-name subscriptions, lag reports and connection state.
+
+use std::time::Duration;
+
+use clacks_client::{Client, ConnectOptions, Event, Events};
+use clacks_server::testing::{TestServer, ADMIN};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f).await.expect("timed out")
+}
+
+fn opts(server: &TestServer) -> ConnectOptions {
+    ConnectOptions::unix(&server.socket, ADMIN.0, ADMIN.1).request_timeout(WAIT)
+}
+
+/// The next event that is not the greeting.
+async fn event(events: &mut Events) -> Event {
+    loop {
+        match within(events.next()).await {
+            Some(Event::ServerInfo(_)) => continue,
+            Some(e) => return e,
+            None => panic!("event stream closed"),
+        }
+    }
+}
+
+fn set(name: &str, value: &str) -> Event {
+    Event::Set {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_gets_its_names_signals_and_unlistens_when_dropped() {
+    let server = TestServer::start().await;
+    let (c, mut events) = within(Client::connect(opts(&server))).await.unwrap();
+    let (other, _) = within(Client::connect(opts(&server))).await.unwrap();
+    let mut sub = within(c.subscribe("a")).await.unwrap();
+    assert_eq!(sub.name(), "a");
+    within(c.listen("b")).await.unwrap();
+    within(c.flush()).await.unwrap();
+
+    within(other.set("a", "1")).await.unwrap();
+    within(other.notify("b")).await.unwrap();
+    assert_eq!(within(sub.next()).await, Some(set("a", "1")));
+    // Only the name nobody subscribed to reaches the event stream.
+    assert_eq!(event(&mut events).await, Event::Notify { name: "b".into() });
+
+    drop(sub);
+    within(c.flush()).await.unwrap();
+    within(other.set("a", "2")).await.unwrap();
+    within(other.notify("b")).await.unwrap();
+    assert_eq!(event(&mut events).await, Event::Notify { name: "b".into() });
+    within(other.flush()).await.unwrap();
+    within(c.flush()).await.unwrap();
+    assert_eq!(events.try_next(), None, "UNLISTEN a was sent");
+}
+
+#[tokio::test]
+async fn lag_is_reported_by_the_next_read() {
+    let server = TestServer::start().await;
+    let mut o = opts(&server);
+    o.event_capacity = 2;
+    let (c, _events) = within(Client::connect(o)).await.unwrap();
+    let (other, _) = within(Client::connect(opts(&server))).await.unwrap();
+    let mut sub = within(c.subscribe("a")).await.unwrap();
+    for i in 1..=5 {
+        within(other.set("a", &i.to_string())).await.unwrap();
+    }
+    within(other.flush()).await.unwrap();
+    // Our FLUSHED comes after every signal the server sent us before it.
+    within(c.flush()).await.unwrap();
+    assert_eq!(within(sub.next()).await, Some(Event::Lagged(3)));
+    assert_eq!(within(sub.next()).await, Some(set("a", "1")));
+    assert_eq!(within(sub.next()).await, Some(set("a", "2")));
+    assert_eq!(sub.try_next(), None);
+}
+
+#[tokio::test]
+async fn connection_state_is_visible_and_subscriptions_are_restored() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    let mut o = opts(&server);
+    o.reconnect_min = Duration::from_millis(20);
+    let (c, mut events) = within(Client::connect(o)).await.unwrap();
+    let mut sub = within(c.subscribe("a")).await.unwrap();
+    assert!(c.is_connected());
+    let dir = server.shutdown().await;
+    assert!(matches!(
+        event(&mut events).await,
+        Event::Disconnected { .. }
+    ));
+    assert!(!c.is_connected());
+    let server = TestServer::start_in(dir, &addr.to_string(), |_| {}).await;
+    assert_eq!(event(&mut events).await, Event::Reconnected);
+    assert!(c.is_connected());
+    within(c.flush()).await.unwrap();
+    let (other, _) = within(Client::connect(opts(&server))).await.unwrap();
+    within(other.set("a", "again")).await.unwrap();
+    assert_eq!(within(sub.next()).await, Some(set("a", "again")));
+}
