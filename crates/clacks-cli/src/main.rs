@@ -12,12 +12,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clacks_client::{Client, ConnectOptions, Event, Events, TlsVerify};
+use clacks_client::{Client, ClientError, ConnectOptions, Event, Events};
 use clap::{Args, Parser, Subcommand};
+
+/// Exit statuses, shown by `--help`.
+const EXIT_STATUSES: &str = "Exit status: 0 done, 1 not found (get), 2 usage error, \
+3 connection failed, timed out or outcome unknown, 4 refused by the server (permission, login, \
+limits).";
 
 /// Command-line client for Clacks servers.
 #[derive(Parser, Debug)]
-#[command(name = "clacks", version, about)]
+#[command(name = "clacks", version, about, after_help = EXIT_STATUSES)]
 struct Cli {
     #[command(flatten)]
     conn: Conn,
@@ -25,9 +30,14 @@ struct Cli {
     command: Command,
 }
 
-/// Where and as whom to connect; flags may stand before or after the subcommand.
+/// Where and as whom to connect; flags may stand before or after the subcommand. They stand
+/// for the `CLACKS_*` variables of [`ConnectOptions::from_env`].
 #[derive(Args, Debug, Clone)]
 struct Conn {
+    /// Server URL: `clackss://USER:PASSWORD@HOST[:PORT]` or `clacks+unix:///PATH` (other
+    /// connection flags are then ignored).
+    #[arg(long, global = true, env = "CLACKS_URL", hide_env_values = true)]
+    url: Option<String>,
     /// Server host for TLS (default: the Unix socket of the data directory).
     #[arg(long, global = true, env = "CLACKS_HOST")]
     host: Option<String>,
@@ -52,13 +62,13 @@ struct Conn {
     )]
     data_dir: PathBuf,
     /// Verify the server's TLS certificate against this CA file (PEM).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "CLACKS_CA_FILE")]
     ca_file: Option<PathBuf>,
     /// Accept only this TLS certificate (PEM).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "CLACKS_PIN")]
     pin: Option<PathBuf>,
-    /// Seconds to wait for connecting and for each answer.
-    #[arg(long, global = true, default_value_t = 10.0)]
+    /// Seconds to wait for connecting and for each answer (over 0).
+    #[arg(long, global = true, default_value_t = 10.0, value_parser = positive_seconds)]
     timeout: f64,
 }
 
@@ -66,14 +76,20 @@ struct Conn {
 enum Command {
     /// NOTIFY listeners of NAME.
     Notify { name: String },
-    /// SET NAME=VALUE to its listeners.
-    Set { name: String, value: String },
-    /// SET to listeners and STORE.
-    Setandstore { name: String, value: String },
-    /// STORE KEY=VALUE in the cache.
-    Store { key: String, value: String },
-    /// Print the value of KEY (exit status 1 when not found).
-    Get { key: String },
+    /// SET NAME=VALUE to its listeners (VALUE omitted or `-`: read from standard input).
+    Set { name: String, value: Option<String> },
+    /// SET to listeners and STORE (VALUE omitted or `-`: read from standard input).
+    Setandstore { name: String, value: Option<String> },
+    /// STORE KEY=VALUE in the cache (VALUE omitted or `-`: read from standard input; a value
+    /// with line breaks is stored in the ClacksCache text encoding).
+    Store { key: String, value: Option<String> },
+    /// Print the value of KEY, decoding ClacksCache encodings (exit status 1 when not found).
+    Get {
+        key: String,
+        /// Print the value as stored.
+        #[arg(long)]
+        raw: bool,
+    },
     /// REMOVE KEY.
     Remove { key: String },
     /// INCREMENT KEY by N (default 1).
@@ -81,11 +97,19 @@ enum Command {
     /// DECREMENT KEY by N (default 1).
     Decr { key: String, n: Option<f64> },
     /// List the keys (removed ones included, as the server lists them).
-    Keys,
+    Keys {
+        /// A JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Empty the whole cache.
     ClearCache,
     /// List the server's connections.
-    Clients,
+    Clients {
+        /// A JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
     /// Disconnect the client with this CID (see `clients`).
     Kick { cid: String },
     /// Print every signal of the NAMEs as it arrives.
@@ -95,6 +119,9 @@ enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Exit after this many signals.
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Print every command the server sees (DEBUG lines).
     Monitor {
@@ -105,7 +132,11 @@ enum Command {
     /// Wait until the server has processed everything sent before.
     Flush,
     /// Print the server's counters (clacksd only).
-    Stats,
+    Stats {
+        /// A JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send one raw protocol line and print the answer.
     Raw {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
@@ -119,6 +150,26 @@ enum Command {
 pub(crate) enum Outcome {
     Done,
     NotFound,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t > 0.0 && t <= 86_400.0 => Ok(t),
+        _ => Err("seconds, over 0 and at most 86400".into()),
+    }
+}
+
+/// The exit status for a failure (see [`EXIT_STATUSES`]).
+pub(crate) fn exit_status(e: &anyhow::Error) -> u8 {
+    use clacks_client::ErrorKind as K;
+    let Some(client) = e.chain().find_map(|c| c.downcast_ref::<ClientError>()) else {
+        return 2;
+    };
+    match client.kind() {
+        K::Refused | K::Auth => 4,
+        K::Usage => 2,
+        _ => 3,
+    }
 }
 
 fn main() -> ExitCode {
@@ -143,58 +194,38 @@ fn main() -> ExitCode {
         Ok(Outcome::NotFound) => ExitCode::from(1),
         Err(e) => {
             eprintln!("clacks: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit_status(&e))
         }
     }
 }
 
-/// Connection options from flags, environment and the data directory.
+/// Connection options from flags (which clap fills from the `CLACKS_*` variables too) and the
+/// data directory, resolved by the library as [`ConnectOptions::from_env`] does.
 fn options(conn: &Conn) -> anyhow::Result<ConnectOptions> {
-    let from_dir = || {
-        ConnectOptions::from_data_dir(&conn.data_dir).with_context(|| {
-            format!(
-                "no --user/--password given and no usable zero-config data directory at {}",
-                conn.data_dir.display()
-            )
-        })
-    };
-    let credentials = || -> anyhow::Result<(String, String)> {
-        match (&conn.user, &conn.password) {
-            (Some(u), Some(p)) => Ok((u.clone(), p.clone())),
-            (u, p) => {
-                let d = from_dir()?;
-                Ok((
-                    u.clone().unwrap_or(d.username),
-                    p.clone().unwrap_or(d.password),
-                ))
-            }
-        }
-    };
-    let mut opts = if let Some(socket) = &conn.socket {
-        let (u, p) = credentials()?;
-        ConnectOptions::unix(socket, &u, &p)
-    } else if let Some(host) = &conn.host {
-        let (u, p) = credentials()?;
-        let verify = match (&conn.ca_file, &conn.pin) {
-            (Some(_), Some(_)) => bail!("give --ca-file or --pin, not both"),
-            (Some(ca), None) => TlsVerify::CaFile(ca.clone()),
-            (None, Some(pin)) => TlsVerify::Pinned(pin.clone()),
-            (None, None) => TlsVerify::None,
-        };
-        ConnectOptions::tls(host, conn.port, &u, &p).verify(verify)
-    } else {
-        let mut o = from_dir()?;
-        if let Some(u) = &conn.user {
-            o.username = u.clone();
-        }
-        if let Some(p) = &conn.password {
-            o.password = p.clone();
-        }
-        o
-    };
-    let timeout = Duration::try_from_secs_f64(conn.timeout).context("--timeout")?;
-    opts = opts.client_name("clacks-cli").request_timeout(timeout);
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let mut opts = ConnectOptions::from_vars(|name| match name {
+        "CLACKS_URL" => conn.url.clone(),
+        "CLACKS_SOCKET" => path(&conn.socket),
+        "CLACKS_HOST" => conn.host.clone(),
+        "CLACKS_PORT" => Some(conn.port.to_string()),
+        "CLACKS_USER" => conn.user.clone(),
+        "CLACKS_PASSWORD" => conn.password.clone(),
+        "CLACKS_DATA_DIR" => path(&Some(conn.data_dir.clone())),
+        "CLACKS_CA_FILE" => path(&conn.ca_file),
+        "CLACKS_PIN" => path(&conn.pin),
+        _ => None,
+    })
+    .context(
+        "no usable connection settings (flags, CLACKS_* variables or a zero-config data directory)",
+    )?;
+    let timeout = Duration::from_secs_f64(conn.timeout);
+    opts = opts
+        .client_name("clacks-cli")
+        .request_timeout(timeout)
+        .confirm_writes(true);
     opts.connect_timeout = timeout;
+    // A one-shot command does not wait for the server to come back.
+    opts.offline_queue = 0;
     Ok(opts)
 }
 
@@ -210,21 +241,20 @@ pub(crate) async fn connect(conn: &Conn) -> anyhow::Result<(Client, Events)> {
 }
 
 async fn one_shot(conn: &Conn, command: &Command) -> anyhow::Result<Outcome> {
+    let command = &with_stdin_value(command)?;
     let (client, mut events) = connect(conn).await?;
     let outcome = match command {
-        Command::Listen { names, json } => {
+        Command::Listen { names, json, count } => {
             for name in names {
                 client.listen(name).await?;
             }
-            client.flush().await?;
             eprintln!("listening to {}", names.join(", "));
-            stream(&mut events, *json).await?
+            stream(&mut events, *json, *count).await?
         }
         Command::Monitor { json } => {
             client.monitor(true).await?;
-            client.flush().await?;
             eprintln!("monitoring");
-            stream(&mut events, *json).await?
+            stream(&mut events, *json, None).await?
         }
         other => {
             let outcome = execute(&client, other, &mut std::io::stdout().lock()).await?;
@@ -242,10 +272,50 @@ async fn one_shot(conn: &Conn, command: &Command) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-/// Prints events until the stream ends (the client closed) or Ctrl-C.
-async fn stream(events: &mut Events, json: bool) -> anyhow::Result<Outcome> {
+/// The command with a value omitted or given as `-` read from standard input (one final line
+/// end dropped).
+fn with_stdin_value(command: &Command) -> anyhow::Result<Command> {
+    let read = |value: &Option<String>| -> anyhow::Result<Option<String>> {
+        if value.as_deref().is_some_and(|v| v != "-") {
+            return Ok(value.clone());
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading the value from standard input")?;
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        Ok(Some(text))
+    };
+    Ok(match command {
+        Command::Set { name, value } => Command::Set {
+            name: name.clone(),
+            value: read(value)?,
+        },
+        Command::Setandstore { name, value } => Command::Setandstore {
+            name: name.clone(),
+            value: read(value)?,
+        },
+        Command::Store { key, value } => Command::Store {
+            key: key.clone(),
+            value: read(value)?,
+        },
+        other => other.clone(),
+    })
+}
+
+/// Prints events until the stream ends (the client closed), `count` signals were printed,
+/// standard output is closed, or Ctrl-C.
+async fn stream(events: &mut Events, json: bool, count: Option<u64>) -> anyhow::Result<Outcome> {
     let mut out = std::io::stdout();
+    let mut printed = 0;
     loop {
+        if count.is_some_and(|c| printed >= c) {
+            return Ok(Outcome::Done);
+        }
         let event = tokio::select! {
             e = events.next() => e,
             _ = tokio::signal::ctrl_c() => None,
@@ -262,8 +332,15 @@ async fn stream(events: &mut Events, json: bool) -> anyhow::Result<Outcome> {
             }
             event => {
                 if let Some(line) = format_event(&event, json) {
-                    writeln!(out, "{line}")?;
-                    out.flush()?;
+                    let written = writeln!(out, "{line}").and_then(|()| out.flush());
+                    match written {
+                        Ok(()) => printed += 1,
+                        // `clacks listen … | head -1`: the reader is gone, and so are we.
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                            return Ok(Outcome::Done)
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
         }
@@ -304,29 +381,47 @@ pub(crate) async fn execute(
 ) -> anyhow::Result<Outcome> {
     match command {
         Command::Notify { name } => client.notify(name).await?,
-        Command::Set { name, value } => client.set(name, value).await?,
-        Command::Setandstore { name, value } => client.set_and_store(name, value).await?,
-        Command::Store { key, value } => client.store(key, value).await?,
-        Command::Get { key } => match client.retrieve(key).await? {
-            Some(value) => writeln!(out, "{value}")?,
+        Command::Set { name, value } => client.set(name, one_line(value)?).await?,
+        Command::Setandstore { name, value } => {
+            client.set_and_store(name, one_line(value)?).await?
+        }
+        Command::Store { key, value } => client.store(key, one_line(value)?).await?,
+        Command::Get { key, raw } => match client.retrieve(key).await? {
+            Some(value) if *raw => writeln!(out, "{value}")?,
+            Some(value) => writeln!(out, "{}", decoded(&value)?)?,
             None => return Ok(Outcome::NotFound),
         },
         Command::Remove { key } => client.remove(key).await?,
         Command::Incr { key, n } => client.increment(key, *n).await?,
         Command::Decr { key, n } => client.decrement(key, *n).await?,
-        Command::Keys => {
+        Command::Keys { json: false } => {
             for key in client.keylist().await? {
                 writeln!(out, "{key}")?;
             }
         }
+        Command::Keys { json: true } => {
+            writeln!(out, "{}", serde_json::to_string(&client.keylist().await?)?)?;
+        }
         Command::ClearCache => client.clear_cache().await?,
-        Command::Clients => print_clients(client, out).await?,
+        Command::Clients { json } => print_clients(client, *json, out).await?,
         Command::Kick { cid } => client.client_disconnect(cid).await?,
         Command::Flush => client.flush().await?,
-        Command::Stats => {
+        Command::Stats { json: false } => {
             for (name, value) in client.stats().await? {
                 writeln!(out, "{name} {value}")?;
             }
+        }
+        Command::Stats { json: true } => {
+            let stats: serde_json::Map<String, serde_json::Value> = client
+                .stats()
+                .await?
+                .into_iter()
+                .map(|(name, value)| {
+                    let v = value.parse::<u64>().map_or(value.into(), Into::into);
+                    (name, v)
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::Value::Object(stats))?;
         }
         Command::Raw { line } => {
             for reply in client.raw(&line.join(" ")).await? {
@@ -344,7 +439,31 @@ pub(crate) async fn execute(
     Ok(Outcome::Done)
 }
 
-async fn print_clients(client: &Client, out: &mut dyn Write) -> Result<(), anyhow::Error> {
+/// A value as a command sends it: one line, or the ClacksCache text encoding of several.
+fn one_line(value: &Option<String>) -> anyhow::Result<String> {
+    let value = value.as_deref().unwrap_or_default();
+    if value.contains(['\r', '\n']) {
+        return Ok(clacks_client::value::encode_text(value)?);
+    }
+    Ok(value.to_string())
+}
+
+/// A stored value as text: ClacksCache text decoded, structured data as JSON.
+fn decoded(value: &str) -> anyhow::Result<String> {
+    match clacks_client::value::decode_text(value) {
+        Ok(text) => Ok(text),
+        Err(_) => {
+            let data: serde_json::Value = clacks_client::value::decode_data(value)?;
+            Ok(data.to_string())
+        }
+    }
+}
+
+async fn print_clients(
+    client: &Client,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), anyhow::Error> {
     let rows: Vec<[String; 5]> = client
         .clientlist()
         .await?
@@ -360,6 +479,22 @@ async fn print_clients(client: &Client, out: &mut dyn Write) -> Result<(), anyho
             ]
         })
         .collect();
+    if json {
+        let objects: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|[cid, client, monitor, outbuf, lastping]| {
+                serde_json::json!({
+                    "cid": cid,
+                    "client": client,
+                    "monitor": monitor == "yes",
+                    "outbuffer_length": outbuf.parse::<u64>().unwrap_or(0),
+                    "lastping": lastping,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(objects))?;
+        return Ok(());
+    }
     let header = ["CID", "CLIENT", "MONITOR", "OUTBUF", "LASTPING"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {

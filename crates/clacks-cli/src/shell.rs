@@ -70,17 +70,20 @@ impl Highlighter for ShellHelper {}
 impl Validator for ShellHelper {}
 impl Helper for ShellHelper {}
 
-/// Splits a shell line into words; `set`, `setandstore` and `store` keep the rest of the line
-/// as the value, and a line in upper case is sent as a raw protocol line.
-fn words(line: &str) -> Vec<String> {
+/// Splits a shell line into words as a POSIX shell would (quotes and backslashes); after
+/// `set`, `setandstore` and `store` NAME, the remaining words are the value. A line in upper
+/// case is sent as a raw protocol line. `None` for unbalanced quotes.
+fn words(line: &str) -> Option<Vec<String>> {
     let first = line.split_whitespace().next().unwrap_or_default();
     if first.chars().any(|c| c.is_ascii_uppercase()) && first == first.to_ascii_uppercase() {
-        return vec!["raw".to_string(), line.to_string()];
+        return Some(vec!["raw".to_string(), line.to_string()]);
     }
-    if matches!(first, "set" | "setandstore" | "store") {
-        return line.splitn(3, ' ').map(str::to_string).collect();
+    let mut words = shlex::split(line)?;
+    if matches!(first, "set" | "setandstore" | "store") && words.len() > 3 {
+        let value = words.split_off(2).join(" ");
+        words.push(value);
     }
-    line.split_whitespace().map(str::to_string).collect()
+    Some(words)
 }
 
 fn history_file() -> Option<PathBuf> {
@@ -146,7 +149,11 @@ pub(crate) fn run(runtime: &tokio::runtime::Runtime, conn: &Conn) -> anyhow::Res
             }
             _ => {}
         }
-        let parsed = match Line::try_parse_from(words(line)) {
+        let Some(words) = words(line) else {
+            println!("error: unbalanced quotes");
+            continue;
+        };
+        let parsed = match Line::try_parse_from(words) {
             Ok(parsed) => parsed,
             Err(e) => {
                 println!("{}", e.render().to_string().trim_end());
@@ -173,15 +180,22 @@ mod tests {
 
     #[test]
     fn shell_lines_parse_like_the_command_line() {
+        let words = |line| words(line).unwrap();
         assert_eq!(
             words("set chan hello world"),
             vec!["set", "chan", "hello world"]
         );
         assert_eq!(words("RETRIEVE a b"), vec!["raw", "RETRIEVE a b"]);
         assert_eq!(words("get  k"), vec!["get", "k"]);
+        assert_eq!(words("get 'a key'"), vec!["get", "a key"]);
+        assert_eq!(
+            words(r#"store "my key" "two  spaces""#),
+            vec!["store", "my key", "two  spaces"]
+        );
+        assert_eq!(super::words("get 'open"), None);
         let parsed = Line::try_parse_from(words("store k a = b")).unwrap();
         assert!(
-            matches!(parsed.command, Command::Store { ref key, ref value } if key == "k" && value == "a = b")
+            matches!(parsed.command, Command::Store { ref key, value: Some(ref value) } if key == "k" && value == "a = b")
         );
         assert!(command_names().contains(&"listen".to_string()));
     }

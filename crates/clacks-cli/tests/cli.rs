@@ -203,7 +203,7 @@ fn monitor_prints_debug_lines() {
 fn errors_are_one_line_with_a_non_zero_status() {
     let env = Env::new();
     let wrong = env.clacks(("admin", "wrong"), &["keys"]).output().unwrap();
-    assert_eq!(wrong.status.code(), Some(2));
+    assert_eq!(wrong.status.code(), Some(4));
     assert_eq!(stderr(&wrong).lines().count(), 1, "{}", stderr(&wrong));
     assert!(
         stderr(&wrong).contains("login failed"),
@@ -212,8 +212,11 @@ fn errors_are_one_line_with_a_non_zero_status() {
     );
 
     let denied = env.clacks(RO, &["store", "k", "v"]).output().unwrap();
-    assert_eq!(denied.status.code(), Some(2));
-    assert_eq!(stderr(&denied).trim(), "clacks: STORE k: permission denied");
+    assert_eq!(denied.status.code(), Some(4));
+    assert_eq!(
+        stderr(&denied).trim(),
+        "clacks: permission denied (STORE k)"
+    );
 
     let nothing = bare()
         .args([
@@ -227,7 +230,7 @@ fn errors_are_one_line_with_a_non_zero_status() {
         ])
         .output()
         .unwrap();
-    assert_eq!(nothing.status.code(), Some(2));
+    assert_eq!(nothing.status.code(), Some(3));
     assert!(
         stderr(&nothing).contains("cannot connect"),
         "{}",
@@ -240,10 +243,125 @@ fn errors_are_one_line_with_a_non_zero_status() {
         .unwrap();
     assert_eq!(no_creds.status.code(), Some(2));
     assert!(
-        stderr(&no_creds).contains("data directory"),
+        stderr(&no_creds).contains("data directory")
+            && stderr(&no_creds).contains("/nonexistent/credentials"),
         "{}",
         stderr(&no_creds)
     );
+
+    // Usage errors.
+    let zero = env.run(&["--timeout", "0", "keys"]);
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
+    let pinned_unix = env.run(&["--pin", "/c.pem", "keys"]);
+    assert_eq!(
+        pinned_unix.status.code(),
+        Some(2),
+        "{}",
+        stderr(&pinned_unix)
+    );
+    assert!(
+        stderr(&pinned_unix).contains("TLS"),
+        "{}",
+        stderr(&pinned_unix)
+    );
+    let help = ok(bare().arg("--help").output().unwrap());
+    assert!(help.contains("Exit status: 0 done, 1 not found"), "{help}");
+
+    // Monitor without the permission ends at once.
+    let monitor = env.clacks(RO, &["monitor"]).output().unwrap();
+    assert_eq!(monitor.status.code(), Some(4), "{}", stderr(&monitor));
+    assert!(
+        !stderr(&monitor).contains("monitoring"),
+        "{}",
+        stderr(&monitor)
+    );
+}
+
+#[test]
+fn values_from_standard_input_and_encodings() {
+    use std::io::Write;
+    let env = Env::new();
+    let store = |args: &[&str], input: &str| {
+        let mut child = env
+            .clacks(ADMIN, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        ok(child.wait_with_output().unwrap())
+    };
+    store(&["store", "poem"], "line one\nline two\n");
+    store(&["store", "one", "-"], "single\n");
+    assert_eq!(ok(env.run(&["get", "poem"])), "line one\nline two\n");
+    assert_eq!(ok(env.run(&["get", "one"])), "single\n");
+    let raw = ok(env.run(&["get", "--raw", "poem"]));
+    assert!(raw.starts_with("PAGECAMEL"), "{raw}");
+
+    let keys: Vec<String> = serde_json::from_str(&ok(env.run(&["keys", "--json"]))).unwrap();
+    assert!(keys.contains(&"poem".to_string()), "{keys:?}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(env.run(&["stats", "--json"]))).unwrap();
+    assert!(
+        stats
+            .get("connections_accepted")
+            .is_some_and(|v| v.is_u64()),
+        "{stats}"
+    );
+    let clients: serde_json::Value =
+        serde_json::from_str(&ok(env.run(&["clients", "--json"]))).unwrap();
+    assert!(
+        clients.as_array().is_some_and(|c| !c.is_empty()),
+        "{clients}"
+    );
+}
+
+#[test]
+fn listen_ends_after_count_and_quietly_when_stdout_closes() {
+    let env = Env::new();
+    let (out, err, mut guard) = env.spawn(&["listen", "--count", "2", "chan"]);
+    assert_eq!(err.recv_timeout(WAIT).unwrap(), "listening to chan");
+    ok(env.run(&["set", "chan", "1"]));
+    ok(env.run(&["set", "chan", "2"]));
+    assert_eq!(out.recv_timeout(WAIT).unwrap(), "SET chan=1");
+    assert_eq!(out.recv_timeout(WAIT).unwrap(), "SET chan=2");
+    let status = wait_for_exit(&mut guard.0);
+    assert_eq!(status.code(), Some(0));
+
+    // `clacks listen chan | head -1`: the reader goes away after one line.
+    let (out, err, mut guard) = env.spawn(&["listen", "chan"]);
+    assert_eq!(err.recv_timeout(WAIT).unwrap(), "listening to chan");
+    ok(env.run(&["set", "chan", "first"]));
+    assert_eq!(out.recv_timeout(WAIT).unwrap(), "SET chan=first");
+    drop(out);
+    // The reading thread ends at the next line, closing the pipe; later lines fail to write.
+    for i in 0..3 {
+        ok(env.run(&["set", "chan", &i.to_string()]));
+    }
+    let status = wait_for_exit(&mut guard.0);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{:?}",
+        err.try_iter().collect::<Vec<_>>()
+    );
+}
+
+fn wait_for_exit(child: &mut Child) -> std::process::ExitStatus {
+    let until = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < until, "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn write_credentials(dir: &Path) {
