@@ -256,6 +256,11 @@ async fn one_shot(conn: &Conn, command: &Command) -> anyhow::Result<Outcome> {
             eprintln!("monitoring");
             stream(&mut events, *json, None).await?
         }
+        Command::Raw { line } if line.join(" ").trim().eq_ignore_ascii_case("quit") => {
+            // The server answers by closing; there is nothing to flush or disconnect.
+            execute(&client, command, &mut std::io::stdout().lock()).await?;
+            return Ok(Outcome::Done);
+        }
         other => {
             let outcome = execute(&client, other, &mut std::io::stdout().lock()).await?;
             client.flush().await?;
@@ -424,8 +429,17 @@ pub(crate) async fn execute(
             writeln!(out, "{}", serde_json::Value::Object(stats))?;
         }
         Command::Raw { line } => {
-            for reply in client.raw(&line.join(" ")).await? {
-                writeln!(out, "{reply}")?;
+            let line = line.join(" ");
+            match client.raw(&line).await {
+                Ok(replies) => {
+                    for reply in replies {
+                        writeln!(out, "{reply}")?;
+                    }
+                }
+                // The server closing after a QUIT is its answer.
+                Err(ClientError::OutcomeUnknown { .. })
+                    if line.trim().eq_ignore_ascii_case("quit") => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Command::Listen { names, .. } => {

@@ -10,7 +10,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{Context, Editor, ExternalPrinter, Helper};
+use rustyline::{Context, Editor, Helper};
 
 use crate::{connect, execute, format_event, Command, Conn, Outcome};
 
@@ -100,7 +100,9 @@ pub(crate) fn run(runtime: &tokio::runtime::Runtime, conn: &Conn) -> anyhow::Res
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    let mut printer = editor.create_external_printer().ok();
+    // Events are printed over the prompt line (cleared first on a terminal); rustyline's
+    // external printer is not used: with it, pasted lines ran one line late.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     runtime.spawn(async move {
         while let Some(event) = events.next().await {
             let line = match &event {
@@ -114,11 +116,10 @@ pub(crate) fn run(runtime: &tokio::runtime::Runtime, conn: &Conn) -> anyhow::Res
                     None => continue,
                 },
             };
-            match printer.as_mut() {
-                Some(p) => {
-                    let _ = p.print(format!("{line}\n"));
-                }
-                None => println!("{line}"),
+            if terminal {
+                print!("\r\x1b[2K{line}\n");
+            } else {
+                println!("{line}");
             }
         }
     });

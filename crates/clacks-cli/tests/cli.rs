@@ -131,6 +131,7 @@ fn every_subcommand() {
     ok(env.run(&["remove", "k"]));
     assert_eq!(ok(env.run(&["keys"])), "k\nn\ns\n");
     assert_eq!(ok(env.run(&["raw", "RETRIEVE", "s"])), "RETRIEVED s=v\n");
+    assert_eq!(ok(env.run(&["raw", "QUIT"])), "");
     ok(env.run(&["flush"]));
     let stats = ok(env.run(&["stats"]));
     assert!(stats.contains("commands "), "{stats}");

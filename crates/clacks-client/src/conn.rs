@@ -126,6 +126,38 @@ struct Pending {
     started: bool,
 }
 
+/// Commands on the wire.
+#[derive(Default)]
+struct InFlight {
+    /// Commands in the write buffer, each with the offset where it ends.
+    writing: VecDeque<(u64, Command)>,
+    /// Bytes written so far.
+    written: u64,
+    /// Written commands that wait for an answer or may still draw an error.
+    pending: VecDeque<Pending>,
+}
+
+impl InFlight {
+    /// Makes the command being written pending once its first bytes are out, so that an answer
+    /// the server gives before reading all of it (a refusal) finds it. A fire-and-forget
+    /// command completes only once written, so it moves only when `any` (the connection is
+    /// over).
+    fn promote_started(&mut self, any: bool) {
+        let started = self.writing.front().is_some_and(|(end, c)| {
+            *end - (c.line.len() as u64) < self.written && (any || c.expect != Expect::Written)
+        });
+        if started {
+            if let Some((_, cmd)) = self.writing.pop_front() {
+                self.pending.push_back(Pending {
+                    cmd,
+                    lines: Vec::new(),
+                    started: false,
+                });
+            }
+        }
+    }
+}
+
 /// Why a connection ended.
 enum Exit {
     Lost(String),
@@ -442,10 +474,8 @@ impl Task {
 
         let mut wbuf = BytesMut::new();
         let mut appended: u64 = 0;
-        let mut written: u64 = 0;
         let mut needs_flush = false;
-        let mut writing: VecDeque<(u64, Command)> = VecDeque::new();
-        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut flight = InFlight::default();
         let mut ping = tokio::time::interval(self.opts.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
@@ -461,9 +491,13 @@ impl Task {
                 }
                 wbuf.extend_from_slice(&cmd.line);
                 appended += cmd.line.len() as u64;
-                writing.push_back((appended, cmd));
+                flight.writing.push_back((appended, cmd));
             }
-            if self.closing.is_some() && wbuf.is_empty() && !needs_flush && writing.is_empty() {
+            if self.closing.is_some()
+                && wbuf.is_empty()
+                && !needs_flush
+                && flight.writing.is_empty()
+            {
                 let _ = conn.writer.shutdown().await;
                 break Exit::Closed;
             }
@@ -484,24 +518,20 @@ impl Task {
                 res = write_some(&mut conn.writer, &mut wbuf), if !wbuf.is_empty() || needs_flush => {
                     match res {
                         Ok(Some(n)) => {
-                            written += n as u64;
+                            flight.written += n as u64;
                             needs_flush = true;
-                            while writing.front().is_some_and(|(end, _)| *end <= written) {
-                                let Some((_, cmd)) = writing.pop_front() else { break };
-                                self.written(cmd, &mut pending);
+                            let written = flight.written;
+                            while flight.writing.front().is_some_and(|(end, _)| *end <= written) {
+                                let Some((_, cmd)) = flight.writing.pop_front() else { break };
+                                self.written(cmd, &mut flight.pending);
                             }
                         }
                         Ok(None) => needs_flush = false,
                         Err(e) => {
                             // The server may have said why before it closed (a line too long):
                             // the command being written is the one it answers.
-                            let started = |(end, c): &(u64, Command)| *end - (c.line.len() as u64) < written;
-                            if writing.front().is_some_and(started) {
-                                if let Some((_, cmd)) = writing.pop_front() {
-                                    pending.push_back(Pending { cmd, lines: Vec::new(), started: false });
-                                }
-                            }
-                            self.last_words(&mut conn, &mut pending).await;
+                            flight.promote_started(true);
+                            self.last_words(&mut conn, &mut flight).await;
                             break Exit::Lost(e.to_string());
                         }
                     }
@@ -512,7 +542,7 @@ impl Task {
                         Err(e) => break Exit::Lost(e.to_string()),
                         Ok(_) => {}
                     }
-                    if let Some(reason) = self.incoming_lines(&mut conn, &mut pending) {
+                    if let Some(reason) = self.incoming_lines(&mut conn, &mut flight) {
                         break Exit::Lost(reason);
                     }
                 }
@@ -538,6 +568,11 @@ impl Task {
             };
             cmd.finish(Err(err));
         };
+        let InFlight {
+            writing,
+            written,
+            pending,
+        } = flight;
         for p in pending {
             // A confirmed write the server refused before the connection went: known.
             match refused(&p) {
@@ -569,15 +604,11 @@ impl Task {
     }
 
     /// Handles every complete line read. Returns a reason when the connection ends.
-    fn incoming_lines(
-        &mut self,
-        conn: &mut Conn,
-        pending: &mut VecDeque<Pending>,
-    ) -> Option<String> {
+    fn incoming_lines(&mut self, conn: &mut Conn, flight: &mut InFlight) -> Option<String> {
         loop {
             match conn.decoder.decode(&mut conn.rbuf) {
                 Ok(Some(line)) => {
-                    if let Some(reason) = self.incoming(line, pending) {
+                    if let Some(reason) = self.incoming(line, flight) {
                         return Some(reason);
                     }
                 }
@@ -588,11 +619,11 @@ impl Task {
     }
 
     /// After a failed write: reads (briefly) what the server sent before it closed.
-    async fn last_words(&mut self, conn: &mut Conn, pending: &mut VecDeque<Pending>) {
+    async fn last_words(&mut self, conn: &mut Conn, flight: &mut InFlight) {
         let read_all =
             async { while matches!(conn.reader.read_buf(&mut conn.rbuf).await, Ok(n) if n > 0) {} };
         let _ = tokio::time::timeout(LAST_WORDS, read_all).await;
-        let _ = self.incoming_lines(conn, pending);
+        let _ = self.incoming_lines(conn, flight);
     }
 
     fn close(&mut self, done: Option<oneshot::Sender<()>>) {
@@ -634,7 +665,7 @@ impl Task {
     }
 
     /// Handles one line from the server. Returns a reason when the server ends the connection.
-    fn incoming(&mut self, line: Bytes, pending: &mut VecDeque<Pending>) -> Option<String> {
+    fn incoming(&mut self, line: Bytes, flight: &mut InFlight) -> Option<String> {
         let reply = Reply::parse(line.clone());
         match &reply {
             Reply::Notify { name } => {
@@ -662,32 +693,38 @@ impl Task {
             Reply::Ping | Reply::Nop => {}
             Reply::Overhead { flags, value } => {
                 if flags.contains(Flags::ERROR) {
-                    self.error_line(text(value), reply.clone(), pending);
+                    self.error_line(text(value), reply.clone(), flight);
                 } else if flags.contains(Flags::FORWARD) && flags.contains(Flags::INFORMAL) {
                     self.emit(Event::Informal(text(value)));
                 } else if flags.contains(Flags::AUTH_FAILED) {
                     return Some("login failed".into());
                 }
             }
-            _ => self.answer(reply, pending),
+            _ => self.answer(reply, &mut flight.pending),
         }
         None
     }
 
     /// `OVERHEAD E …`: belongs to the oldest command that can fail and is not settled yet (a
     /// confirmed write keeps it until its `FLUSHED`).
-    fn error_line(&mut self, message: String, reply: Reply, pending: &mut VecDeque<Pending>) {
+    fn error_line(&mut self, message: String, reply: Reply, flight: &mut InFlight) {
+        let can_take = |p: &Pending| {
+            // A confirmed write takes one refusal at most.
+            let settled = matches!(p.cmd.expect, Expect::Confirm(_)) && !p.lines.is_empty();
+            p.cmd.can_fail && !settled
+        };
+        // A refusal that comes while the command is still being written (a line too long).
+        if !flight.pending.iter().any(can_take) {
+            flight.promote_started(false);
+        }
+        let pending = &mut flight.pending;
         if let Some(front) = pending.front_mut() {
             if matches!(front.cmd.expect, Expect::Raw(_)) {
                 front.lines.push(reply);
                 return;
             }
         }
-        let Some(idx) = pending.iter().position(|p| {
-            // A confirmed write takes one refusal at most.
-            let settled = matches!(p.cmd.expect, Expect::Confirm(_)) && !p.lines.is_empty();
-            p.cmd.can_fail && !settled
-        }) else {
+        let Some(idx) = pending.iter().position(can_take) else {
             self.emit(Event::ErrorMessage {
                 message,
                 command: None,

@@ -2,8 +2,15 @@
 //!
 //! [`Client`] is a cheap, cloneable handle; one background task owns the connection, keeps it
 //! alive with PINGs and reconnects by itself (with backoff and jitter), restoring LISTENs and
-//! monitor mode. Signals and server messages arrive on the [`Events`] stream. Every request has a
-//! timeout; replies are matched to their request exactly.
+//! monitor mode. Signals and server messages arrive on the [`Events`] stream, or per name on a
+//! [`Subscription`]. Every request has a timeout; replies are matched to their request exactly.
+//!
+//! Every command is sent **at most once**: after a lost connection nothing already written is
+//! sent again (the call fails with [`ClientError::OutcomeUnknown`]), and a call that timed out
+//! or was dropped is never sent later. Writes return once written; a
+//! [confirmed](Client::confirmed) handle waits for the server's verdict and returns a refusal
+//! as the call's error. [`ClientError::kind`], [`ClientError::is_timeout`],
+//! [`ClientError::is_disconnect`] and [`ClientError::is_refused`] sort failures.
 //!
 //! ```
 //! use clacks_client::{Client, ConnectOptions, Event};
@@ -30,6 +37,18 @@
 //!     events.next().await,
 //!     Some(Event::Set { name: "chat".into(), value: "hi there".into() })
 //! );
+//!
+//! // Per-name streams, and writes that report the server's refusal.
+//! let mut chat = client.subscribe("chat2").await?;
+//! other.confirmed().set("chat2", "hello").await?;
+//! assert_eq!(
+//!     chat.next().await,
+//!     Some(Event::Set { name: "chat2".into(), value: "hello".into() })
+//! );
+//! match other.confirmed().store("big", "x".repeat(3 << 20)).await {
+//!     Err(clacks_client::ClientError::LineTooLong { .. }) => {} // never sent
+//!     other => panic!("{other:?}"),
+//! }
 //! client.disconnect().await?;
 //! # Ok(()) }
 //! ```
