@@ -12,6 +12,8 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 
+use clacks_client::Client;
+
 use crate::{connect, execute, format_event, Command, Conn, Outcome};
 
 /// One shell line, parsed with the same grammar as the command line.
@@ -128,44 +130,26 @@ pub(crate) fn run(runtime: &tokio::runtime::Runtime, conn: &Conn) -> anyhow::Res
         client.server_info().unwrap_or_default()
     );
     loop {
-        let line = match editor.readline("clacks> ") {
-            Ok(line) => line,
+        let input = match editor.readline("clacks> ") {
+            Ok(input) => input,
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(e.into()),
         };
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let _ = editor.add_history_entry(line);
-        match line {
-            "quit" | "exit" => break,
-            "help" => {
-                let _ = Line::command()
-                    .override_usage("COMMAND [ARGS]")
-                    .print_help();
-                println!("\nA line in capitals (like RETRIEVE key) is sent as it is.");
+        // A pasted block arrives as one input with line breaks: its lines run in order.
+        let mut quit = false;
+        for line in input.split(['\n', '\r']).map(str::trim) {
+            if line.is_empty() {
                 continue;
             }
-            _ => {}
-        }
-        let Some(words) = words(line) else {
-            println!("error: unbalanced quotes");
-            continue;
-        };
-        let parsed = match Line::try_parse_from(words) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                println!("{}", e.render().to_string().trim_end());
-                continue;
+            let _ = editor.add_history_entry(line);
+            if !run_line(runtime, &client, line) {
+                quit = true;
+                break;
             }
-        };
-        let mut out = std::io::stdout();
-        match runtime.block_on(execute(&client, &parsed.command, &mut out)) {
-            Ok(Outcome::Done) => {}
-            Ok(Outcome::NotFound) => println!("(not found)"),
-            Err(e) => println!("error: {e:#}"),
+        }
+        if quit {
+            break;
         }
     }
     if let Some(h) = &history {
@@ -173,6 +157,39 @@ pub(crate) fn run(runtime: &tokio::runtime::Runtime, conn: &Conn) -> anyhow::Res
     }
     runtime.block_on(client.disconnect())?;
     Ok(Outcome::Done)
+}
+
+/// Runs one shell line; `false` for `quit`.
+fn run_line(runtime: &tokio::runtime::Runtime, client: &Client, line: &str) -> bool {
+    match line {
+        "quit" | "exit" => return false,
+        "help" => {
+            let _ = Line::command()
+                .override_usage("COMMAND [ARGS]")
+                .print_help();
+            println!("\nA line in capitals (like RETRIEVE key) is sent as it is.");
+            return true;
+        }
+        _ => {}
+    }
+    let Some(words) = words(line) else {
+        println!("error: unbalanced quotes");
+        return true;
+    };
+    let parsed = match Line::try_parse_from(words) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            println!("{}", e.render().to_string().trim_end());
+            return true;
+        }
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(execute(client, &parsed.command, &mut out)) {
+        Ok(Outcome::Done) => {}
+        Ok(Outcome::NotFound) => println!("(not found)"),
+        Err(e) => println!("error: {e:#}"),
+    }
+    true
 }
 
 #[cfg(test)]
