@@ -294,6 +294,11 @@ impl Task {
         }
     }
 
+    /// A [`crate::Subscription`] was made (its handle sends the LISTEN).
+    fn subscribe(&mut self, name: String, id: u64, feed: Feed) {
+        self.subs.entry(name).or_default().push((id, feed));
+    }
+
     /// A [`crate::Subscription`] was dropped.
     fn unsubscribe(&mut self, name: String, id: u64) {
         let Some(subs) = self.subs.get_mut(&name) else {
@@ -414,9 +419,7 @@ impl Task {
                         let _ = done.send(());
                         return false;
                     }
-                    Some(Control::Subscribe { name, id, feed }) => {
-                        self.subs.entry(name).or_default().push((id, feed));
-                    }
+                    Some(Control::Subscribe { name, id, feed }) => self.subscribe(name, id, feed),
                     Some(Control::Unsubscribe { name, id }) => self.unsubscribe(name, id),
                     None => {
                         self.fail_queue(ClientError::Closed);
@@ -509,9 +512,7 @@ impl Task {
                         self.queue.push_back(cmd);
                     }
                     Some(Control::Close(done)) => self.close(Some(done)),
-                    Some(Control::Subscribe { name, id, feed }) => {
-                        self.subs.entry(name).or_default().push((id, feed));
-                    }
+                    Some(Control::Subscribe { name, id, feed }) => self.subscribe(name, id, feed),
                     Some(Control::Unsubscribe { name, id }) => self.unsubscribe(name, id),
                     None => self.close(None),
                 },

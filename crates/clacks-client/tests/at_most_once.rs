@@ -1,6 +1,8 @@
 //! Commands are sent at most once: lost connections, timeouts, lines over the limit, refusals
 //! and reconnect backoff.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,25 +10,9 @@ use std::time::Duration;
 
 use clacks_client::{Client, ClientError, ConnectOptions, ErrorKind, Event, Events};
 use clacks_server::testing::{TestServer, ADMIN, RO};
+use common::{event, within, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f).await.expect("timed out")
-}
-
-/// The next event that is not the greeting.
-async fn event(events: &mut Events) -> Event {
-    loop {
-        match within(events.next()).await {
-            Some(Event::ServerInfo(_)) => continue,
-            Some(e) => return e,
-            None => panic!("event stream closed"),
-        }
-    }
-}
 
 /// A proxy on a Unix socket in front of `upstream`. The first connection is cut (both ways)
 /// right after the client sent bytes containing `cut_after`, once they were passed on; later
@@ -83,14 +69,31 @@ async fn counter(server: &TestServer) -> Option<String> {
     within(c.retrieve("c")).await.unwrap()
 }
 
-#[tokio::test]
-async fn a_command_cut_off_after_it_was_written_is_not_sent_again() {
+/// A client connected through a proxy that cuts the connection right after `INCREMENT c`.
+async fn cut_after_increment() -> (TestServer, tempfile::TempDir, Client, Events) {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = cutting_proxy(dir.path(), server.socket.clone(), b"INCREMENT c").await;
     let o = ConnectOptions::unix(&proxy, ADMIN.0, ADMIN.1).request_timeout(WAIT);
-    let (c, mut events) = within(Client::connect(o)).await.unwrap();
+    let (c, events) = within(Client::connect(o)).await.unwrap();
+    (server, dir, c, events)
+}
 
+/// After the cut: the client reconnects, and the counter moved at most once.
+async fn moved_at_most_once(server: &TestServer, c: &Client, events: &mut Events) {
+    assert!(matches!(event(events).await, Event::Disconnected { .. }));
+    assert_eq!(event(events).await, Event::Reconnected);
+    within(c.flush()).await.unwrap();
+    let value = counter(server).await;
+    assert!(
+        value.is_none() || value.as_deref() == Some("1"),
+        "moved more than once: {value:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_command_cut_off_after_it_was_written_is_not_sent_again() {
+    let (server, _dir, c, mut events) = cut_after_increment().await;
     let err = within(c.confirmed().increment("c", None))
         .await
         .unwrap_err();
@@ -101,41 +104,15 @@ async fn a_command_cut_off_after_it_was_written_is_not_sent_again() {
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown);
     assert!(err.is_disconnect() && !err.is_timeout());
     assert!(err.to_string().contains("outcome unknown"), "{err}");
-
-    assert!(matches!(
-        event(&mut events).await,
-        Event::Disconnected { .. }
-    ));
-    assert_eq!(event(&mut events).await, Event::Reconnected);
-    within(c.flush()).await.unwrap();
-    let value = counter(&server).await;
-    assert!(
-        value.is_none() || value.as_deref() == Some("1"),
-        "moved more than once: {value:?}"
-    );
+    moved_at_most_once(&server, &c, &mut events).await;
 }
 
 #[tokio::test]
 async fn a_raw_line_cut_off_after_it_was_written_is_not_sent_again() {
-    let server = TestServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = cutting_proxy(dir.path(), server.socket.clone(), b"INCREMENT c").await;
-    let o = ConnectOptions::unix(&proxy, ADMIN.0, ADMIN.1).request_timeout(WAIT);
-    let (c, mut events) = within(Client::connect(o)).await.unwrap();
-
+    let (server, _dir, c, mut events) = cut_after_increment().await;
     // Fire and forget: done once written; the cut comes after.
     within(c.send_raw("INCREMENT c")).await.unwrap();
-    assert!(matches!(
-        event(&mut events).await,
-        Event::Disconnected { .. }
-    ));
-    assert_eq!(event(&mut events).await, Event::Reconnected);
-    within(c.flush()).await.unwrap();
-    let value = counter(&server).await;
-    assert!(
-        value.is_none() || value.as_deref() == Some("1"),
-        "moved more than once: {value:?}"
-    );
+    moved_at_most_once(&server, &c, &mut events).await;
 }
 
 #[tokio::test]

@@ -1,29 +1,15 @@
 //! Per-name subscriptions, lag reports and connection state.
 
+mod common;
+
 use std::time::Duration;
 
-use clacks_client::{Client, ConnectOptions, Event, Events};
+use clacks_client::{Client, ConnectOptions, Event};
 use clacks_server::testing::{TestServer, ADMIN};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f).await.expect("timed out")
-}
+use common::{event, within, WAIT};
 
 fn opts(server: &TestServer) -> ConnectOptions {
     ConnectOptions::unix(&server.socket, ADMIN.0, ADMIN.1).request_timeout(WAIT)
-}
-
-/// The next event that is not the greeting.
-async fn event(events: &mut Events) -> Event {
-    loop {
-        match within(events.next()).await {
-            Some(Event::ServerInfo(_)) => continue,
-            Some(e) => return e,
-            None => panic!("event stream closed"),
-        }
-    }
 }
 
 fn set(name: &str, value: &str) -> Event {

@@ -1,16 +1,11 @@
 //! Byte values, JSON values and the blocking facade.
 
-use std::time::Duration;
+mod common;
 
 use bytes::Bytes;
 use clacks_client::{blocking, Client, ClientError, ConnectOptions, Event};
 use clacks_server::testing::{TestServer, ADMIN, RO};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f).await.expect("timed out")
-}
+use common::{within, WAIT};
 
 #[tokio::test]
 async fn byte_values_round_trip() {
