@@ -454,3 +454,55 @@ fn shell_runs_commands_from_standard_input() {
     assert!(text.contains("(not found)"), "{text}");
     assert!(text.contains("unrecognized subcommand"), "{text}");
 }
+
+/// Lines typed ahead on a terminal (several at once, without bracketed paste) all run, in order.
+#[test]
+fn shell_on_a_terminal_keeps_typed_ahead_lines() {
+    use std::io::Write;
+    let env = Env::new();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut child = Killed(
+        env.clacks(ADMIN, &["shell"])
+            .env("TERM", "xterm")
+            .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stderr(Stdio::from(pty.slave))
+            .spawn()
+            .unwrap(),
+    );
+    let mut master = std::fs::File::from(pty.master);
+    // The screen as it is written (a prompt ends without a line break).
+    let (screen_tx, screen) = mpsc::channel();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0; 4096];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut reader, &mut buf) {
+            if screen_tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // The first prompt means the line editor is reading.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("clacks> ") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        seen.extend(screen.recv_timeout(left).expect("no prompt"));
+    }
+    master
+        .write_all(b"store a 1\rstore b 2\rstore c 3\rincr n\rincr n\rquit\r")
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline + WAIT,
+            "shell did not quit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert_eq!(ok(env.run(&["keys"])), "a\nb\nc\nn\n");
+    assert_eq!(ok(env.run(&["get", "n"])), "2\n");
+}

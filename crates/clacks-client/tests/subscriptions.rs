@@ -88,3 +88,47 @@ async fn connection_state_is_visible_and_subscriptions_are_restored() {
     within(other.set("a", "again")).await.unwrap();
     assert_eq!(within(sub.next()).await, Some(set("a", "again")));
 }
+
+/// Log output, line by line, into a channel.
+#[derive(Clone)]
+struct LogLines(tokio::sync::mpsc::UnboundedSender<String>);
+
+impl std::io::Write for LogLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.send(String::from_utf8_lossy(buf).into_owned());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_login_refused_on_reconnect_is_a_warning() {
+    let (tx, mut log) = tokio::sync::mpsc::unbounded_channel();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || LogLines(tx.clone()))
+        .finish();
+    // The test runtime has one thread: the client's task logs through this subscriber too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = TestServer::start().await;
+    let mut o = opts(&server);
+    o.reconnect_min = Duration::from_millis(20);
+    let (c, mut events) = within(Client::connect(o)).await.unwrap();
+    let server = server.restart(|c| c.password = "changed".into()).await;
+    assert!(matches!(
+        event(&mut events).await,
+        Event::Disconnected { .. }
+    ));
+    loop {
+        let line = within(log.recv()).await.expect("log closed");
+        if line.contains("WARN") && line.contains("login failed") {
+            break;
+        }
+    }
+    assert!(!c.is_connected());
+    drop(server);
+}
