@@ -23,9 +23,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Peer, Shared};
 use crate::outbox::{CloseReason, Drain};
 use crate::session::{Flow, Hold, Session};
+use crate::state::{Peer, Shared};
 use crate::stats::Stats;
 use crate::transport::{poll_limit, poll_read_some, release_if_empty, shrink_if_large, Transport};
 

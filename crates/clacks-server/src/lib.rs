@@ -14,17 +14,22 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
+mod cmd;
 pub mod config;
 mod conn;
 pub mod datadir;
 #[doc(hidden)]
 pub mod fuzzing;
-mod hub;
+mod interclacks;
+mod listen;
 mod memcache;
+mod mutation;
 mod outbox;
 mod persistence;
 mod server;
 mod session;
+mod state;
 pub mod stats;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -34,7 +39,8 @@ mod transport;
 use std::path::{Path, PathBuf};
 
 pub use config::{Config, ConfigError, Memcached};
-pub use server::{Listeners, Server};
+pub use listen::{Listeners, Protocol, Socket};
+pub use server::Server;
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]

@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use clacks_proto::memcache::{self as proto, Keys, McDecoder, McFrame, McRequest, StoreMode};
-use clacks_proto::{ProtoError, Request};
+use clacks_proto::ProtoError;
 use clacks_store::memcache::{expires_at, Limits, NewValue, Refused};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Memcached;
-use crate::hub::{Shared, State, NO_CONN, SERVER_INFO};
+use crate::mutation::{publish, Mutation};
+use crate::state::{Shared, State, NO_CONN, SERVER_INFO};
 use crate::stats::Stats;
 use crate::transport::{complete_or_timeout, read_some, release_if_empty, Stalled, Transport};
 
@@ -298,7 +299,8 @@ fn execute(
             }
             let text = match result {
                 Ok(stored) => {
-                    replicate(state, key, Some(stored));
+                    let value = stored;
+                    publish(state, NO_CONN, Mutation::Stored { key, value });
                     "STORED"
                 }
                 Err(Refused::Exists) => "EXISTS",
@@ -310,7 +312,7 @@ fn execute(
                 Err(Refused::OutOfMemory) => {
                     // As memcached does, a failed `set` does not leave the old value behind.
                     if mode == StoreMode::Set && state.cache.mc_delete(key, now) {
-                        replicate(state, key, None);
+                        publish(state, NO_CONN, Mutation::Removed { key });
                     }
                     "SERVER_ERROR out of memory storing object"
                 }
@@ -323,14 +325,14 @@ fn execute(
             tracing::info!(key = %String::from_utf8_lossy(key), limit = max_item, "memcached item over maxitemsize refused");
             // Like memcached, a failed `set` does not leave the old value behind.
             if set && proto::key_ok(key) && state.cache.mc_delete(key, now) {
-                replicate(state, key, None);
+                publish(state, NO_CONN, Mutation::Removed { key });
             }
             reply(out, noreply, proto::TOO_LARGE);
         }
         McRequest::Delete { key, noreply } => {
             if state.cache.mc_delete(key, now) {
                 Stats::bump(&stats.memcached_delete_hits);
-                replicate(state, key, None);
+                publish(state, NO_CONN, Mutation::Removed { key });
                 reply(out, noreply, "DELETED");
             } else {
                 Stats::bump(&stats.memcached_delete_misses);
@@ -351,7 +353,7 @@ fn execute(
             match state.cache.mc_arith(key, incr, delta, now) {
                 Ok((value, stored)) => {
                     Stats::bump(hits);
-                    replicate(state, key, Some(stored));
+                    publish(state, NO_CONN, Mutation::Stored { key, value: stored });
                     reply(out, noreply, itoa::Buffer::new().format(value));
                 }
                 Err(Refused::NotFound) => {
@@ -462,22 +464,6 @@ fn get(
 /// The version memcached clients see: a memcached-style number they can parse, then ours.
 fn version() -> String {
     format!("1.6.0-{}", SERVER_INFO.replace(' ', "-"))
-}
-
-/// Relays a cache change to every interclacks link: `STORE key=value`, or `REMOVE key` when
-/// `value` is `None`.
-fn replicate(state: &State, key: &[u8], value: Option<Bytes>) {
-    if state.links().is_empty() {
-        return;
-    }
-    let key = Bytes::copy_from_slice(key);
-    let request = match value {
-        Some(value) => Request::Store { key, value },
-        None => Request::Remove { key },
-    };
-    let mut line = BytesMut::new();
-    request.encode(&mut line);
-    state.forward(NO_CONN, &line.freeze());
 }
 
 fn stats_reply(shared: &Shared, state: &State, out: &mut BytesMut, now: f64) {

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::User;
-use crate::{Config, Listeners, Server};
+use crate::{Config, Listeners, Protocol, Server, Socket};
 
 /// The main user of test servers.
 pub const ADMIN: (&str, &str) = ("admin", "adminpass");
@@ -111,12 +111,14 @@ impl TestServer {
         let mc_tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind TCP");
         let memcached = mc_tcp.local_addr().expect("local addr");
         let mc_unix = UnixListener::bind(&memcached_socket).expect("bind socket");
-        let listeners = Listeners {
-            tcp: vec![tcp],
-            unix: vec![(unix, socket.clone())],
-            memcached_tcp: vec![mc_tcp],
-            memcached_unix: vec![(mc_unix, memcached_socket.clone())],
-        };
+        let listeners = Listeners::default()
+            .with(Protocol::Clacks, Socket::Tcp(tcp))
+            .with(Protocol::Clacks, Socket::Unix(unix, socket.clone()))
+            .with(Protocol::Memcached, Socket::Tcp(mc_tcp))
+            .with(
+                Protocol::Memcached,
+                Socket::Unix(mc_unix, memcached_socket.clone()),
+            );
         let server = Server::new(config).expect("server");
         let stop = CancellationToken::new();
         let s = stop.clone();

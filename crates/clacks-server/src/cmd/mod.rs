@@ -1,0 +1,124 @@
+//! Command execution: one file per command family, like the codec's.
+//!
+//! | family | file | commands |
+//! | --- | --- | --- |
+//! | cache | [`cache`] | `STORE` `RETRIEVE` `REMOVE` `INCREMENT` `DECREMENT` `KEYLIST` `CLEARCACHE` |
+//! | signals | [`signals`] | `NOTIFY` `SET` `SETANDSTORE` `LISTEN` `UNLISTEN` |
+//! | admin | [`admin`] | `OVERHEAD` `MONITOR` `UNMONITOR` `CLIENTLIST` `CLIENTDISCONNECT` `STATS` `PING` `NOPING` `QUIT` `TIMEOUT` `FLUSH` |
+//! | keysync | [`keysync`] | `KEYSYNC` |
+//!
+//! [`execute`] checks the permission from [`permission`] (one table for every verb) and hands the
+//! request to its function. Both are exhaustive matches: a new `Request` variant does not compile
+//! until it has a permission and a function. What leaves the server afterwards (replication to
+//! peers) is decided in [`crate::session`], from [`crate::interclacks::replicated`].
+
+mod admin;
+mod cache;
+mod keysync;
+mod signals;
+
+use bytes::Bytes;
+use clacks_proto::Request;
+
+use crate::auth::Need;
+use crate::session::{ClientError, Flow, Session};
+use crate::state::State;
+
+/// The permission a command needs, checked before it runs; `None` for commands anyone logged in
+/// may send, and for `OVERHEAD` and `TIMEOUT`, whose needs depend on their flags and on the
+/// connection (checked in [`admin`]).
+pub(crate) fn permission(request: &Request) -> Option<Need> {
+    match request {
+        Request::Store { .. }
+        | Request::Remove { .. }
+        | Request::Increment { .. }
+        | Request::Decrement { .. }
+        | Request::Notify { .. }
+        | Request::Set { .. }
+        | Request::SetAndStore { .. } => Some(Need::Write),
+        Request::Retrieve { .. }
+        | Request::KeyList
+        | Request::Listen { .. }
+        | Request::Unlisten { .. } => Some(Need::Read),
+        Request::ClearCache
+        | Request::Monitor
+        | Request::Unmonitor
+        | Request::ClientList
+        | Request::ClientDisconnect { .. }
+        | Request::Stats => Some(Need::Manage),
+        Request::KeySync { .. } => Some(Need::Interclacks),
+        Request::Clacks { .. }
+        | Request::Overhead { .. }
+        | Request::OverheadWithoutValue
+        | Request::Quit
+        | Request::Timeout
+        | Request::Ping
+        | Request::NoPing
+        | Request::Flush { .. }
+        | Request::Unknown { .. } => None,
+    }
+}
+
+/// Runs one request of a logged-in connection; `line` is the line it was parsed from.
+pub(crate) fn execute(
+    s: &mut Session,
+    state: &mut State,
+    request: Request,
+    line: &Bytes,
+    now: f64,
+) -> Flow {
+    if let Some(need) = permission(&request) {
+        if !s.allowed(need) {
+            return Flow::Continue;
+        }
+    }
+    match request {
+        Request::Store { key, value } => cache::store(s, state, key, value, now),
+        Request::Retrieve { key } => cache::retrieve(s, state, key, now),
+        Request::Remove { key } => cache::remove(s, state, key, now),
+        Request::Increment { key, step } => cache::add(s, state, key, step, false, now),
+        Request::Decrement { key, step } => cache::add(s, state, key, step, true, now),
+        Request::KeyList => cache::keylist(s, state, now),
+        Request::ClearCache => cache::clear(state),
+        Request::Notify { name } => signals::notify(s, state, name),
+        Request::Set { name, value } => signals::set(s, state, name, value),
+        Request::SetAndStore { name, value } => signals::set_and_store(s, state, name, value, now),
+        Request::Listen { name } => signals::listen(s, state, &name),
+        Request::Unlisten { name } => signals::unlisten(s, state, &name),
+        Request::KeySync {
+            cachetime,
+            accesstime,
+            mode,
+            key,
+            value,
+        } => keysync::keysync(
+            s,
+            state,
+            [cachetime, accesstime, mode],
+            key,
+            value,
+            line,
+            now,
+        ),
+        Request::Overhead { flags, value } => admin::overhead(s, state, flags, value, now),
+        Request::Monitor => admin::monitor(s, state, true),
+        Request::Unmonitor => admin::monitor(s, state, false),
+        Request::ClientList => admin::client_list(s, state),
+        Request::ClientDisconnect { cid } => admin::client_disconnect(s, state, &cid),
+        Request::Stats => admin::stats(s, state),
+        Request::Ping => admin::ping(s, state, now),
+        Request::NoPing => admin::no_ping(s, state),
+        Request::Quit => admin::quit(s),
+        Request::Timeout => admin::timeout(s, line),
+        Request::Flush { id } => admin::flush(s, id),
+        // Handled before login (`CLACKS`), ignored (`OVERHEAD` without a value).
+        Request::Clacks { .. } | Request::OverheadWithoutValue => Flow::Continue,
+        Request::Unknown { .. } => unknown(s, line),
+    }
+}
+
+/// A line that is no command.
+fn unknown(s: &mut Session, line: &Bytes) -> Flow {
+    s.error(ClientError::UnknownCommand(line));
+    Flow::Continue
+}

@@ -1,0 +1,128 @@
+//! The full sync between a master and a slave.
+//!
+//! When a slave links up (`OVERHEAD I 1`) its master sends its whole cache between `OVERHEAD L 1`
+//! and `L 0`; meanwhile the slave runs nothing from its other connections. On `L 0` the slave
+//! answers with the records the master does not have in the same version.
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+use clacks_proto::{Flags, Reply, Request};
+use clacks_store::number::format_float;
+use clacks_store::{same_value, Entry};
+use tokio::time::Instant;
+
+use super::{ping_interval, Link};
+use crate::session::Session;
+use crate::state::{State, SERVER_INFO};
+
+/// `OVERHEAD I 1` from a slave: its connection becomes an interclacks link and gets our whole
+/// cache, framed by our master-mode greeting, login, clock and sync lock.
+pub(crate) fn slave_linked(s: &mut Session, state: &mut State) {
+    tracing::info!(cid = %s.cid_str(), entries = state.cache.len(), "slave connected; sending full sync");
+    state.links.set(&mut state.conns, s.id, true);
+    s.link.kind = Link::Inbound;
+    s.outbox.set_cap(s.shared.config.interclacks_max_out_buffer);
+    s.ping();
+    s.link.next_ping = Instant::now() + ping_interval(&s.shared.config);
+    let mut out = BytesMut::new();
+    Reply::Clacks {
+        info: Bytes::from(format!("{SERVER_INFO} in interclacks master mode")),
+    }
+    .encode(&mut out);
+    let overhead = |flags: Flags, value: Bytes, out: &mut BytesMut| {
+        Reply::Overhead { flags, value }.encode(out)
+    };
+    overhead(
+        Flags::INFORMAL,
+        Bytes::from_static(b"Authentication required"),
+        &mut out,
+    );
+    overhead(Flags::AUTH, s.shared.main_token.clone(), &mut out);
+    overhead(Flags::LOCK, Bytes::from_static(b"1"), &mut out);
+    overhead(
+        Flags::TIMESTAMP,
+        Bytes::from(format_float(s.shared.now())),
+        &mut out,
+    );
+    let now = s.shared.now();
+    let cache = &state.cache;
+    keysync_lines(
+        cache.iter().filter(|(_, e)| cache.current(e, now)),
+        &mut out,
+    );
+    overhead(Flags::LOCK, Bytes::from_static(b"0"), &mut out);
+    Reply::Ping.encode(&mut out);
+    s.flush_out();
+    s.outbox.push_force(out.freeze());
+}
+
+/// `OVERHEAD L 1` / `L 0` from our master. On release we send our clock and the records the
+/// master does not have in the same version (unknown to it, or newer here with a different
+/// value), so an unchanged slave sends nothing back.
+pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
+    if on {
+        tracing::info!("sync lock on: master is sending its cache");
+        state.links.set_sync_lock(&s.shared, true);
+        s.link.sync_seen = Some(HashMap::new());
+        return;
+    }
+    state.links.set_sync_lock(&s.shared, false);
+    let seen = s.link.sync_seen.take().unwrap_or_default();
+    let mut out = BytesMut::new();
+    Reply::Overhead {
+        flags: Flags::TIMESTAMP,
+        value: Bytes::from(format_float(s.shared.now())),
+    }
+    .encode(&mut out);
+    let now = s.shared.now();
+    let cache = &state.cache;
+    let ours = cache
+        .iter()
+        .filter(|(_, local)| cache.current(local, now))
+        .filter(|(key, local)| match seen.get(*key) {
+            None => true,
+            Some(remote) => local.cachetime > remote.cachetime && !same_value(local, remote),
+        });
+    let sent = keysync_lines(ours, &mut out);
+    tracing::info!(
+        received = seen.len(),
+        sent,
+        "sync lock off: sent our newer records"
+    );
+    s.flush_out();
+    s.outbox.push_force(out.freeze());
+}
+
+/// Encodes one `KEYSYNC` per record, keys in byte order; returns how many.
+fn keysync_lines<'a>(
+    entries: impl Iterator<Item = (&'a Bytes, &'a Entry)>,
+    out: &mut BytesMut,
+) -> usize {
+    let mut entries: Vec<_> = entries.collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (key, e) in &entries {
+        let (accesstime, mode, value) = if e.deleted {
+            (
+                Bytes::from_static(b"0"),
+                b"D",
+                Bytes::from_static(b"REMOVED"),
+            )
+        } else {
+            (
+                Bytes::from(format_float(e.accesstime)),
+                b"U",
+                e.data.clone(),
+            )
+        };
+        Request::KeySync {
+            cachetime: Bytes::from(format_float(e.cachetime)),
+            accesstime,
+            mode: Bytes::from_static(mode),
+            key: (*key).clone(),
+            value,
+        }
+        .encode(out);
+    }
+    entries.len()
+}

@@ -1,0 +1,173 @@
+//! State shared by all connections, split by subsystem: the cache, the connection table,
+//! subscriptions and interclacks links are separate parts of [`State`] that a command borrows as
+//! it needs (a new subsystem is a new field and touches none of the others).
+//!
+//! All of it lives behind one `std::sync::Mutex` that is never held across an `.await`: a batch of
+//! commands takes it once, which is what makes a batch cheap. Delivering a line to a connection
+//! means pushing an already-encoded `Bytes` into its [`Outbox`]; a fan-out encodes once and clones
+//! the handle.
+
+mod conns;
+mod subs;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use clacks_proto::Reply;
+use clacks_store::{Cache, Cleaned, Clock};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use conns::{ConnId, Conns, Peer, NO_CONN};
+pub(crate) use subs::Subscriptions;
+
+use crate::auth::{Credentials, Perms};
+use crate::interclacks::Links;
+use crate::outbox::Outbox;
+use crate::stats::Stats;
+use crate::Config;
+
+/// The mutable shared state.
+pub(crate) struct State {
+    pub(crate) cache: Cache,
+    pub(crate) conns: Conns,
+    pub(crate) subs: Subscriptions,
+    pub(crate) links: Links,
+}
+
+impl State {
+    /// Adds a connection; returns its id and CID.
+    pub(crate) fn register(
+        &mut self,
+        shared: &Shared,
+        peer: &Peer,
+        outbox: Arc<Outbox>,
+    ) -> (ConnId, Bytes) {
+        let id = shared.next_serial();
+        let cid = self.conns.register(id, shared.now(), peer, outbox);
+        (id, cid)
+    }
+
+    /// Removes a connection from every part of the state.
+    pub(crate) fn unregister(&mut self, id: ConnId, note: Option<&str>) {
+        self.subs.remove_conn(id);
+        self.links.remove(id);
+        self.conns.remove(id, note);
+    }
+}
+
+/// Everything connections share; cheap to clone through `Arc`.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) stats: Arc<Stats>,
+    state: Mutex<State>,
+    credentials: Credentials,
+    serial: AtomicU64,
+    /// Cancelled to stop the whole server (signal, `OVERHEAD S`).
+    pub(crate) shutdown: CancellationToken,
+    /// `CLACKS …` greeting plus `OVERHEAD M Authentication required`, encoded once.
+    pub(crate) greeting: Bytes,
+    /// The main user's login token, sent to interclacks peers.
+    pub(crate) main_token: Bytes,
+    /// Follows the sync lock (see [`Links`]), so waiting connections wake up when it ends.
+    pub(crate) sync_lock: tokio::sync::watch::Sender<bool>,
+    /// When the server started.
+    pub(crate) started: std::time::Instant,
+    /// When (seconds after `started`, plus one) a throttled warning was last logged; 0 never.
+    last_warning: AtomicU64,
+}
+
+/// Throttled warnings (about many connections at once) are logged at most this often.
+const WARNING_EVERY_SECS: u64 = 10;
+
+/// Server name and version in the greeting.
+pub(crate) const SERVER_INFO: &str = concat!("clacksd ", env!("CARGO_PKG_VERSION"));
+
+impl Shared {
+    pub(crate) fn new(config: Config, clock: Arc<dyn Clock>, cache: Cache) -> Self {
+        let credentials = Credentials::from_config(&config);
+        let main_token = Bytes::copy_from_slice(credentials.main_token());
+        let mut greeting = bytes::BytesMut::new();
+        Reply::Clacks {
+            info: Bytes::from(SERVER_INFO),
+        }
+        .encode(&mut greeting);
+        Reply::Overhead {
+            flags: clacks_proto::Flags::INFORMAL,
+            value: Bytes::from_static(b"Authentication required"),
+        }
+        .encode(&mut greeting);
+        let stats = Arc::new(Stats::default());
+        Shared {
+            config,
+            clock,
+            stats: stats.clone(),
+            state: Mutex::new(State {
+                cache,
+                conns: Conns::new(stats),
+                subs: Subscriptions::default(),
+                links: Links::default(),
+            }),
+            credentials,
+            serial: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+            greeting: greeting.freeze(),
+            main_token,
+            sync_lock: tokio::sync::watch::Sender::new(false),
+            started: std::time::Instant::now(),
+            last_warning: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs `log` unless a throttled warning was logged less than ten seconds ago (for limits
+    /// that many connections hit at once).
+    pub(crate) fn warn_throttled(&self, log: impl FnOnce()) {
+        let now = self.started.elapsed().as_secs() + 1;
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if (last == 0 || now >= last + WARNING_EVERY_SECS)
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log();
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn now(&self) -> f64 {
+        self.clock.now()
+    }
+
+    fn next_serial(&self) -> u64 {
+        self.serial.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The permissions of a login token, if it is one.
+    pub(crate) fn authenticate(&self, token: &[u8]) -> Option<Perms> {
+        self.credentials.authenticate(token)
+    }
+
+    /// Runs one cache cleanup pass and tells monitors what was purged.
+    pub(crate) fn cleanup(&self) {
+        let now = self.now();
+        let mut state = self.lock();
+        let cleaned = state.cache.cleanup(
+            now,
+            self.config.deleted_cache_time.as_secs_f64(),
+            self.config.stale_cache_time.as_secs_f64(),
+        );
+        for c in cleaned {
+            let text = match c {
+                Cleaned::Deleted(k) => [&b"CLEANDELETED="[..], &k].concat(),
+                Cleaned::Stale(k) => [&b"CLEANSTALE="[..], &k].concat(),
+                Cleaned::Expired(k) => [&b"CLEANEXPIRED="[..], &k].concat(),
+            };
+            state.conns.debug(b"SERVERCACHE", &text);
+        }
+    }
+}
