@@ -778,3 +778,22 @@ async fn the_connection_limit_is_shared() {
         assert!(stats.contains(&want.to_string()), "{want} not in {stats:?}");
     }
 }
+
+#[tokio::test]
+async fn monitors_see_memcached_writes() {
+    let server = TestServer::start().await;
+    let mut mc = Mc::tcp(&server).await;
+    let mut monitor = server.login(Transport::Unix, ADMIN).await;
+    monitor.send("MONITOR").await;
+    monitor.until_flushed("m").await;
+    monitor.expect_prefix("DEBUG unixdomainsocket:").await; // its own FLUSH
+
+    assert_eq!(mc.ask(b"set k 0 0 2\r\nhi\r\n").await, "STORED\r\n");
+    monitor.expect("DEBUG memcached=STORE k=hi").await;
+    assert_eq!(mc.ask(b"incr n 1\r\n").await, "NOT_FOUND\r\n");
+    assert_eq!(mc.ask(b"delete k\r\n").await, "DELETED\r\n");
+    monitor.expect("DEBUG memcached=REMOVE k").await;
+    // A read, and a write that changed nothing, are not shown.
+    assert_eq!(mc.ask(b"get k\r\n").await, "END\r\n");
+    monitor.expect_nothing().await;
+}
