@@ -140,6 +140,17 @@ impl TestServer {
         }
     }
 
+    /// The value of the server's counter `name` (as `STATS` shows it).
+    pub fn stat(&self, name: &str) -> u64 {
+        self.server
+            .stats()
+            .snapshot()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
     /// Stops the server and waits until it has finished; returns its directory.
     pub async fn shutdown(mut self) -> tempfile::TempDir {
         self.stop.cancel();

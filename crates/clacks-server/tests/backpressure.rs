@@ -19,17 +19,6 @@ fn rss() -> usize {
     pages * 4096
 }
 
-fn stat(server: &TestServer, name: &str) -> u64 {
-    server
-        .server
-        .stats()
-        .snapshot()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-        .unwrap()
-}
-
 /// Waits until the resident size has settled, then returns it.
 async fn settled_rss() -> usize {
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -48,7 +37,7 @@ async fn what_a_client_sends_cannot_make_the_server_hold_much_memory() {
     let before = settled_rss().await;
     c.send_raw("RETRIEVE big\r\n".repeat(300).as_bytes()).await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while stat(&server, "input_paused") == 0 {
+    while server.stat("input_paused") == 0 {
         assert!(tokio::time::Instant::now() < deadline, "never paused");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use clacks_server::config::{Master, User};
-use common::{Client, Connect, TestServer, Transport, ADMIN, RW, WAIT};
+use common::{links, Client, Connect, TestServer, Transport, ADMIN, RW, WAIT};
 use tokio::io::AsyncWriteExt;
 
 /// A user with manage rights who is not the main user.
@@ -21,39 +21,6 @@ fn with_manager(c: &mut clacks_server::Config) {
         write: true,
         manage: true,
     });
-}
-
-fn stat(server: &TestServer, name: &str) -> u64 {
-    server
-        .server
-        .stats()
-        .snapshot()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("no counter {name}"))
-}
-
-/// Waits until `server` lists `n` interclacks links.
-async fn links(server: &TestServer, n: usize) {
-    let mut c = server.login(Transport::Unix, ADMIN).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        c.send("CLIENTLIST").await;
-        let lines = c.until_flushed("l").await;
-        let got = lines
-            .iter()
-            .filter(|l| l.contains("INTERCLACKS=1;"))
-            .count();
-        if got == n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{got} links, want {n}: {lines:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Waits until `check` holds (or fails after [`WAIT`]).
@@ -154,7 +121,7 @@ async fn a_failed_login_is_answered_late_without_slowing_anyone() {
         started.elapsed()
     );
     guesser.expect_closed().await;
-    assert_eq!(stat(&server, "auth_failures"), 1);
+    assert_eq!(server.stat("auth_failures"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +134,7 @@ async fn lines_before_login_have_a_small_limit() {
     c.expect("OVERHEAD E line_too_long (limit 1024 bytes)")
         .await;
     c.expect_closed().await;
-    assert_eq!(stat(&server, "lines_too_long"), 1);
+    assert_eq!(server.stat("lines_too_long"), 1);
 
     // After login (in the same packet) long lines are fine again.
     let mut c = server.connect(Transport::Unix).await;
@@ -197,8 +164,8 @@ async fn connections_that_have_not_logged_in_are_capped() {
         .expect("OVERHEAD E too_many_unauthenticated_connections")
         .await;
     refused.expect_closed().await;
-    assert_eq!(stat(&server, "unauthenticated_rejected"), 1);
-    assert_eq!(stat(&server, "connections_unauthenticated"), 2);
+    assert_eq!(server.stat("unauthenticated_rejected"), 1);
+    assert_eq!(server.stat("connections_unauthenticated"), 2);
 
     // Once one of them logs in, there is room again.
     let first = &mut waiting[0];
@@ -209,11 +176,11 @@ async fn connections_that_have_not_logged_in_are_capped() {
     first.expect("OVERHEAD O Welcome!").await;
     let mut admitted = server.connect(Transport::Unix).await;
     admitted.expect_prefix("CLACKS ").await;
-    assert_eq!(stat(&server, "connections_unauthenticated"), 2);
+    assert_eq!(server.stat("connections_unauthenticated"), 2);
     drop(admitted);
     drop(waiting);
     until("connections closed", || {
-        stat(&server, "connections_unauthenticated") == 0
+        server.stat("connections_unauthenticated") == 0
     })
     .await;
 }
@@ -227,12 +194,12 @@ async fn what_a_client_makes_the_server_log_is_rate_limited() {
             .await;
     }
     c.expect_nothing().await;
-    assert_eq!(stat(&server, "log_lines_suppressed"), 7);
+    assert_eq!(server.stat("log_lines_suppressed"), 7);
     // Another connection has its own budget.
     let mut d = server.login(Transport::Unix, RW).await;
     d.send("OVERHEAD E one").await;
     d.expect_nothing().await;
-    assert_eq!(stat(&server, "log_lines_suppressed"), 7);
+    assert_eq!(server.stat("log_lines_suppressed"), 7);
 }
 
 /// Logs in as the main user and turns the connection into an interclacks link that never reads
@@ -269,12 +236,12 @@ async fn a_link_has_its_own_output_limit() {
     store_burst(&mut writer, "a", 64, 16 * 1024).await;
     links(&server, 1).await;
 
-    assert_eq!(stat(&server, "slow_consumers"), 0);
+    assert_eq!(server.stat("slow_consumers"), 0);
     // Over the link's limit: cut, with what it lost counted.
     store_burst(&mut writer, "b", 1024, 16 * 1024).await;
     links(&server, 0).await;
-    assert_eq!(stat(&server, "slow_consumers"), 1);
-    assert!(stat(&server, "link_lines_dropped") > 0);
+    assert_eq!(server.stat("slow_consumers"), 1);
+    assert!(server.stat("link_lines_dropped") > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +256,7 @@ async fn a_link_has_its_own_stall_timeout() {
     let mut writer = server.login(Transport::Unix, RW).await;
     store_burst(&mut writer, "s", 256, 16 * 1024).await;
     links(&server, 0).await;
-    assert_eq!(stat(&server, "stalled_writes"), 1);
+    assert_eq!(server.stat("stalled_writes"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,10 +267,7 @@ async fn a_cut_link_resyncs_and_nothing_is_missing() {
     links(&master, 1).await;
     let mut writer = master.login(Transport::Unix, RW).await;
     store_burst(&mut writer, "k", 2000, 16).await;
-    until("the link was cut", || {
-        stat(&master, "link_lines_dropped") > 0
-    })
-    .await;
+    until("the link was cut", || master.stat("link_lines_dropped") > 0).await;
     // The slave reconnects and the full sync brings everything.
     let mut reader = slave.login(Transport::Unix, RW).await;
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -337,7 +301,7 @@ async fn a_client_that_stops_reading_stops_being_served() {
     batch.extend_from_slice(b"FLUSH done\r\n");
     // Nothing is read while the server would have 20 MB to send.
     c.send_raw(&batch).await;
-    until("input paused", || stat(&server, "input_paused") > 0).await;
+    until("input paused", || server.stat("input_paused") > 0).await;
     // The requests wait unexecuted in its input (CLIENTLIST shows them).
     let mut admin = server.login(Transport::Unix, ADMIN).await;
     admin.send("CLIENTLIST").await;
@@ -393,6 +357,6 @@ async fn a_large_get_goes_out_in_pieces_and_complete() {
         .unwrap()
         .unwrap();
     assert!(got == want, "reply differs");
-    assert_eq!(stat(&server, "memcached_get_hits"), 50);
-    assert_eq!(stat(&server, "memcached_get_misses"), 50);
+    assert_eq!(server.stat("memcached_get_hits"), 50);
+    assert_eq!(server.stat("memcached_get_misses"), 50);
 }

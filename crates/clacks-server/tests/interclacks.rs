@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clacks_server::config::Master;
-use common::{Client, Connect, TestServer, Transport, ADMIN, RO, WAIT};
+use common::{eventually, links, Client, Connect, TestServer, Transport, ADMIN, RO, WAIT};
 use tokio::net::{UnixListener, UnixStream};
 
 /// A slave of `master` (over its Unix socket, or TLS).
@@ -31,53 +31,6 @@ async fn slave_via(master: Master, tweak: impl FnOnce(&mut clacks_server::Config
         tweak(c);
     })
     .await
-}
-
-async fn value(c: &mut Client, key: &str) -> Option<String> {
-    c.send(&format!("RETRIEVE {key}")).await;
-    let line = c.line().await.unwrap();
-    line.strip_prefix(&format!("RETRIEVED {key}="))
-        .map(str::to_string)
-}
-
-/// Waits until `key` has `want` on `server` (replication is asynchronous).
-async fn eventually(server: &TestServer, key: &str, want: Option<&str>) {
-    let mut c = server.login(Transport::Unix, ADMIN).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let got = value(&mut c, key).await;
-        if got.as_deref() == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{key} on {:?}: {got:?}, want {want:?}",
-            server.socket
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until `server` lists `n` interclacks links.
-async fn links(server: &TestServer, n: usize) {
-    let mut c = server.login(Transport::Unix, ADMIN).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        c.send("CLIENTLIST").await;
-        let lines = c.until_flushed("l").await;
-        let got = lines
-            .iter()
-            .filter(|l| l.contains("INTERCLACKS=1;"))
-            .count();
-        if got == n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{got} links, want {n}: {lines:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

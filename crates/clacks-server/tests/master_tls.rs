@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clacks_client::TlsVerify;
 use clacks_server::config::Master;
-use common::{Client, Connect, TestServer, Transport, ADMIN, WAIT};
+use common::{eventually, link_count, value, Connect, TestServer, Transport, ADMIN, WAIT};
 
 /// A slave of `master` over TLS, checking the certificate with `verify`.
 async fn tls_slave(master: &TestServer, verify: TlsVerify) -> TestServer {
@@ -25,49 +25,11 @@ async fn tls_slave(master: &TestServer, verify: TlsVerify) -> TestServer {
     .await
 }
 
-fn counter(server: &TestServer, name: &str) -> u64 {
-    server
-        .server
-        .stats()
-        .snapshot()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-        .unwrap()
-}
-
-/// The interclacks links `server` lists.
-async fn links(c: &mut Client) -> usize {
-    c.send("CLIENTLIST").await;
-    c.until_flushed("l")
-        .await
-        .iter()
-        .filter(|l| l.contains("INTERCLACKS=1;"))
-        .count()
-}
-
-async fn value(c: &mut Client, key: &str) -> Option<String> {
-    c.send(&format!("RETRIEVE {key}")).await;
-    let line = c.line().await.unwrap();
-    line.strip_prefix(&format!("RETRIEVED {key}="))
-        .map(str::to_string)
-}
-
-/// Waits until `key` has `want` on `server`.
-async fn eventually(server: &TestServer, key: &str, want: &str) {
-    let mut c = server.login(Transport::Unix, ADMIN).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while value(&mut c, key).await.as_deref() != Some(want) {
-        assert!(tokio::time::Instant::now() < deadline, "{key} never synced");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Asserts that the slave tries again and again and never gets in: the master counts failed
 /// handshakes, lists no link and never saw a login.
 async fn refused(master: &TestServer, slave: &TestServer) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while counter(master, "tls_handshake_failures") < 3 {
+    while master.stat("tls_handshake_failures") < 3 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the slave did not keep retrying"
@@ -75,14 +37,14 @@ async fn refused(master: &TestServer, slave: &TestServer) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut c = master.login(Transport::Unix, ADMIN).await;
-    assert_eq!(links(&mut c).await, 0);
-    assert_eq!(counter(master, "auth_failures"), 0);
+    assert_eq!(link_count(&mut c).await, 0);
+    assert_eq!(master.stat("auth_failures"), 0);
     // Only this test's own logins reached the master: none came from the slave.
     c.send("STORE only=master").await;
     c.expect_nothing().await;
     let mut s = slave.login(Transport::Unix, ADMIN).await;
     assert_eq!(value(&mut s, "only").await, None);
-    assert_eq!(links(&mut s).await, 0);
+    assert_eq!(link_count(&mut s).await, 0);
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -105,8 +67,8 @@ async fn a_pinned_certificate_is_required() {
     let mut c = master.login(Transport::Unix, ADMIN).await;
     c.send("STORE pinned=ok").await;
     c.expect_nothing().await;
-    eventually(&slave, "pinned", "ok").await;
-    assert_eq!(links(&mut c).await, 1);
+    eventually(&slave, "pinned", Some("ok")).await;
+    assert_eq!(link_count(&mut c).await, 1);
 }
 
 /// A CA and a certificate for 127.0.0.1 it signed: `(CA PEM, cert PEM, key PEM)`.
@@ -147,8 +109,8 @@ async fn a_ca_file_is_required() {
     let mut c = master.login(Transport::Unix, ADMIN).await;
     c.send("STORE ca=ok").await;
     c.expect_nothing().await;
-    eventually(&slave, "ca", "ok").await;
-    assert_eq!(links(&mut c).await, 1);
+    eventually(&slave, "ca", Some("ok")).await;
+    assert_eq!(link_count(&mut c).await, 1);
 }
 
 #[test]

@@ -189,3 +189,56 @@ impl Client {
         assert_eq!(self.line().await, None);
     }
 }
+
+/// The value of `key` (`None` when not retrievable).
+pub async fn value(c: &mut Client, key: &str) -> Option<String> {
+    c.send(&format!("RETRIEVE {key}")).await;
+    let line = c.line().await.unwrap();
+    line.strip_prefix(&format!("RETRIEVED {key}="))
+        .map(str::to_string)
+}
+
+/// Waits until `key` has `want` on `server` (replication is asynchronous).
+pub async fn eventually(server: &TestServer, key: &str, want: Option<&str>) {
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = value(&mut c, key).await;
+        if got.as_deref() == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key} on {:?}: {got:?}, want {want:?}",
+            server.socket
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many interclacks links the server of `c` lists.
+pub async fn link_count(c: &mut Client) -> usize {
+    c.send("CLIENTLIST").await;
+    c.until_flushed("l")
+        .await
+        .iter()
+        .filter(|l| l.contains("INTERCLACKS=1;"))
+        .count()
+}
+
+/// Waits until `server` lists `n` interclacks links.
+pub async fn links(server: &TestServer, n: usize) {
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = link_count(&mut c).await;
+        if got == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{got} links, want {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
