@@ -1,0 +1,239 @@
+//! The connection task: owns the socket, writes queued commands, matches replies to requests in
+//! order, turns everything else into events, keeps the connection alive and reconnects.
+//!
+//! This module holds the commands a handle sends and the state the task keeps across
+//! connections (LISTENs, subscriptions, the queue). The task's life (login, backoff, the offline
+//! queue) is in `reconnect`, one connection in `serve`, the commands on the wire in `inflight`,
+//! and what the server's lines mean for them in `reply`.
+
+mod inflight;
+mod reconnect;
+mod reply;
+mod serve;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use clacks_proto::{ClientEntry, LineDecoder, Request};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::Feed;
+use crate::transport::Stream;
+use crate::{ClientError, ConnectOptions, Event};
+
+/// What a request waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Nothing: done once written.
+    Written,
+    /// `RETRIEVED <key>=…` or `NOTRETRIEVED <key>`.
+    Retrieve(Bytes),
+    /// `KEYLISTSTART` … `KEYLISTEND`.
+    KeyList,
+    /// `CLIENTLISTSTART` … `CLIENTLISTEND`.
+    ClientList,
+    /// `STATSSTART` … `STATSEND`.
+    Stats,
+    /// `FLUSHED <id>`.
+    Flushed(Bytes),
+    /// Every line up to `FLUSHED <id>` (a raw command followed by a barrier).
+    Raw(Bytes),
+    /// `FLUSHED <id>` after a write (a confirmed write): the server's refusal, if any, comes
+    /// before it.
+    Confirm(Bytes),
+}
+
+/// What a request got.
+#[derive(Debug)]
+pub(crate) enum Response {
+    Done,
+    Value(Option<Bytes>),
+    Keys(Vec<Bytes>),
+    Clients(Vec<ClientEntry>),
+    Stats(Vec<(String, String)>),
+    Lines(Vec<String>),
+}
+
+/// Connection state a command changes, restored after a reconnect.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    None,
+    Listen(String),
+    Unlisten(String),
+    Monitor(bool),
+    Ping(bool),
+}
+
+pub(crate) type Responder = oneshot::Sender<Result<Response, ClientError>>;
+
+/// One command from a handle.
+pub(crate) struct Command {
+    pub(crate) line: Bytes,
+    pub(crate) expect: Expect,
+    /// For error messages: the command as the user would recognise it.
+    pub(crate) label: String,
+    /// Whether the server may answer it with `OVERHEAD E …`.
+    pub(crate) can_fail: bool,
+    pub(crate) change: Change,
+    pub(crate) done: Option<Responder>,
+}
+
+impl Command {
+    pub(crate) fn internal(request: Request, expect: Expect) -> Command {
+        let mut line = BytesMut::new();
+        request.encode(&mut line);
+        Command {
+            line: line.freeze(),
+            expect,
+            label: String::new(),
+            can_fail: false,
+            change: Change::None,
+            done: None,
+        }
+    }
+
+    fn finish(self, result: Result<Response, ClientError>) {
+        if let Some(done) = self.done {
+            let _ = done.send(result);
+        }
+    }
+}
+
+pub(crate) enum Control {
+    Cmd(Command),
+    /// Signals of `name` go to `feed` from now on (the handle sends the LISTEN).
+    Subscribe {
+        name: String,
+        id: u64,
+        feed: Feed,
+    },
+    /// A [`crate::Subscription`] was dropped.
+    Unsubscribe {
+        name: String,
+        id: u64,
+    },
+    Close(oneshot::Sender<()>),
+}
+
+/// Why a connection ended.
+enum Exit {
+    Lost(String),
+    Closed,
+}
+
+struct Conn {
+    reader: ReadHalf<Box<dyn Stream>>,
+    writer: WriteHalf<Box<dyn Stream>>,
+    rbuf: BytesMut,
+    decoder: LineDecoder,
+}
+
+pub(crate) struct Task {
+    opts: ConnectOptions,
+    rx: mpsc::Receiver<Control>,
+    events: Feed,
+    server_info: Arc<Mutex<Option<String>>>,
+    connected: Arc<AtomicBool>,
+    listens: BTreeSet<String>,
+    /// Subscriptions by name, each with its id.
+    subs: HashMap<String, Vec<(u64, Feed)>>,
+    monitor: bool,
+    ping: bool,
+    queue: VecDeque<Command>,
+    closing: Option<Option<oneshot::Sender<()>>>,
+    barrier: u64,
+}
+
+impl Task {
+    pub(crate) fn new(
+        opts: ConnectOptions,
+        rx: mpsc::Receiver<Control>,
+        events: Feed,
+        server_info: Arc<Mutex<Option<String>>>,
+        connected: Arc<AtomicBool>,
+    ) -> Task {
+        Task {
+            opts,
+            rx,
+            events,
+            server_info,
+            connected,
+            listens: BTreeSet::new(),
+            subs: HashMap::new(),
+            monitor: false,
+            ping: true,
+            queue: VecDeque::new(),
+            closing: None,
+            barrier: 0,
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// A signal of `name`: to its subscriptions, else to the event stream.
+    fn signal(&mut self, name: String, event: Event) {
+        let Some(subs) = self.subs.get_mut(&name) else {
+            self.emit(event);
+            return;
+        };
+        subs.retain(|(_, feed)| !feed.is_closed());
+        for (_, feed) in subs.iter() {
+            feed.push(event.clone());
+        }
+        if subs.is_empty() {
+            self.subs.remove(&name);
+            self.unlisten_unused(name);
+        }
+    }
+
+    /// A [`crate::Subscription`] was made (its handle sends the LISTEN).
+    fn subscribe(&mut self, name: String, id: u64, feed: Feed) {
+        self.subs.entry(name).or_default().push((id, feed));
+    }
+
+    /// A [`crate::Subscription`] was dropped.
+    fn unsubscribe(&mut self, name: String, id: u64) {
+        let Some(subs) = self.subs.get_mut(&name) else {
+            return;
+        };
+        subs.retain(|(i, _)| *i != id);
+        if subs.is_empty() {
+            self.subs.remove(&name);
+            self.unlisten_unused(name);
+        }
+    }
+
+    /// Stops listening to `name` unless [`crate::Client::listen`] asked for it.
+    fn unlisten_unused(&mut self, name: String) {
+        if !self.listens.contains(&name) {
+            let name = Bytes::from(name);
+            let unlisten = Command::internal(Request::Unlisten { name }, Expect::Written);
+            self.queue.push_back(unlisten);
+        }
+    }
+
+    fn fail_queue(&mut self, err: ClientError) {
+        for cmd in self.queue.drain(..) {
+            cmd.finish(Err(err.clone()));
+        }
+    }
+
+    fn apply(&mut self, change: &Change) {
+        match change {
+            Change::None => {}
+            Change::Listen(name) => {
+                self.listens.insert(name.clone());
+            }
+            Change::Unlisten(name) => {
+                self.listens.remove(name);
+            }
+            Change::Monitor(on) => self.monitor = *on,
+            Change::Ping(on) => self.ping = *on,
+        }
+    }
+}
