@@ -1,4 +1,12 @@
-//! `clacksd`: the Clacks server.
+//! `clacksd`: the Clacks server binary. It parses the flags, installs the tracing subscriber,
+//! raises the open-file limit, loads the config (or prepares the zero-config data directory) and
+//! runs [`clacks_server::Server`] on a Tokio runtime until SIGINT or SIGTERM.
+//!
+//! ```sh
+//! cargo run --release -p clacksd                       # zero-config: ./clacks-data
+//! clacksd --config /etc/clacks/clacks.xml --check-config
+//! clacksd --print-default-config > clacks.xml
+//! ```
 
 use std::path::PathBuf;
 
