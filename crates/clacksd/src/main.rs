@@ -11,8 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clacks_server::config::PersistenceOnError;
-use clacks_server::config::SAMPLE_CONFIG;
+use clacks_server::config::{sample_config, PersistenceOnError};
 use clacks_server::datadir::DataDir;
 use clacks_server::{Config, Listeners, Server, ServerError};
 use clap::Parser;
@@ -86,7 +85,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }
     if args.print_default_config {
-        print!("{SAMPLE_CONFIG}");
+        print!("{}", sample_config());
         return Ok(());
     }
     if let Some(n) = args.threads {

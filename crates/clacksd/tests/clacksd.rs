@@ -1,6 +1,6 @@
 //! The built `clacksd` binary: a start from a config file serving a client and stopping on
-//! SIGTERM, `--check-config` and a start refusing the same bad numbers, `--threads` range-checked,
-//! and one clear message for an unreadable persistence file.
+//! SIGTERM, the printed sample config, `--check-config` and a start refusing the same bad
+//! numbers, `--threads` range-checked, and one clear message for an unreadable persistence file.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::UnixStream;
@@ -121,6 +121,27 @@ fn serves_a_client_and_stops_on_sigterm() {
     wait_exit(&mut child);
     assert!(child.wait().unwrap().success());
     assert!(!socket.exists(), "the socket file is removed at the stop");
+}
+
+/// `--print-default-config` prints the sample generated from the element table, and
+/// `--check-config` accepts it as it is.
+#[test]
+fn prints_a_sample_config_that_checks() {
+    let out = command(&["--print-default-config"], &[]).output().unwrap();
+    assert!(out.status.success());
+    let sample = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(sample, clacks_server::config::sample_config());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sample.xml");
+    std::fs::write(&path, &sample).unwrap();
+    let check = command(&["--config", path.to_str().unwrap(), "--check-config"], &[])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&check.stdout), "config OK\n");
+    assert!(!stderr.contains("unknown config element"), "{stderr}");
 }
 
 /// The two values of the issue (a start-time panic and a per-connection panic), and a bad
