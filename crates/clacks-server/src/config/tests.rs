@@ -298,3 +298,78 @@ fn sample_config_parses() {
     let c = Config::from_xml(&sample_config(), "h").unwrap();
     assert_eq!(c.username, "exampleuser");
 }
+
+/// The element list of docs/protocol.md: one row per element of the table.
+fn element_list() -> String {
+    let mut out =
+        String::from("| element | default | allowed | meaning |\n| --- | --- | --- | --- |\n");
+    for e in table::entries() {
+        let allowed = e.allowed().unwrap_or_else(|| {
+            match e {
+                table::Entry::Path(_) => "a path",
+                table::Entry::Section(_) => "the elements below",
+                table::Entry::Hosts(_) => "root elements, per host",
+                table::Entry::Ignored(_) => "anything",
+                _ => "text",
+            }
+            .to_string()
+        });
+        out += &format!(
+            "| `{}` | {} | {} | {} |\n",
+            e.element(),
+            e.human_default().unwrap_or_else(|| "–".into()),
+            allowed,
+            code_spans(&format!("{}.", e.doc())),
+        );
+    }
+    out
+}
+
+/// `text` with each run of `<tags>` in a code span, so Markdown shows the element names.
+fn code_spans(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let mut end = start;
+        while rest[end..].starts_with('<') {
+            match rest[end..].find('>') {
+                Some(close) => end += close + 1,
+                None => break,
+            }
+        }
+        if end == start {
+            out.push_str(&rest[start..]);
+            return out;
+        }
+        out += &format!("`{}`", &rest[start..end]);
+        rest = &rest[end..];
+    }
+    out + rest
+}
+
+/// docs/protocol.md lists every element with its default, range and doc as the table states
+/// them. `CLACKS_BLESS=1` rewrites the list from the table.
+#[test]
+fn the_protocol_docs_list_every_element() {
+    const BEGIN: &str = "<!-- config elements: generated from the element table \
+                         (crates/clacks-server/src/config/table.rs) -->\n";
+    const END: &str = "<!-- end of config elements -->";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md");
+    let docs = std::fs::read_to_string(path).unwrap();
+    let start = docs.find(BEGIN).expect("begin marker") + BEGIN.len();
+    let end = docs.find(END).expect("end marker");
+    let want = element_list();
+    if docs[start..end] != want {
+        if std::env::var_os("CLACKS_BLESS").is_some() {
+            std::fs::write(path, format!("{}{want}{}", &docs[..start], &docs[end..])).unwrap();
+        } else {
+            panic!(
+                "docs/protocol.md lists other elements than the table; run the test with \
+                 CLACKS_BLESS=1 to rewrite the list. The list:\n{want}"
+            );
+        }
+    }
+    assert_eq!(code_spans("a <b><c> d <e>."), "a `<b><c>` d `<e>`.");
+    assert_eq!(code_spans("x < y"), "x < y");
+}
