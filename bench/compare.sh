@@ -33,7 +33,7 @@ command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release --locked -q -p clacks-server -p clacks-bench
+cargo build --release --locked -q -p clacksd -p clacks-bench
 
 ulimit -n 65536 || ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)

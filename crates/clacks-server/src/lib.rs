@@ -1,6 +1,6 @@
 //! The Clacks server: listeners (TLS over TCP, Unix sockets), connections, command execution,
-//! fan-out, persistence and configuration. The `clacksd` binary is a thin wrapper around
-//! [`Server`].
+//! fan-out, persistence and configuration. The `clacksd` binary (crate `clacksd`) is a thin
+//! wrapper around [`Server`].
 //!
 //! ```no_run
 //! use clacks_server::{Config, Listeners, Server};

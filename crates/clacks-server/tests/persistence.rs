@@ -237,54 +237,6 @@ async fn a_damaged_file_without_a_valid_backup_stops_the_start() {
     assert!(err.contains("truncated at byte 13"), "{err}");
 }
 
-#[test]
-fn clacksd_exits_with_one_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let (file, _) = v36_file();
-    std::fs::write(dir.path().join("cache.dat"), &file[..file.len() - 4]).unwrap();
-    let config = dir.path().join("clacks.xml");
-    let socket = dir.path().join("clacks.sock");
-    std::fs::write(
-        &config,
-        format!(
-            "<clacks><username>u</username><password>p</password><socket>{}</socket>\
-             <persistancefile>{}</persistancefile></clacks>",
-            socket.display(),
-            dir.path().join("cache.dat").display()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clacksd"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("cache.dat: missing end marker at byte"),
-        "{err}"
-    );
-    assert!(err.contains("--persistence-on-error moveaside"), "{err}");
-    assert!(!socket.exists(), "nothing bound before the refusal");
-    // The flag overrides the config: the file is moved aside and the server starts.
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_clacksd"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--check-config", "--persistence-on-error", "moveaside"])
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap();
-    assert!(check.status.success());
-    assert!(String::from_utf8_lossy(&check.stdout).contains("would be moved aside"));
-    assert!(
-        kept_aside(dir.path(), "cache.dat").is_none(),
-        "a check moves nothing"
-    );
-}
-
 #[tokio::test]
 async fn moveaside_keeps_the_damaged_file_and_starts_empty() {
     let dir = tempfile::tempdir().unwrap();

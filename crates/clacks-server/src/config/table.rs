@@ -1,216 +1,266 @@
-//! Every numeric config element: its default and allowed range, stated once.
+//! Every element of the config file, stated once: its name, what it holds, its default and
+//! allowed range, and a one-line doc.
 //!
-//! The parser ([`super`]) reads each element through one of these entries, so a value outside
-//! its range is a config error naming the element and the range, and nothing downstream (timers,
-//! `Instant + Duration`, allocations, thread pools) ever sees an absurd number. A new numeric
-//! element gets an entry here and is read with `Element::setting` or `Element::optional`.
+//! The reader ([`super`]) reads each element through its row here, so a value outside its range
+//! is a config error naming the element and the range, and nothing downstream (timers,
+//! `Instant + Duration`, allocations, thread pools) ever sees an absurd number. [`Config`]
+//! defaults come from the rows, the sample config (`clacksd --print-default-config`) is generated
+//! from [`GROUPS`], and the element list in the protocol docs is checked against them. A new
+//! element gets a row here, a place in [`GROUPS`] and a line in the reader.
+//!
+//! [`Config`]: super::Config
 
 use std::time::Duration;
 
-/// One day.
-pub const DAY: Duration = Duration::from_secs(86_400);
-/// One year of 365 days.
-pub const YEAR: Duration = Duration::from_secs(365 * 86_400);
-/// 1 KiB.
-pub const KIB: usize = 1024;
-/// 1 MiB.
-pub const MIB: usize = 1024 * KIB;
-/// 1 GiB.
-pub const GIB: usize = 1024 * MIB;
+pub use clacks_store::MemoryPolicy;
 
-/// A numeric element without a default (absent means off, or chosen elsewhere): where it is and
-/// what it may hold (inclusive).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Range<T> {
-    /// The element path, like `port` or `memcached/port`.
-    pub element: &'static str,
-    /// The smallest allowed value.
-    pub min: T,
-    /// The largest allowed value.
-    pub max: T,
-}
-
-/// A numeric element with a default.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Numeric<T> {
-    /// The element path, like `authtimeout` or `memcached/maxitemsize`.
-    pub element: &'static str,
-    /// The value when the element is absent.
-    pub default: T,
-    /// The smallest allowed value.
-    pub min: T,
-    /// The largest allowed value.
-    pub max: T,
-}
-
-impl<T: Value> Range<T> {
-    /// Whether `v` is allowed.
-    pub fn contains(&self, v: T) -> bool {
-        self.min <= v && v <= self.max
-    }
-
-    /// Reads the element's text: the value, or what is wrong with it (naming the range).
-    pub fn parse(&self, text: &str) -> Result<T, String> {
-        T::parse(text).filter(|v| self.contains(*v)).ok_or_else(|| {
-            format!(
-                "expected {} from {} to {}, got {text:?}",
-                T::WHAT,
-                self.min.show(),
-                self.max.show()
-            )
-        })
-    }
-}
-
-impl<T: Value> Numeric<T> {
-    /// The allowed range.
-    pub const fn range(&self) -> Range<T> {
-        Range {
-            element: self.element,
-            min: self.min,
-            max: self.max,
-        }
-    }
-}
-
-/// A kind of number a config element holds: how it is written and shown.
-pub trait Value: Copy + PartialOrd + std::fmt::Debug {
-    /// What the element must hold, for error messages ("seconds", "a whole number", …).
-    const WHAT: &'static str;
-    /// Parses the element's (trimmed) text; `None` when it is not a number of this kind.
-    fn parse(text: &str) -> Option<Self>;
-    /// The value as the config file would write it.
-    fn show(self) -> String;
-}
-
-impl Value for Duration {
-    const WHAT: &'static str = "seconds";
-    fn parse(text: &str) -> Option<Self> {
-        // `try_from` refuses negative, NaN, infinite and too large values instead of panicking.
-        Duration::try_from_secs_f64(text.parse::<f64>().ok()?).ok()
-    }
-    fn show(self) -> String {
-        self.as_secs_f64().to_string()
-    }
-}
-
-impl Value for usize {
-    const WHAT: &'static str = "a whole number";
-    fn parse(text: &str) -> Option<Self> {
-        text.parse().ok()
-    }
-    fn show(self) -> String {
-        self.to_string()
-    }
-}
-
-impl Value for u16 {
-    const WHAT: &'static str = "a port number";
-    fn parse(text: &str) -> Option<Self> {
-        text.parse().ok()
-    }
-    fn show(self) -> String {
-        self.to_string()
-    }
-}
-
-impl Value for f64 {
-    const WHAT: &'static str = "seconds";
-    fn parse(text: &str) -> Option<Self> {
-        text.parse().ok().filter(|v: &f64| v.is_finite())
-    }
-    fn show(self) -> String {
-        self.to_string()
-    }
-}
-
-/// A size in bytes, written as a whole number optionally followed by `K`, `M` or `G`
-/// (`<maxmemory>512M</maxmemory>`).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-pub struct ByteSize(pub usize);
-
-impl Value for ByteSize {
-    const WHAT: &'static str = "bytes (a whole number, optionally with K, M or G)";
-    fn parse(text: &str) -> Option<Self> {
-        let (digits, shift) = match text.as_bytes().last()?.to_ascii_uppercase() {
-            b'K' => (&text[..text.len() - 1], 10),
-            b'M' => (&text[..text.len() - 1], 20),
-            b'G' => (&text[..text.len() - 1], 30),
-            _ => (text, 0),
-        };
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let n: usize = digits.parse().ok()?;
-        n.checked_mul(1 << shift).map(ByteSize)
-    }
-    fn show(self) -> String {
-        self.0.to_string()
-    }
-}
-
-/// A file mode written in octal (`<socketchmod>0660</socketchmod>`).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-pub struct Octal(pub u32);
-
-impl Value for Octal {
-    const WHAT: &'static str = "an octal mode";
-    fn parse(text: &str) -> Option<Self> {
-        u32::from_str_radix(text, 8).ok().map(Octal)
-    }
-    fn show(self) -> String {
-        format!("{:04o}", self.0)
-    }
-}
-
-const fn secs(
-    element: &'static str,
-    default: u64,
-    min: Duration,
-    max: Duration,
-) -> Numeric<Duration> {
-    Numeric {
-        element,
-        default: Duration::from_secs(default),
-        min,
-        max,
-    }
-}
-
-const fn count(element: &'static str, default: usize, min: usize, max: usize) -> Numeric<usize> {
-    Numeric {
-        element,
-        default,
-        min,
-        max,
-    }
-}
-
-const fn port(element: &'static str) -> Range<u16> {
-    Range {
-        element,
-        min: 1,
-        max: u16::MAX,
-    }
-}
+pub use super::entry::{entries, leaf, root_entries, Entry, Group};
+use super::value::{count, needed, port, secs, text};
+pub use super::value::{
+    human_bytes, ByteSize, Choice, Numeric, Octal, Range, Section, Text, Value, DAY, GIB, KIB, MIB,
+    YEAR,
+};
+use super::PersistenceOnError;
 
 const S: Duration = Duration::from_secs(1);
 const TENTH: Duration = Duration::from_millis(100);
 
+/// `<appname>`: a name for people; accepted, not used.
+pub const APPNAME: Text = needed(
+    "appname",
+    "Clacks server",
+    "A name for this server; the Perl server uses it, clacksd accepts it",
+);
+/// `<ip>`: a TLS listen address (repeatable).
+pub const IP: Text = text(
+    "ip",
+    "127.0.0.1",
+    "Address to listen on with TLS over TCP, repeatable; needs <port> and <ssl>",
+);
+/// `<port>`: the TLS port.
+pub const PORT: Range<u16> = port("port", 49888, "TLS port of every <ip>");
+/// `<ssl><cert>`.
+pub const SSL_CERT: Text = text(
+    "ssl/cert",
+    "/etc/clacks/server.crt",
+    "PEM certificate chain file",
+);
+/// `<ssl><key>`.
+pub const SSL_KEY: Text = text("ssl/key", "/etc/clacks/server.key", "PEM private key file");
+/// `<ssl>`.
+pub const SSL: Section = Section {
+    element: "ssl",
+    children: &[Entry::Path(SSL_CERT), Entry::Path(SSL_KEY)],
+    examples: &[&["cert", "key"]],
+    doc: "TLS certificate and key of the <ip> listeners, required with <ip>",
+};
+/// `<socket>`: a Unix socket (repeatable).
+pub const SOCKET: Text = needed(
+    "socket",
+    "/tmp/clacks.sock",
+    "Unix domain socket to listen on (plain text), repeatable",
+);
+/// `<socketchmod>`: mode of the socket files.
+pub const SOCKETCHMOD: Range<Octal> = Range {
+    element: "socketchmod",
+    min: Octal(0),
+    max: Octal(0o7777),
+    example: Octal(0o660),
+    doc: "Mode of every socket file, in octal",
+};
+/// `<socketcommands><item>` (repeatable).
+pub const SOCKETCOMMANDS_ITEM: Text = text(
+    "socketcommands/item",
+    "chgrp www-data /tmp/clacks.sock",
+    "A shell command, repeatable",
+);
+/// `<socketcommands>`.
+pub const SOCKETCOMMANDS: Section = Section {
+    element: "socketcommands",
+    children: &[Entry::Text(SOCKETCOMMANDS_ITEM)],
+    examples: &[&["item"]],
+    doc: "Shell commands run after each socket is created",
+};
+/// `<username>`: the main user.
+pub const USERNAME: Text = needed(
+    "username",
+    "exampleuser",
+    "Main user: every permission, and the login of interclacks links (required)",
+);
+/// `<password>`: the main user's password.
+pub const PASSWORD: Text = needed(
+    "password",
+    "unsafepassword",
+    "Password of the main user (required)",
+);
+/// `<user><username>`.
+pub const USER_USERNAME: Text = text("user/username", "rwuser", "Login name (required)");
+/// `<user><password>`.
+pub const USER_PASSWORD: Text = text("user/password", "foo", "Password (required)");
+/// `<user><read>`.
+pub const USER_READ: Text = text(
+    "user/read",
+    "1",
+    "1: may read (RETRIEVE, KEYLIST, LISTEN, UNLISTEN)",
+);
+/// `<user><write>`.
+pub const USER_WRITE: Text = text("user/write", "1", "1: may write (NOTIFY, SET, STORE, …)");
+/// `<user><manage>`.
+pub const USER_MANAGE: Text = text(
+    "user/manage",
+    "0",
+    "1: may manage (CLEARCACHE, MONITOR, CLIENTLIST, …)",
+);
+/// `<user>` (repeatable).
+pub const USER: Section = Section {
+    element: "user",
+    children: &[
+        Entry::Text(USER_USERNAME),
+        Entry::Text(USER_PASSWORD),
+        Entry::Flag(USER_READ),
+        Entry::Flag(USER_WRITE),
+        Entry::Flag(USER_MANAGE),
+    ],
+    examples: &[&["username", "password", "read", "write", "manage"]],
+    doc: "An extra user with the permissions given (never an interclacks peer), repeatable",
+};
+/// `<master><ip>`.
+pub const MASTER_IP: Text = text(
+    "master/ip",
+    "10.0.0.1",
+    "Host or address of the master, reached with TLS",
+);
+/// `<master><port>`.
+pub const MASTER_PORT: Range<u16> = port("master/port", 49888, "Its TLS port (required with <ip>)");
+/// `<master><socket>`.
+pub const MASTER_SOCKET: Text = text(
+    "master/socket",
+    "/run/clacks/master.sock",
+    "A Unix socket of the master instead of <ip> and <port> (plain text)",
+);
+/// `<master><cafile>` (extension).
+pub const MASTER_CAFILE: Text = text(
+    "master/cafile",
+    "/etc/clacks/ca.pem",
+    "PEM CA bundle: the master's certificate must be signed by one of these CAs for the <ip> name",
+);
+/// `<master><pin>` (extension).
+pub const MASTER_PIN: Text = text(
+    "master/pin",
+    "/etc/clacks/master.pem",
+    "PEM file of the master's exact certificate; without <cafile> or <pin> any certificate is \
+     accepted, as in v36, and the main password goes to whoever answers",
+);
+/// `<master>`.
+pub const MASTER: Section = Section {
+    element: "master",
+    children: &[
+        Entry::Text(MASTER_IP),
+        Entry::Port(MASTER_PORT),
+        Entry::Path(MASTER_SOCKET),
+        Entry::Path(MASTER_CAFILE),
+        Entry::Path(MASTER_PIN),
+    ],
+    examples: &[
+        &["ip", "port"],
+        &["ip", "port", "cafile"],
+        &["ip", "port", "pin"],
+        &["socket"],
+    ],
+    doc: "Makes this server a slave of this master; both must have the same main user and password",
+};
 /// `<interclacksreconnecttimeout>`: longest wait between two connection attempts to the master.
-pub const INTERCLACKS_RECONNECT_TIMEOUT: Numeric<Duration> =
-    secs("interclacksreconnecttimeout", 30, TENTH, DAY);
+pub const INTERCLACKS_RECONNECT_TIMEOUT: Numeric<Duration> = secs(
+    "interclacksreconnecttimeout",
+    30,
+    TENTH,
+    DAY,
+    "Longest wait between two connection attempts to the master",
+);
+/// `<interclackspingtimeout>`: the ping timeout of interclacks links, which are pinged every
+/// third of it (at least every second), hence at least 3 s.
+pub const INTERCLACKS_PING_TIMEOUT: Numeric<Duration> = secs(
+    "interclackspingtimeout",
+    60,
+    Duration::from_secs(3),
+    DAY,
+    "An interclacks link silent this long is closed; links are pinged every third of it",
+);
+/// `<interclacksstalledwritetimeout>`: [`STALLED_WRITE_TIMEOUT`] for interclacks links.
+pub const INTERCLACKS_STALLED_WRITE_TIMEOUT: Numeric<Duration> = secs(
+    "interclacksstalledwritetimeout",
+    120,
+    S,
+    DAY,
+    "An interclacks link whose writes make no progress this long is dropped",
+);
+/// `<interclacksmaxoutbuffer>`: bytes queued for one interclacks link before it is cut (the
+/// peer resyncs when it reconnects).
+pub const INTERCLACKS_MAX_OUT_BUFFER: Numeric<usize> = count(
+    "interclacksmaxoutbuffer",
+    256 * MIB,
+    KIB,
+    16 * GIB,
+    "Bytes queued for one interclacks link before it is cut (the peer resyncs when it is back)",
+);
+/// `<persistancefile>`.
+pub const PERSISTENCE_FILE: Text = text(
+    "persistancefile",
+    "/var/lib/clacks/cache.dat",
+    "File the cache is loaded from at start and saved to",
+);
+/// `<persistanceinterval>`: minimum time between two saves.
+pub const PERSISTENCE_INTERVAL: Numeric<Duration> = secs(
+    "persistanceinterval",
+    10,
+    TENTH,
+    DAY,
+    "Minimum time between two saves",
+);
+/// `<persistanceonerror>` (extension).
+pub const PERSISTENCE_ON_ERROR: Choice<PersistenceOnError> = Choice {
+    element: "persistanceonerror",
+    default: PersistenceOnError::Refuse,
+    options: &[
+        ("refuse", PersistenceOnError::Refuse),
+        ("moveaside", PersistenceOnError::MoveAside),
+    ],
+    doc: "A persistence file that exists but cannot be read: refuse to start, or moveaside \
+          (add .bad-<unix time> to its name and start empty)",
+};
 /// `<authtimeout>`: time a new connection has to log in.
-pub const AUTH_TIMEOUT: Numeric<Duration> = secs("authtimeout", 15, S, DAY);
+pub const AUTH_TIMEOUT: Numeric<Duration> = secs(
+    "authtimeout",
+    15,
+    S,
+    DAY,
+    "Time a new connection has to log in",
+);
 /// `<pingtimeout>`: a client that sent no PING for this long is disconnected (`NOPING` turns
 /// the check off for one connection).
-pub const PING_TIMEOUT: Numeric<Duration> = secs("pingtimeout", 180, S, DAY);
-/// `<interclackspingtimeout>`: the same for interclacks links, which are pinged every third of
-/// it (at least every second), hence at least 3 s.
-pub const INTERCLACKS_PING_TIMEOUT: Numeric<Duration> =
-    secs("interclackspingtimeout", 60, Duration::from_secs(3), DAY);
-/// `<persistanceinterval>`: minimum time between two saves.
-pub const PERSISTENCE_INTERVAL: Numeric<Duration> = secs("persistanceinterval", 10, TENTH, DAY);
+pub const PING_TIMEOUT: Numeric<Duration> = secs(
+    "pingtimeout",
+    180,
+    S,
+    DAY,
+    "A client that sent no PING for this long is disconnected (NOPING turns the check off)",
+);
+/// `<tlshandshaketimeout>`: time a TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT: Numeric<Duration> = secs(
+    "tlshandshaketimeout",
+    10,
+    S,
+    Duration::from_secs(3600),
+    "Time a TLS handshake may take",
+);
+/// `<stalledwritetimeout>`: a connection whose writes make no progress this long is dropped.
+pub const STALLED_WRITE_TIMEOUT: Numeric<Duration> = secs(
+    "stalledwritetimeout",
+    60,
+    S,
+    DAY,
+    "A connection whose writes make no progress this long is dropped",
+);
 /// `<deletedcachetime>`: tombstone lifetime. Only compared with record times, never a timer,
 /// so up to a century (0: tombstones go at the next cleanup).
 pub const DELETED_CACHE_TIME: Numeric<Duration> = secs(
@@ -218,82 +268,266 @@ pub const DELETED_CACHE_TIME: Numeric<Duration> = secs(
     3600,
     Duration::ZERO,
     YEAR.saturating_mul(100),
+    "How long a deleted key's tombstone is kept (0: until the next cleanup)",
 );
 /// `<stalecachetime>`: entries not read for this long are purged. Only compared with record
 /// times, so up to a century ("never" in practice).
-pub const STALE_CACHE_TIME: Numeric<Duration> =
-    secs("stalecachetime", 86_400, S, YEAR.saturating_mul(100));
+pub const STALE_CACHE_TIME: Numeric<Duration> = secs(
+    "stalecachetime",
+    86_400,
+    S,
+    YEAR.saturating_mul(100),
+    "Keys neither read nor written for this long are purged",
+);
 /// `<cachecleaninterval>`: cleanup period.
-pub const CACHE_CLEAN_INTERVAL: Numeric<Duration> = secs("cachecleaninterval", 60, TENTH, DAY);
-/// `<stalledwritetimeout>`: a connection whose writes make no progress this long is dropped.
-pub const STALLED_WRITE_TIMEOUT: Numeric<Duration> = secs("stalledwritetimeout", 60, S, DAY);
-/// `<interclacksstalledwritetimeout>`: the same for interclacks links.
-pub const INTERCLACKS_STALLED_WRITE_TIMEOUT: Numeric<Duration> =
-    secs("interclacksstalledwritetimeout", 120, S, DAY);
+pub const CACHE_CLEAN_INTERVAL: Numeric<Duration> = secs(
+    "cachecleaninterval",
+    60,
+    TENTH,
+    DAY,
+    "Time between two cache cleanups",
+);
+/// `<maxlinelength>`: longest input line in bytes.
+pub const MAX_LINE_LENGTH: Numeric<usize> = count(
+    "maxlinelength",
+    2 * MIB,
+    KIB,
+    GIB,
+    "Longest input line in bytes, also for the memcached listener",
+);
+/// `<maxconnections>`: most simultaneous connections.
+pub const MAX_CONNECTIONS: Numeric<usize> = count(
+    "maxconnections",
+    10_000,
+    1,
+    1_000_000,
+    "Most simultaneous connections; one more is refused",
+);
+/// `<maxoutbuffer>`: bytes queued for one connection before it is cut as a slow consumer.
+pub const MAX_OUT_BUFFER: Numeric<usize> = count(
+    "maxoutbuffer",
+    16 * MIB,
+    KIB,
+    GIB,
+    "Bytes queued for one connection before it is cut as a slow consumer",
+);
+/// `<authmaxlinelength>`: longest input line before login (bounded by `maxlinelength` too).
+pub const AUTH_MAX_LINE_LENGTH: Numeric<usize> = count(
+    "authmaxlinelength",
+    16 * KIB,
+    64,
+    64 * MIB,
+    "Longest input line before login (and at most <maxlinelength>)",
+);
+/// `<maxunauthenticated>`: most connections that have not logged in yet.
+pub const MAX_UNAUTHENTICATED: Numeric<usize> = count(
+    "maxunauthenticated",
+    1024,
+    1,
+    1_000_000,
+    "Most connections that have not logged in yet; one more is refused",
+);
 /// `<authfaildelay>`: how long a failed login waits before its answer and the close.
 pub const AUTH_FAIL_DELAY: Numeric<Duration> = Numeric {
     element: "authfaildelay",
     default: Duration::from_millis(500),
     min: Duration::ZERO,
     max: Duration::from_secs(60),
+    doc: "How long a failed login waits before its answer and the close",
 };
-/// `<tlshandshaketimeout>`: time a TLS handshake may take.
-pub const TLS_HANDSHAKE_TIMEOUT: Numeric<Duration> =
-    secs("tlshandshaketimeout", 10, S, Duration::from_secs(3600));
-/// `<maxlinelength>`: longest input line in bytes.
-pub const MAX_LINE_LENGTH: Numeric<usize> = count("maxlinelength", 2 * MIB, KIB, GIB);
-/// `<maxconnections>`: most simultaneous connections.
-pub const MAX_CONNECTIONS: Numeric<usize> = count("maxconnections", 10_000, 1, 1_000_000);
-/// `<maxoutbuffer>`: bytes queued for one connection before it is cut as a slow consumer.
-pub const MAX_OUT_BUFFER: Numeric<usize> = count("maxoutbuffer", 16 * MIB, KIB, GIB);
-/// `<authmaxlinelength>`: longest input line before login (bounded by `maxlinelength` too).
-pub const AUTH_MAX_LINE_LENGTH: Numeric<usize> = count("authmaxlinelength", 16 * KIB, 64, 64 * MIB);
-/// `<maxunauthenticated>`: most connections that have not logged in yet.
-pub const MAX_UNAUTHENTICATED: Numeric<usize> = count("maxunauthenticated", 1024, 1, 1_000_000);
-/// `<interclacksmaxoutbuffer>`: bytes queued for one interclacks link before it is cut (the
-/// peer resyncs when it reconnects).
-pub const INTERCLACKS_MAX_OUT_BUFFER: Numeric<usize> =
-    count("interclacksmaxoutbuffer", 256 * MIB, KIB, 16 * GIB);
 /// `<logratelimit>`: log lines one connection may cause per minute; the rest are counted and
 /// summarised (0: none).
-pub const LOG_RATE_LIMIT: Numeric<usize> = count("logratelimit", 10, 0, 1_000_000);
+pub const LOG_RATE_LIMIT: Numeric<usize> = count(
+    "logratelimit",
+    10,
+    0,
+    1_000_000,
+    "Log lines one connection may cause per minute; the rest are counted and summarised",
+);
+/// `<workerthreads>` (and `clacksd --threads`): runtime worker threads; default one per core.
+pub const WORKER_THREADS: Range<usize> = Range {
+    element: "workerthreads",
+    min: 1,
+    max: 1024,
+    example: 1,
+    doc: "Runtime worker threads (absent: one per core); the threads flag of clacksd overrides it",
+};
 /// `<maxmemory>`: memory limit of the cache (0: none, the default for a v36 config).
 pub const MAX_MEMORY: Numeric<ByteSize> = Numeric {
     element: "maxmemory",
     default: ByteSize(0),
     min: ByteSize(0),
     max: ByteSize(1 << 50),
+    doc: "Memory limit of the cache in bytes, or with K, M or G (powers of 1024), counted per \
+          record as key + value + about 220 bytes, tombstones included; 0: none (a warning at \
+          start)",
 };
+/// `<maxmemorypolicy>`.
+pub const MAX_MEMORY_POLICY: Choice<MemoryPolicy> = Choice {
+    element: "maxmemorypolicy",
+    default: MemoryPolicy::Reject,
+    options: &[
+        ("reject", MemoryPolicy::Reject),
+        ("evict", MemoryPolicy::Evict),
+    ],
+    doc: "A write over <maxmemory>: reject (the writer gets OVERHEAD E out_of_memory) or evict \
+          (least recently used values make room)",
+};
+/// `<memcached><ip>` (repeatable).
+pub const MEMCACHED_IP: Text = Text {
+    default: Some("127.0.0.1"),
+    ..text(
+        "memcached/ip",
+        "127.0.0.1",
+        "Address for <port>, repeatable",
+    )
+};
+/// `<memcached><port>`.
+pub const MEMCACHED_PORT: Range<u16> = port(
+    "memcached/port",
+    11211,
+    "TCP port (plain TCP, like memcached)",
+);
+/// `<memcached><socket>` (repeatable).
+pub const MEMCACHED_SOCKET: Text = text(
+    "memcached/socket",
+    "/run/clacks/memcached.sock",
+    "Unix socket, repeatable",
+);
 /// `<memcached><maxitemsize>`: largest memcached item value in bytes.
 /// At most 512 MiB: a stored value must also fit on one interclacks line (base64, at most
 /// `maxlinelength`).
-pub const MEMCACHED_MAX_ITEM_SIZE: Numeric<usize> =
-    count("memcached/maxitemsize", MIB, 1, 512 * MIB);
-/// `<workerthreads>` (and `clacksd --threads`): runtime worker threads; default one per core.
-pub const WORKER_THREADS: Range<usize> = Range {
-    element: "workerthreads",
-    min: 1,
-    max: 1024,
+pub const MEMCACHED_MAX_ITEM_SIZE: Numeric<usize> = count(
+    "memcached/maxitemsize",
+    MIB,
+    1,
+    512 * MIB,
+    "Largest item value in bytes; 4/3 of it + 512 must fit in <maxlinelength>",
+);
+/// `<memcached>` (extension).
+pub const MEMCACHED: Section = Section {
+    element: "memcached",
+    children: &[
+        Entry::Text(MEMCACHED_IP),
+        Entry::Port(MEMCACHED_PORT),
+        Entry::Path(MEMCACHED_SOCKET),
+        Entry::Bytes(MEMCACHED_MAX_ITEM_SIZE),
+    ],
+    examples: &[&["ip", "port", "socket", "maxitemsize"]],
+    doc: "The memcached text protocol on the same cache, off unless present; it needs <port> or \
+          <socket>. memcached has no authentication: keep it on loopback or a Unix socket",
 };
-/// `<port>`: the TLS port.
-pub const PORT: Range<u16> = port("port");
-/// `<master><port>`.
-pub const MASTER_PORT: Range<u16> = port("master/port");
-/// `<memcached><port>`.
-pub const MEMCACHED_PORT: Range<u16> = port("memcached/port");
-/// `<socketchmod>`: mode of the socket files.
-pub const SOCKETCHMOD: Range<Octal> = Range {
-    element: "socketchmod",
-    min: Octal(0),
-    max: Octal(0o7777),
-};
+/// `<hosts>`.
+pub const HOSTS: Text = text(
+    "hosts",
+    "<otherhost><port>49889</port></otherhost>",
+    "On the host called NAME, the children of <hosts><NAME> replace the root elements of the \
+     same name",
+);
+const fn ignored(element: &'static str, example: &'static str) -> Entry {
+    Entry::Ignored(text(
+        element,
+        example,
+        "Read by the Perl server; accepted without effect here",
+    ))
+}
 /// The environment variable `CLACKS_SIMULATED_TIME_OFFSET`: seconds added to the clock, at most
 /// ten years either way.
 pub const TIME_OFFSET: Range<f64> = Range {
     element: "CLACKS_SIMULATED_TIME_OFFSET",
     min: -10.0 * 365.0 * 86_400.0,
     max: 10.0 * 365.0 * 86_400.0,
+    example: 0.0,
+    doc: "Seconds added to the clock (an environment variable, not an element)",
 };
+
+/// Every element of the config file, in the order the sample config shows them.
+pub const GROUPS: &[Group] = &[
+    Group {
+        title: "This server",
+        entries: &[Entry::Text(APPNAME)],
+    },
+    Group {
+        title: "Listeners: TLS over TCP on every <ip> at <port>, and Unix sockets",
+        entries: &[
+            Entry::Text(IP),
+            Entry::Port(PORT),
+            Entry::Section(SSL),
+            Entry::Path(SOCKET),
+            Entry::Mode(SOCKETCHMOD),
+            Entry::Section(SOCKETCOMMANDS),
+        ],
+    },
+    Group {
+        title: "Users",
+        entries: &[
+            Entry::Text(USERNAME),
+            Entry::Text(PASSWORD),
+            Entry::Section(USER),
+        ],
+    },
+    Group {
+        title: "Interclacks: this server as the slave of a master",
+        entries: &[
+            Entry::Section(MASTER),
+            Entry::Seconds(INTERCLACKS_RECONNECT_TIMEOUT),
+            Entry::Seconds(INTERCLACKS_PING_TIMEOUT),
+            Entry::Seconds(INTERCLACKS_STALLED_WRITE_TIMEOUT),
+            Entry::Bytes(INTERCLACKS_MAX_OUT_BUFFER),
+        ],
+    },
+    Group {
+        title: "Cache persistence (the spelling is the reference's)",
+        entries: &[
+            Entry::Path(PERSISTENCE_FILE),
+            Entry::Seconds(PERSISTENCE_INTERVAL),
+            Entry::OnError(PERSISTENCE_ON_ERROR),
+        ],
+    },
+    Group {
+        title: "Timeouts and cache lifetimes, in seconds (fractions allowed)",
+        entries: &[
+            Entry::Seconds(AUTH_TIMEOUT),
+            Entry::Seconds(PING_TIMEOUT),
+            Entry::Seconds(TLS_HANDSHAKE_TIMEOUT),
+            Entry::Seconds(STALLED_WRITE_TIMEOUT),
+            Entry::Seconds(DELETED_CACHE_TIME),
+            Entry::Seconds(STALE_CACHE_TIME),
+            Entry::Seconds(CACHE_CLEAN_INTERVAL),
+        ],
+    },
+    Group {
+        title: "Limits (clacksd only; the Perl server ignores them)",
+        entries: &[
+            Entry::Bytes(MAX_LINE_LENGTH),
+            Entry::Count(MAX_CONNECTIONS),
+            Entry::Bytes(MAX_OUT_BUFFER),
+            Entry::Bytes(AUTH_MAX_LINE_LENGTH),
+            Entry::Count(MAX_UNAUTHENTICATED),
+            Entry::Seconds(AUTH_FAIL_DELAY),
+            Entry::Count(LOG_RATE_LIMIT),
+            Entry::Whole(WORKER_THREADS),
+        ],
+    },
+    Group {
+        title: "Cache memory limit (clacksd only)",
+        entries: &[Entry::Size(MAX_MEMORY), Entry::Policy(MAX_MEMORY_POLICY)],
+    },
+    Group {
+        title: "The memcached listener (clacksd only)",
+        entries: &[Entry::Section(MEMCACHED)],
+    },
+    Group {
+        title: "Per-host settings, and elements of the Perl server without effect here",
+        entries: &[
+            Entry::Hosts(HOSTS),
+            ignored("readfailtimeout", "10"),
+            ignored("interclacksreadfailtimeout", "10"),
+            ignored("throttle", "<maxsleep>100</maxsleep><step>10</step>"),
+            ignored("debugfile", "/tmp/clacks.debug"),
+        ],
+    },
+];
 
 /// The elements holding seconds.
 pub const SECONDS: &[Numeric<Duration>] = &[
@@ -322,80 +556,3 @@ pub const COUNTS: &[Numeric<usize>] = &[
     LOG_RATE_LIMIT,
     MEMCACHED_MAX_ITEM_SIZE,
 ];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_lie_in_their_ranges() {
-        for n in SECONDS {
-            assert!(n.range().contains(n.default), "{}", n.element);
-        }
-        for n in COUNTS {
-            assert!(n.range().contains(n.default), "{}", n.element);
-        }
-    }
-
-    #[test]
-    fn every_maximum_fits_a_deadline() {
-        for n in SECONDS {
-            assert!(
-                std::time::Instant::now().checked_add(n.max).is_some(),
-                "{}",
-                n.element
-            );
-        }
-    }
-
-    #[test]
-    fn parse_refuses_what_would_panic_later() {
-        let r = AUTH_TIMEOUT.range();
-        for bad in [
-            "",
-            "x",
-            "-1",
-            "-0.5",
-            "NaN",
-            "inf",
-            "-inf",
-            "1e300",
-            "1.8e19",
-            "86400.001",
-        ] {
-            let e = r.parse(bad).unwrap_err();
-            assert!(e.contains("from 1 to 86400"), "{bad}: {e}");
-        }
-        assert_eq!(r.parse("1"), Ok(S));
-        assert_eq!(r.parse("86400"), Ok(DAY));
-        assert_eq!(r.parse("1.5"), Ok(Duration::from_millis(1500)));
-        assert_eq!(DELETED_CACHE_TIME.range().parse("-0"), Ok(Duration::ZERO));
-        assert_eq!(SOCKETCHMOD.parse("0660"), Ok(Octal(0o660)));
-        assert!(SOCKETCHMOD
-            .parse("10000")
-            .unwrap_err()
-            .contains("from 0000 to 7777"));
-        assert!(SOCKETCHMOD.parse("0669").is_err());
-        assert_eq!(PORT.parse("65535"), Ok(65535));
-        assert!(PORT.parse("0").unwrap_err().contains("from 1 to 65535"));
-        assert!(TIME_OFFSET.parse("NaN").is_err());
-        let m = MAX_MEMORY.range();
-        assert_eq!(m.parse("512M"), Ok(ByteSize(512 * MIB)));
-        assert_eq!(m.parse("2g"), Ok(ByteSize(2 * GIB)));
-        assert_eq!(m.parse("1000"), Ok(ByteSize(1000)));
-        for bad in [
-            "",
-            "M",
-            "1.5G",
-            "-1K",
-            "+1K",
-            "1T",
-            "1 G",
-            "99999999999999999999",
-        ] {
-            assert!(m.parse(bad).is_err(), "{bad}");
-        }
-        assert!(m.parse("2000000G").unwrap_err().contains("from 0 to"));
-        assert_eq!(TIME_OFFSET.parse("-3600"), Ok(-3600.0));
-    }
-}

@@ -1,10 +1,17 @@
-//! `clacksd`: the Clacks server.
+//! `clacksd`: the Clacks server binary. It parses the flags, installs the tracing subscriber,
+//! raises the open-file limit, loads the config (or prepares the zero-config data directory) and
+//! runs [`clacks_server::Server`] on a Tokio runtime until SIGINT or SIGTERM.
+//!
+//! ```sh
+//! cargo run --release -p clacksd                       # zero-config: ./clacks-data
+//! clacksd --config /etc/clacks/clacks.xml --check-config
+//! clacksd --print-default-config > clacks.xml
+//! ```
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clacks_server::config::PersistenceOnError;
-use clacks_server::config::SAMPLE_CONFIG;
+use clacks_server::config::{sample_config, PersistenceOnError};
 use clacks_server::datadir::DataDir;
 use clacks_server::{Config, Listeners, Server, ServerError};
 use clap::Parser;
@@ -78,7 +85,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }
     if args.print_default_config {
-        print!("{SAMPLE_CONFIG}");
+        print!("{}", sample_config());
         return Ok(());
     }
     if let Some(n) = args.threads {
