@@ -30,6 +30,7 @@ pub mod memcache;
 pub mod overhead;
 mod reply;
 mod request;
+mod words;
 
 pub use error::ProtoError;
 pub use frame::LineDecoder;
