@@ -25,11 +25,23 @@ pub(crate) fn after(line: &Bytes, verb: &[u8]) -> Option<Bytes> {
     Some(rest)
 }
 
-/// `found` if `line` starts with `verb` (a command that ignores the rest of its line).
+/// `found()` if `line` starts with `verb` (a command that ignores the rest of its line).
+///
+/// Taking a closure rather than a value keeps a value that is not returned from being dropped.
 #[inline(always)]
-pub(crate) fn word<T>(line: &[u8], verb: &[u8], found: T) -> Option<T> {
+pub(crate) fn word<T>(line: &[u8], verb: &[u8], found: impl FnOnce() -> T) -> Option<T> {
     if line.starts_with(verb) {
-        Some(found)
+        Some(found())
+    } else {
+        None
+    }
+}
+
+/// `found()` if `line` is `word` and nothing else.
+#[inline(always)]
+pub(crate) fn exact<T>(line: &[u8], word: &[u8], found: impl FnOnce() -> T) -> Option<T> {
+    if line == word {
+        Some(found())
     } else {
         None
     }
@@ -60,6 +72,12 @@ pub(crate) fn split_assign(rest: &Bytes) -> Option<(Bytes, Bytes)> {
     split_first(rest, b'=', 1)
 }
 
+/// Splits `name=value` at the first `=`, the name possibly empty (how replies are read).
+#[inline]
+pub(crate) fn split_eq(rest: &Bytes) -> Option<(Bytes, Bytes)> {
+    split_first(rest, b'=', 0)
+}
+
 /// Bytes of a string, for tests.
 #[cfg(test)]
 pub(crate) fn b(s: &str) -> Bytes {
@@ -75,7 +93,7 @@ mod tests {
         type Split = Option<(Bytes, Bytes)>;
         let pair = |a: &str, c: &str| Some((b(a), b(c)));
         let cases: Vec<(&str, Split, Split, Split)> = vec![
-            // (input, take_word, split_assign, split_first(.., b'=', 0))
+            // (input, take_word, split_assign, split_eq)
             ("", None, None, None),
             (" ", None, None, None),
             ("  x", pair(" ", "x"), None, None),
@@ -89,13 +107,15 @@ mod tests {
             let input = b(input);
             assert_eq!(take_word(&input), word, "{input:?}");
             assert_eq!(split_assign(&input), assign, "{input:?}");
-            assert_eq!(split_first(&input, b'=', 0), eq, "{input:?}");
+            assert_eq!(split_eq(&input), eq, "{input:?}");
         }
         assert_eq!(after(&b("SET a"), b"SET "), Some(b("a")));
         assert_eq!(after(&b("SE"), b"SET "), None);
         assert_eq!(nonempty(b("")), None);
-        assert_eq!(word(b"PINGX", b"PING", 1), Some(1));
-        assert_eq!(word(b"PIN", b"PING", 1), None);
+        assert_eq!(word(b"PINGX", b"PING", || 1), Some(1));
+        assert_eq!(word(b"PIN", b"PING", || 1), None);
+        assert_eq!(exact(b"PING", b"PING", || 1), Some(1));
+        assert_eq!(exact(b"PINGX", b"PING", || 1), None);
         let mut out = BytesMut::new();
         put_line(&mut out, &[b"A ", b"b"]);
         assert_eq!(&out[..], b"A b\r\n");

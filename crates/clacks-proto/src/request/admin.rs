@@ -41,37 +41,37 @@ pub(super) fn parse_overhead(line: &Bytes) -> Option<Request> {
 
 #[inline]
 pub(super) fn parse_monitor(line: &Bytes) -> Option<Request> {
-    word(line, MONITOR, Request::Monitor)
+    word(line, MONITOR, || Request::Monitor)
 }
 
 #[inline]
 pub(super) fn parse_unmonitor(line: &Bytes) -> Option<Request> {
-    word(line, UNMONITOR, Request::Unmonitor)
+    word(line, UNMONITOR, || Request::Unmonitor)
 }
 
 #[inline]
 pub(super) fn parse_quit(line: &Bytes) -> Option<Request> {
-    word(line, QUIT, Request::Quit)
+    word(line, QUIT, || Request::Quit)
 }
 
 #[inline]
 pub(super) fn parse_timeout(line: &Bytes) -> Option<Request> {
-    word(line, TIMEOUT, Request::Timeout)
+    word(line, TIMEOUT, || Request::Timeout)
 }
 
 #[inline]
 pub(super) fn parse_ping(line: &Bytes) -> Option<Request> {
-    word(line, PING, Request::Ping)
+    word(line, PING, || Request::Ping)
 }
 
 #[inline]
 pub(super) fn parse_no_ping(line: &Bytes) -> Option<Request> {
-    word(line, NOPING, Request::NoPing)
+    word(line, NOPING, || Request::NoPing)
 }
 
 #[inline]
 pub(super) fn parse_client_list(line: &Bytes) -> Option<Request> {
-    word(line, CLIENTLIST, Request::ClientList)
+    word(line, CLIENTLIST, || Request::ClientList)
 }
 
 #[inline]
@@ -88,7 +88,7 @@ pub(super) fn parse_flush(line: &Bytes) -> Option<Request> {
 
 #[inline]
 pub(super) fn parse_stats(line: &Bytes) -> Option<Request> {
-    word(line, STATS, Request::Stats)
+    word(line, STATS, || Request::Stats)
 }
 
 #[inline]
@@ -127,7 +127,7 @@ pub(super) fn encode_timeout(out: &mut BytesMut) {
 }
 
 #[inline]
-pub(super) fn encode_ping(out: &mut BytesMut) {
+pub(crate) fn encode_ping(out: &mut BytesMut) {
     put_line(out, &[PING]);
 }
 

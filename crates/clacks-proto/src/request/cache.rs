@@ -45,12 +45,12 @@ pub(super) fn parse_decrement(line: &Bytes) -> Option<Request> {
 
 #[inline]
 pub(super) fn parse_key_list(line: &Bytes) -> Option<Request> {
-    word(line, KEYLIST, Request::KeyList)
+    word(line, KEYLIST, || Request::KeyList)
 }
 
 #[inline]
 pub(super) fn parse_clear_cache(line: &Bytes) -> Option<Request> {
-    word(line, CLEARCACHE, Request::ClearCache)
+    word(line, CLEARCACHE, || Request::ClearCache)
 }
 
 /// Splits `key=step` at the last `=` with a byte on each side (`(.+)\=(.+)`), or takes all as key.
