@@ -725,7 +725,6 @@ impl Session {
             Request::Timeout | Request::Unknown { .. } => {
                 self.error(ClientError::UnknownCommand(line));
             }
-            _ => self.error(ClientError::UnknownCommand(line)),
         }
         Flow::Continue
     }

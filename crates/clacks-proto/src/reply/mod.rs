@@ -18,7 +18,6 @@ pub use admin::ClientEntry;
 
 /// One line from server to client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Reply {
     /// `CLACKS <info>`: greeting.
     Clacks {

@@ -26,7 +26,6 @@ pub(crate) mod signals;
 /// after a non-empty name; `INCREMENT`/`DECREMENT` take a step after the last `=` that has at
 /// least one byte on both sides.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Request {
     /// `CLACKS <info>`: the peer names itself.
     Clacks {
