@@ -154,9 +154,8 @@ pub enum Request {
 impl Request {
     /// Parses one line (without terminator). Never fails.
     pub fn parse(line: Bytes) -> Request {
-        // Looking at the first byte first, a line is compared only with the verbs it can match,
-        // in the order the reference server tries them. No verb is a prefix of another (see
-        // the tests), so at most one of them can match anyway.
+        // A line is compared only with the verbs that start with its first byte. No verb is a
+        // prefix of another (see the tests), so at most one of them can match.
         macro_rules! first_of {
             ($($parse:expr),+) => {{
                 $(if let Some(request) = $parse(&line) {
@@ -316,6 +315,7 @@ mod tests {
         for verb in VERBS {
             let line = Bytes::from([verb, b"1 2 U k=v"].concat());
             let request = Request::parse(line.clone());
+            assert!(!matches!(request, Request::Unknown { .. }), "{line:?}");
             let mut out = BytesMut::new();
             request.encode(&mut out);
             assert!(out.starts_with(verb), "{line:?} parses to {request:?}");
