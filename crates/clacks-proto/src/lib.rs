@@ -5,6 +5,13 @@
 //! holds no sockets, no clock and no state beyond a partial line; it is shared by the server and
 //! the client so the grammar exists exactly once.
 //!
+//! [`Request`] and [`Reply`] are one flat enum each, but their parsing and encoding are grouped
+//! by command family: `request/` and `reply/` each have a `mod.rs` with the enum and the two
+//! dispatchers (parse by first byte, encode by exhaustive match), then `cache.rs` (STORE,
+//! RETRIEVE, KEYLIST, …), `signals.rs` (NOTIFY, SET, LISTEN, …) and `admin.rs` (CLACKS,
+//! OVERHEAD, PING, CLIENTLIST, STATS, …), plus `request/keysync.rs` for the interclacks record.
+//! [`LineDecoder`] cuts the byte stream into lines; [`memcache`] decodes the memcached protocol.
+//!
 //! ```no_run
 //! use bytes::BytesMut;
 //! use clacks_proto::{LineDecoder, Request, Reply};
@@ -30,6 +37,7 @@ pub mod memcache;
 pub mod overhead;
 mod reply;
 mod request;
+mod words;
 
 pub use error::ProtoError;
 pub use frame::LineDecoder;

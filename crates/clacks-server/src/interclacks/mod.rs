@@ -109,19 +109,38 @@ impl Links {
 }
 
 /// The forwarding policy: whether a command that ran here goes on to the peers (signals and
-/// cache writes; a refused command never does, and `KEYSYNC` only when it changed something).
+/// cache writes; a refused command never does, and `KEYSYNC` only when it changed something, which
+/// `cmd::keysync` decides). Exhaustive, so a new command must be given an answer.
 pub(crate) fn replicated(request: &Request) -> bool {
-    matches!(
-        request,
+    match request {
         Request::Notify { .. }
-            | Request::Set { .. }
-            | Request::SetAndStore { .. }
-            | Request::Store { .. }
-            | Request::Remove { .. }
-            | Request::Increment { .. }
-            | Request::Decrement { .. }
-            | Request::ClearCache
-    )
+        | Request::Set { .. }
+        | Request::SetAndStore { .. }
+        | Request::Store { .. }
+        | Request::Remove { .. }
+        | Request::Increment { .. }
+        | Request::Decrement { .. }
+        | Request::ClearCache => true,
+        Request::KeySync { .. }
+        | Request::Retrieve { .. }
+        | Request::KeyList
+        | Request::Listen { .. }
+        | Request::Unlisten { .. }
+        | Request::Clacks { .. }
+        | Request::Overhead { .. }
+        | Request::OverheadWithoutValue
+        | Request::Monitor
+        | Request::Unmonitor
+        | Request::Quit
+        | Request::Timeout
+        | Request::Ping
+        | Request::NoPing
+        | Request::ClientList
+        | Request::ClientDisconnect { .. }
+        | Request::Flush { .. }
+        | Request::Stats
+        | Request::Unknown { .. } => false,
+    }
 }
 
 /// Sends an encoded line (with its CR LF) to every link except `origin`.

@@ -1,0 +1,309 @@
+//! Lines a client (or an interclacks peer) sends to a server.
+//!
+//! The parsing and encoding of each command lives in the file of its family: [`cache`]
+//! (STORE, RETRIEVE, REMOVE, INCREMENT, DECREMENT, KEYLIST, CLEARCACHE), [`signals`] (NOTIFY,
+//! SET, SETANDSTORE, LISTEN, UNLISTEN), [`admin`] (CLACKS, OVERHEAD, MONITOR, UNMONITOR, QUIT,
+//! TIMEOUT, PING, NOPING, CLIENTLIST, CLIENTDISCONNECT, FLUSH, STATS and unknown lines) and
+//! [`keysync`] (the KEYSYNC record of interclacks links). This file holds the enum and the two
+//! dispatchers. The families' small functions are `#[inline]` so that each dispatcher compiles
+//! to one function, as fast as a single hand-written chain.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::Flags;
+
+pub(crate) mod admin;
+pub(crate) mod cache;
+pub(crate) mod keysync;
+pub(crate) mod signals;
+
+/// One parsed request line.
+///
+/// Parsing never fails: a line that matches no command is [`Request::Unknown`]. The rules follow
+/// the reference server exactly: commands are case sensitive; `KEYLIST`, `CLEARCACHE`, `MONITOR`,
+/// `UNMONITOR`, `QUIT`, `TIMEOUT`, `PING`, `NOPING`, `CLIENTLIST` and `STATS` are prefixes (anything
+/// after them is ignored); `SET`, `STORE`, `SETANDSTORE` split name and value at the first `=`
+/// after a non-empty name; `INCREMENT`/`DECREMENT` take a step after the last `=` that has at
+/// least one byte on both sides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `CLACKS <info>`: the peer names itself.
+    Clacks {
+        /// Free text (the server replaces `;` with `_` when storing it).
+        info: Bytes,
+    },
+    /// `OVERHEAD <flags> <value>`.
+    Overhead {
+        /// The parsed flag letters.
+        flags: Flags,
+        /// The rest of the line (never empty).
+        value: Bytes,
+    },
+    /// `OVERHEAD <word>` without a value: ignored by the server.
+    OverheadWithoutValue,
+    /// `NOTIFY <name>`.
+    Notify {
+        /// Signal name (may be empty).
+        name: Bytes,
+    },
+    /// `SET <name>=<value>`.
+    Set {
+        /// Signal name.
+        name: Bytes,
+        /// Value carried to listeners.
+        value: Bytes,
+    },
+    /// `KEYSYNC <cachetime> <accesstime> <mode> <key>=<value>` (interclacks only).
+    KeySync {
+        /// Peer's cache time (float seconds, as text).
+        cachetime: Bytes,
+        /// Peer's access time (float seconds, as text; `0` for tombstones).
+        accesstime: Bytes,
+        /// `D` for a tombstone, anything else for a live value.
+        mode: Bytes,
+        /// Cache key.
+        key: Bytes,
+        /// Value (`REMOVED` for tombstones).
+        value: Bytes,
+    },
+    /// `STORE <key>=<value>`.
+    Store {
+        /// Cache key.
+        key: Bytes,
+        /// Value.
+        value: Bytes,
+    },
+    /// `SETANDSTORE <name>=<value>`: broadcast as SET and store.
+    SetAndStore {
+        /// Signal name and cache key.
+        name: Bytes,
+        /// Value.
+        value: Bytes,
+    },
+    /// `RETRIEVE <key>`.
+    Retrieve {
+        /// Cache key.
+        key: Bytes,
+    },
+    /// `REMOVE <key>`.
+    Remove {
+        /// Cache key.
+        key: Bytes,
+    },
+    /// `INCREMENT <key>[=<step>]`.
+    Increment {
+        /// Cache key.
+        key: Bytes,
+        /// Step as sent (numified by the store); `None` means 1.
+        step: Option<Bytes>,
+    },
+    /// `DECREMENT <key>[=<step>]`.
+    Decrement {
+        /// Cache key.
+        key: Bytes,
+        /// Step as sent; `None` means 1.
+        step: Option<Bytes>,
+    },
+    /// `KEYLIST`.
+    KeyList,
+    /// `CLEARCACHE`.
+    ClearCache,
+    /// `LISTEN <name>`.
+    Listen {
+        /// Signal name (may be empty).
+        name: Bytes,
+    },
+    /// `UNLISTEN <name>`.
+    Unlisten {
+        /// Signal name (may be empty).
+        name: Bytes,
+    },
+    /// `MONITOR`.
+    Monitor,
+    /// `UNMONITOR`.
+    Unmonitor,
+    /// `QUIT`.
+    Quit,
+    /// `TIMEOUT` (meaningful only on interclacks links).
+    Timeout,
+    /// `PING`.
+    Ping,
+    /// `NOPING`.
+    NoPing,
+    /// `CLIENTLIST`.
+    ClientList,
+    /// `CLIENTDISCONNECT <cid>`.
+    ClientDisconnect {
+        /// Connection id as shown by CLIENTLIST.
+        cid: Bytes,
+    },
+    /// `FLUSH <id>`.
+    Flush {
+        /// Echoed back in `FLUSHED <id>`.
+        id: Bytes,
+    },
+    /// `STATS` (extension): server counters.
+    Stats,
+    /// Anything else.
+    Unknown {
+        /// The whole line.
+        line: Bytes,
+    },
+}
+
+impl Request {
+    /// Parses one line (without terminator). Never fails.
+    pub fn parse(line: Bytes) -> Request {
+        // A line is compared only with the verbs that start with its first byte. No verb is a
+        // prefix of another (see the tests), so at most one of them can match.
+        macro_rules! first_of {
+            ($($parse:expr),+) => {{
+                $(if let Some(request) = $parse(&line) {
+                    return request;
+                })+
+            }};
+        }
+        match line.first() {
+            Some(b'C') => first_of!(
+                admin::parse_clacks,
+                cache::parse_clear_cache,
+                admin::parse_client_list,
+                admin::parse_client_disconnect
+            ),
+            Some(b'D') => first_of!(cache::parse_decrement),
+            Some(b'F') => first_of!(admin::parse_flush),
+            Some(b'I') => first_of!(cache::parse_increment),
+            Some(b'K') => first_of!(keysync::parse, cache::parse_key_list),
+            Some(b'L') => first_of!(signals::parse_listen),
+            Some(b'M') => first_of!(admin::parse_monitor),
+            Some(b'N') => first_of!(signals::parse_notify, admin::parse_no_ping),
+            Some(b'O') => first_of!(admin::parse_overhead),
+            Some(b'P') => first_of!(admin::parse_ping),
+            Some(b'Q') => first_of!(admin::parse_quit),
+            Some(b'R') => first_of!(cache::parse_retrieve, cache::parse_remove),
+            Some(b'S') => first_of!(
+                signals::parse_set,
+                cache::parse_store,
+                signals::parse_set_and_store,
+                admin::parse_stats
+            ),
+            Some(b'T') => first_of!(admin::parse_timeout),
+            Some(b'U') => first_of!(signals::parse_unlisten, admin::parse_unmonitor),
+            _ => {}
+        }
+        Request::Unknown { line }
+    }
+
+    /// Writes this request as one line with CR LF.
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Request::Clacks { info } => admin::encode_clacks(out, info),
+            Request::Overhead { flags, value } => admin::encode_overhead(out, *flags, value),
+            Request::OverheadWithoutValue => admin::encode_overhead_without_value(out),
+            Request::Notify { name } => signals::encode_notify(out, name),
+            Request::Set { name, value } => signals::encode_set(out, name, value),
+            Request::KeySync {
+                cachetime,
+                accesstime,
+                mode,
+                key,
+                value,
+            } => keysync::encode(out, cachetime, accesstime, mode, key, value),
+            Request::Store { key, value } => cache::encode_store(out, key, value),
+            Request::SetAndStore { name, value } => signals::encode_set_and_store(out, name, value),
+            Request::Retrieve { key } => cache::encode_retrieve(out, key),
+            Request::Remove { key } => cache::encode_remove(out, key),
+            Request::Increment { key, step } => cache::encode_increment(out, key, step.as_ref()),
+            Request::Decrement { key, step } => cache::encode_decrement(out, key, step.as_ref()),
+            Request::KeyList => cache::encode_key_list(out),
+            Request::ClearCache => cache::encode_clear_cache(out),
+            Request::Listen { name } => signals::encode_listen(out, name),
+            Request::Unlisten { name } => signals::encode_unlisten(out, name),
+            Request::Monitor => admin::encode_monitor(out),
+            Request::Unmonitor => admin::encode_unmonitor(out),
+            Request::Quit => admin::encode_quit(out),
+            Request::Timeout => admin::encode_timeout(out),
+            Request::Ping => admin::encode_ping(out),
+            Request::NoPing => admin::encode_no_ping(out),
+            Request::ClientList => admin::encode_client_list(out),
+            Request::ClientDisconnect { cid } => admin::encode_client_disconnect(out, cid),
+            Request::Flush { id } => admin::encode_flush(out, id),
+            Request::Stats => admin::encode_stats(out),
+            Request::Unknown { line } => admin::encode_unknown(out, line),
+        }
+    }
+}
+
+/// Checks that each line parses to its request; the families' table tests use it.
+#[cfg(test)]
+fn assert_parses(cases: Vec<(&str, Request)>) {
+    for (line, want) in cases {
+        assert_eq!(Request::parse(crate::words::b(line)), want, "{line}");
+    }
+}
+
+/// Checks that each line parses to a request that encodes to the very same line.
+#[cfg(test)]
+fn assert_round_trips(lines: &[&str]) {
+    for line in lines {
+        let mut out = BytesMut::new();
+        Request::parse(crate::words::b(line)).encode(&mut out);
+        assert_eq!(&out[..], format!("{line}\r\n").as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every verb the families parse, as they compare it.
+    const VERBS: [&[u8]; 25] = [
+        cache::STORE,
+        cache::RETRIEVE,
+        cache::REMOVE,
+        cache::INCREMENT,
+        cache::DECREMENT,
+        cache::KEYLIST,
+        cache::CLEARCACHE,
+        signals::NOTIFY,
+        signals::SET,
+        signals::SETANDSTORE,
+        signals::LISTEN,
+        signals::UNLISTEN,
+        admin::CLACKS,
+        admin::OVERHEAD,
+        admin::MONITOR,
+        admin::UNMONITOR,
+        admin::QUIT,
+        admin::TIMEOUT,
+        admin::PING,
+        admin::NOPING,
+        admin::CLIENTLIST,
+        admin::CLIENTDISCONNECT,
+        admin::FLUSH,
+        admin::STATS,
+        keysync::KEYSYNC,
+    ];
+
+    #[test]
+    fn no_verb_is_a_prefix_of_another() {
+        for (i, a) in VERBS.iter().enumerate() {
+            for (j, b) in VERBS.iter().enumerate() {
+                assert!(i == j || !b.starts_with(a), "{a:?} starts {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_verb_reaches_its_family() {
+        for verb in VERBS {
+            let line = Bytes::from([verb, b"1 2 U k=v"].concat());
+            let request = Request::parse(line.clone());
+            assert!(!matches!(request, Request::Unknown { .. }), "{line:?}");
+            let mut out = BytesMut::new();
+            request.encode(&mut out);
+            assert!(out.starts_with(verb), "{line:?} parses to {request:?}");
+        }
+        assert_parses(vec![("", Request::Unknown { line: Bytes::new() })]);
+    }
+}
