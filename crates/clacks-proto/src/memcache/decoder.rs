@@ -62,6 +62,11 @@ impl McDecoder {
             }
             return Ok((None, 0));
         };
+        if pos > self.max_line {
+            return Err(ProtoError::LineTooLong {
+                limit: self.max_line,
+            });
+        }
         let mut end = pos;
         if end > 1 && buf[end - 1] == b'\r' {
             end -= 1;
