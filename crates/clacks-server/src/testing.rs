@@ -168,3 +168,18 @@ impl TestServer {
         Self::start_in(dir, &addr.to_string(), tweak).await
     }
 }
+
+/// The copies of the file `name` in `dir` that were moved aside as damaged (`<name>.bad-<time>`).
+pub fn kept_aside(dir: &std::path::Path, name: &str) -> Vec<PathBuf> {
+    let prefix = format!("{name}.bad-");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect();
+    found.sort();
+    found
+}

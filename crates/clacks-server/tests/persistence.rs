@@ -147,17 +147,7 @@ async fn long_keys_and_any_bytes_survive_a_restart() {
 
 /// The damaged copy of a file `name` in `dir` kept aside, if exactly one.
 fn kept_aside(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
-    let prefix = format!("{name}.bad-");
-    let found: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&prefix)
-        })
-        .collect();
+    let found = clacks_server::testing::kept_aside(dir, name);
     assert!(found.len() <= 1, "{found:?}");
     found.into_iter().next()
 }

@@ -189,21 +189,6 @@ fn threads_flag_is_range_checked() {
     assert!(err.contains("--threads"), "{err}");
 }
 
-/// The damaged copy of a file `name` in `dir` kept aside, if any.
-fn kept_aside(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let prefix = format!("{name}.bad-");
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&prefix)
-        })
-        .collect()
-}
-
 /// A persistence file with its end cut off: refused with one line naming the file, the fault
 /// and the way out; `--check-config --persistence-on-error moveaside` says what a start would do
 /// and moves nothing.
@@ -255,7 +240,7 @@ fn exits_with_one_clear_message_on_a_damaged_persistence_file() {
     assert!(check.status.success());
     assert!(String::from_utf8_lossy(&check.stdout).contains("would be moved aside"));
     assert_eq!(
-        kept_aside(dir.path(), "cache.dat"),
+        clacks_server::testing::kept_aside(dir.path(), "cache.dat"),
         Vec::<PathBuf>::new(),
         "a check moves nothing"
     );
