@@ -102,6 +102,16 @@ fn bind_unix(path: &Path, config: &Config) -> Result<UnixListener, ServerError> 
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         if meta.file_type().is_socket() {
+            // Another server may still answer there: never take its socket away.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServerError::Bind {
+                    addr: path.display().to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        "another server answers on this socket",
+                    ),
+                });
+            }
             tracing::info!(path = %path.display(), "removing stale socket file");
             let _ = std::fs::remove_file(path);
         }
@@ -166,14 +176,45 @@ impl Protocol {
     }
 }
 
-/// Starts the accept loop of each listener; returns the Unix socket paths (removed at shutdown).
+/// A socket file this server listens on, as it was when serving started.
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    /// Device and inode of the file.
+    id: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    fn new(path: PathBuf) -> SocketFile {
+        let id = file_id(&path);
+        SocketFile { path, id }
+    }
+
+    /// Removes the file if it is still the one this server listens on (another server may have
+    /// replaced it since).
+    pub(crate) fn remove(&self) {
+        if self.id.is_some() && file_id(&self.path) == self.id {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            tracing::info!(path = %self.path.display(), "socket file replaced by another; left as it is");
+        }
+    }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Starts the accept loop of each listener; returns the Unix socket files (removed at shutdown).
 /// Clacks over TCP needs `tls`: without it that listener is not served.
 pub(crate) fn start(
     listeners: Listeners,
     tls: Option<&TlsAcceptor>,
     accepting: &Accepting,
-) -> Vec<PathBuf> {
-    let mut socket_paths = Vec::new();
+) -> Vec<SocketFile> {
+    let mut socket_files = Vec::new();
     for (protocol, socket) in listeners.0 {
         match socket {
             Socket::Tcp(l) => {
@@ -198,14 +239,14 @@ pub(crate) fn start(
             }
             Socket::Unix(l, path) => {
                 tracing::info!(path = %path.display(), ?protocol, "listening on Unix socket");
-                socket_paths.push(path);
+                socket_files.push(SocketFile::new(path));
                 accepting
                     .tracker
                     .spawn(accept_unix(l, protocol, accepting.clone()));
             }
         }
     }
-    socket_paths
+    socket_files
 }
 
 /// What the accept loops share.

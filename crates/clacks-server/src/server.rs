@@ -116,7 +116,7 @@ impl Server {
         let stop = shared.shutdown.clone();
         let tracker = TaskTracker::new();
         let accepting = Accepting::new(shared.clone(), tracker.clone());
-        let socket_paths = crate::listen::start(listeners, self.tls.as_ref(), &accepting);
+        let socket_files = crate::listen::start(listeners, self.tls.as_ref(), &accepting);
         let persist = shared.config.persistence_file.clone().map(|path| {
             tokio::spawn(persistence::persist_loop(
                 shared.clone(),
@@ -147,8 +147,8 @@ impl Server {
         {
             tracing::warn!("connections still open after 5 s; closing anyway");
         }
-        for path in socket_paths {
-            let _ = std::fs::remove_file(&path);
+        for file in socket_files {
+            file.remove();
         }
         tracing::info!(stats = ?shared.stats.snapshot(), "server stopped");
     }
