@@ -47,8 +47,24 @@ struct Inner {
     /// Bytes drained by the writer and not yet reported written.
     in_flight: usize,
     closing: Option<CloseReason>,
+    /// Lines not queued because the connection was cut or closing.
+    dropped: u64,
     /// The connection task, waiting for output to write.
     waker: Option<Waker>,
+}
+
+/// What a closed connection's queue lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Discarded {
+    /// Lines queued and never written, plus lines refused after the cut or close.
+    pub(crate) lines: u64,
+    /// Bytes queued and never written.
+    pub(crate) bytes: usize,
+}
+
+/// Lines in a queued piece.
+fn lines_in(data: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', data).count() as u64
 }
 
 /// What the writer should do next.
@@ -136,9 +152,11 @@ impl Outbox {
     pub(crate) fn push(&self, line: Bytes) -> bool {
         let mut inner = self.lock();
         if inner.closing.is_some() {
+            inner.dropped += lines_in(&line);
             return true;
         }
         if inner.bytes > 0 && inner.bytes + line.len() > self.cap() {
+            inner.dropped += lines_in(&line);
             inner.closing = Some(CloseReason::SlowConsumer);
             wake(inner);
             return false;
@@ -179,6 +197,11 @@ impl Outbox {
     /// Whether a close was requested.
     pub(crate) fn is_closing(&self) -> bool {
         self.lock().closing.is_some()
+    }
+
+    /// Whether the connection was cut as a slow consumer.
+    pub(crate) fn was_cut(&self) -> bool {
+        self.lock().closing == Some(CloseReason::SlowConsumer)
     }
 
     /// Bytes waiting to be written (queued or being written).
@@ -228,24 +251,17 @@ impl Outbox {
         }
     }
 
-    /// Discards what is queued; returns how many bytes that was.
-    pub(crate) fn discard(&self) -> usize {
+    /// Discards what is queued; returns what was lost.
+    pub(crate) fn discard(&self) -> Discarded {
         let mut inner = self.lock();
+        let queued: u64 = inner.queue.iter().map(|item| lines_in(item)).sum();
         inner.queue.clear();
         inner.in_flight = 0;
         self.queued.store(0, Ordering::Relaxed);
-        std::mem::take(&mut inner.bytes)
-    }
-
-    /// Lines and bytes queued (counted when a link is cut, to say what it loses).
-    pub(crate) fn queued_lines(&self) -> (usize, usize) {
-        let inner = self.lock();
-        let lines = inner
-            .queue
-            .iter()
-            .map(|item| memchr::memchr_iter(b'\n', item).count())
-            .sum();
-        (lines, inner.bytes)
+        Discarded {
+            lines: queued + std::mem::take(&mut inner.dropped),
+            bytes: std::mem::take(&mut inner.bytes),
+        }
     }
 
     /// Ready when something is queued or a close was requested; otherwise the task is woken by

@@ -58,7 +58,8 @@ counters! {
     connections_unauthenticated: "Connections open now that have not logged in yet.",
     unauthenticated_rejected: "Connections refused because `maxunauthenticated` connections had not logged in yet.",
     input_paused: "Times a connection stopped reading and executing because its output was over `maxoutbuffer`.",
-    link_lines_dropped: "Lines dropped from interclacks links cut for output over `interclacksmaxoutbuffer`.",
+    link_lines_dropped: "Lines (signals, replicated changes) queued for an interclacks link and dropped when it was cut or closed.",
+    lines_dropped: "Lines queued for a client connection and dropped when it was cut (slow consumer) or closed.",
     log_lines_suppressed: "Log lines a connection caused over `logratelimit`, not written.",
 }
 

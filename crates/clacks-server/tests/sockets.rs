@@ -31,7 +31,9 @@ async fn a_stale_socket_is_replaced_and_only_our_own_file_is_removed() {
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     let mut config = base_config();
     config.sockets = vec![path.clone()];
-    let listeners = Listeners::bind(&config).await.expect("stale socket replaced");
+    let listeners = Listeners::bind(&config)
+        .await
+        .expect("stale socket replaced");
     let server = Server::new(config).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(listeners, async {

@@ -10,7 +10,7 @@ use clacks_proto::{ClientEntry, Reply};
 use clacks_store::number::format_float;
 use foldhash::fast::RandomState;
 
-use crate::outbox::{CloseReason, Outbox};
+use crate::outbox::{CloseReason, Discarded, Outbox};
 use crate::stats::Stats;
 
 /// Connection number, unique for the life of the process.
@@ -123,8 +123,12 @@ impl Conns {
             return;
         };
         self.monitors.retain(|m| *m != id);
-        let discarded = entry.outbox.discard();
+        let lost = entry.outbox.discard();
         let cid = String::from_utf8_lossy(&entry.cid);
+        if lost.lines > 0 {
+            self.count_dropped(&entry, &cid, lost);
+        }
+        let discarded = lost.bytes;
         let text = match note {
             Some(note) => format!("{cid} ({note}; {discarded} bytes discarded from outbuffer)"),
             None => format!("{cid} ({discarded} bytes discarded from outbuffer)"),
@@ -147,7 +151,8 @@ impl Conns {
         }
     }
 
-    /// Pushes `line` to `outbox` (connection `id`'s), counting and logging a slow-consumer cut.
+    /// Pushes `line` to `outbox` (connection `id`'s), counting and logging a slow-consumer cut
+    /// (what the cut connection loses is counted when it is removed).
     pub(crate) fn push_counted(&self, id: ConnId, outbox: &Outbox, line: Bytes) {
         if outbox.push(line) {
             return;
@@ -158,21 +163,36 @@ impl Conns {
         };
         let cid = String::from_utf8_lossy(&entry.cid);
         if entry.interclacks {
-            // What the link loses: its queue, and the line that did not fit.
-            let (lines, bytes) = outbox.queued_lines();
-            let lines = lines as u64 + 1;
-            self.stats
-                .link_lines_dropped
-                .fetch_add(lines, Ordering::Relaxed);
             tracing::warn!(
                 %cid,
-                lines_dropped = lines,
-                bytes_dropped = bytes,
                 limit = outbox.cap(),
                 "interclacks link cut: output over interclacksmaxoutbuffer; the peer resyncs when it reconnects"
             );
         } else {
-            tracing::warn!(%cid, "slow consumer cut off: output buffer over its limit");
+            tracing::warn!(%cid, limit = outbox.cap(), "slow consumer cut off: output buffer over its limit");
+        }
+    }
+
+    /// Counts and logs the lines a closing connection's queue lost: signals and replicated
+    /// changes for a link (the peer's resync restores the cache, not the signals), output of a
+    /// client cut or gone.
+    fn count_dropped(&self, entry: &ConnEntry, cid: &str, lost: Discarded) {
+        let counter = if entry.interclacks {
+            &self.stats.link_lines_dropped
+        } else {
+            &self.stats.lines_dropped
+        };
+        counter.fetch_add(lost.lines, Ordering::Relaxed);
+        if entry.interclacks || entry.outbox.was_cut() {
+            tracing::warn!(
+                %cid,
+                link = entry.interclacks,
+                lines_dropped = lost.lines,
+                bytes_dropped = lost.bytes,
+                "lines queued for a closed connection were dropped"
+            );
+        } else {
+            tracing::debug!(%cid, lines_dropped = lost.lines, bytes_dropped = lost.bytes, "lines queued for a closed connection were dropped");
         }
     }
 
