@@ -464,3 +464,24 @@ async fn while_the_master_syncs_other_commands_wait_and_then_run_in_order() {
     master.send("FLUSH end").await;
     master.expect("FLUSHED end").await;
 }
+
+/// Two servers pushing at each other over their link (each writing while the other writes) keep
+/// reading, so neither waits for a stall timeout: a write after the burst arrives at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_both_ways_over_a_link_does_not_deadlock() {
+    let root = TestServer::start().await;
+    let slave = slave_of(&root, false).await;
+    links(&root, 1).await;
+    links(&slave, 1).await;
+    let mut a = root.login(Transport::Unix, ADMIN).await;
+    let mut b = slave.login(Transport::Unix, ADMIN).await;
+    let payload = "x".repeat(100);
+    let burst: String = (0..20_000)
+        .map(|i| format!("SET burst={i}:{payload}\r\n"))
+        .collect();
+    tokio::join!(a.send_raw(burst.as_bytes()), b.send_raw(burst.as_bytes()));
+    a.send("STORE after=root").await;
+    b.send("STORE after2=slave").await;
+    eventually(&slave, "after", Some("root")).await;
+    eventually(&root, "after2", Some("slave")).await;
+}

@@ -238,3 +238,34 @@ async fn too_many_connections_are_refused_with_a_reason() {
         "{stats:?}"
     );
 }
+
+/// A connection whose write is stuck is still held to its ping deadline (it used to wait for
+/// `stalledwritetimeout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ping_deadline_holds_while_a_write_is_pending() {
+    let server = TestServer::start_with(|c| {
+        c.ping_timeout = Duration::from_secs(1);
+        c.stalled_write_timeout = Duration::from_secs(3600);
+        c.max_out_buffer = 256 * 1024 * 1024;
+    })
+    .await;
+    let mut stuck = server.login(Transport::Unix, RW).await;
+    let mut sender = server.login(Transport::Unix, RW).await;
+    stuck.send("LISTEN chan").await;
+    stuck.send("FLUSH l").await;
+    stuck.expect("FLUSHED l").await;
+    let payload = "x".repeat(4000);
+    let batch: String = (0..2_000)
+        .map(|i| format!("SET chan={i}:{payload}\r\n"))
+        .collect();
+    sender.send_raw(batch.as_bytes()).await;
+    tokio::time::timeout(common::WAIT, async {
+        while server.stat("ping_timeouts") == 0 {
+            sender.send("PING").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the stuck connection was not timed out");
+    assert_eq!(server.stat("stalled_writes"), 0);
+}

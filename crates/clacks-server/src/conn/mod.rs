@@ -16,12 +16,15 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+mod io_helpers;
+
 use bytes::{Bytes, BytesMut};
 use clacks_proto::{Flags, LineDecoder, ProtoError, Reply};
-use tokio::io::AsyncWrite;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+
+use io_helpers::{poll_write_all, poll_write_parts, Timer};
 
 use crate::outbox::{CloseReason, Drain};
 use crate::session::{Flow, Hold, Session};
@@ -85,6 +88,8 @@ pub(crate) fn serve<S: Transport>(
             limit: None,
             lock_released: None,
             input_held: false,
+            out_in_write: false,
+            read_closed: false,
             last_write: now,
             nop_check: now + NOP_INTERVAL,
         },
@@ -160,6 +165,11 @@ struct Conn<S> {
     lock_released: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// Whether input was left unexecuted (see [`Session::hold`]); nothing is read meanwhile.
     input_held: bool,
+    /// Whether the write in progress includes the session's replies (`session.out`); once input
+    /// runs during a pending write, they are moved out of the way first.
+    out_in_write: bool,
+    /// Whether the peer closed its side (no more reading).
+    read_closed: bool,
     last_write: Instant,
     /// When to look at idleness again (moved only when the timer fires, not at every write).
     nop_check: Instant,
@@ -175,11 +185,16 @@ impl<S: Transport> Conn<S> {
                     ready!(self.poll_waiting(timer.as_mut(), cx));
                     self.phase = Phase::Open;
                 }
-                Phase::Writing { src, pos } => {
-                    if let Err(reason) = ready!(self.poll_writing(src, pos, cx)) {
-                        return Poll::Ready(reason);
+                Phase::Writing { src, pos } => match self.poll_writing(src, pos, cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(reason)) => return Poll::Ready(reason),
+                    Poll::Pending => {
+                        if let Err(reason) = ready!(self.poll_while_writing(timer.as_mut(), cx)) {
+                            self.session.outbox.close(reason);
+                            return Poll::Ready(reason);
+                        }
                     }
-                }
+                },
                 Phase::Closing { reason, pos } => ready!(self.poll_closing(reason, pos, cx)),
                 Phase::ShuttingDown(reason) => {
                     if Pin::new(&mut self.stream).poll_shutdown(cx).is_pending()
@@ -212,12 +227,16 @@ impl<S: Transport> Conn<S> {
                     self.batch.extend_from_slice(out);
                     Src::Batch
                 };
+                self.out_in_write = !out.is_empty();
                 Phase::Writing { src, pos: 0 }
             }
-            Drain::Idle if !out.is_empty() => Phase::Writing {
-                src: Src::Out,
-                pos: 0,
-            },
+            Drain::Idle if !out.is_empty() => {
+                self.out_in_write = true;
+                Phase::Writing {
+                    src: Src::Out,
+                    pos: 0,
+                }
+            }
             Drain::Idle => Phase::Waiting,
             Drain::Close(reason) if reason != CloseReason::SlowConsumer && !out.is_empty() => {
                 Phase::Closing { reason, pos: 0 }
@@ -373,12 +392,87 @@ impl<S: Transport> Conn<S> {
         if !self.items.is_empty() {
             self.session.outbox.written();
         }
-        self.session.out.clear();
+        if std::mem::take(&mut self.out_in_write) {
+            self.session.out.clear();
+        }
         self.batch.clear();
         self.items.clear();
         self.last_write = Instant::now();
         self.phase = Phase::Waiting;
         Poll::Ready(Ok(()))
+    }
+
+    /// While a write is pending: keeps the connection's deadline and, on an interclacks link,
+    /// keeps reading and running input (so two servers writing to each other never wait for each
+    /// other). Ready when input ran
+    /// (the write is tried again); an error when the deadline passed.
+    fn poll_while_writing(
+        &mut self,
+        mut timer: Pin<&mut Timer>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), CloseReason>> {
+        // The timer stays as the wait set it (moving it costs a timer-wheel update per pending
+        // write); when it fires for something else (keepalive, idle check: they wait until the
+        // write is done), it is moved to the deadline alone.
+        if timer.as_mut().poll_wait(cx).is_ready() {
+            let deadline = self.session.deadline();
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                Stats::bump(&self.shared.stats.ping_timeouts);
+                tracing::info!(cid = %self.session.cid_str(), "timeout while a write is pending");
+                return Poll::Ready(Err(CloseReason::Timeout));
+            }
+            timer.as_mut().set_at(deadline);
+            let _ = timer.as_mut().poll_wait(cx);
+        }
+        // Only links read on: two servers must never wait for each other, while a client's
+        // input may as well wait in the socket until its replies are out (reading it earlier only
+        // splits its batches).
+        if !self.session.is_link()
+            || self.input_held
+            || self.read_closed
+            || self.session.outbox.is_closing()
+        {
+            return Poll::Pending;
+        }
+        let read = ready!(poll_read_some(&mut self.stream, &mut self.buf, cx));
+        self.detach_replies();
+        if matches!(read, Ok(0) | Err(_)) {
+            self.read_closed = true;
+            self.session.flush_out();
+            self.session.outbox.close(CloseReason::Quit);
+        } else {
+            self.run_input();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Makes the write in progress independent of `session.out`, so commands can reply into it.
+    fn detach_replies(&mut self) {
+        if !std::mem::take(&mut self.out_in_write) {
+            return;
+        }
+        let Phase::Writing { src, pos } = self.phase else {
+            return;
+        };
+        let src = match src {
+            // The replies become the one item written (nothing was drained from the outbox).
+            Src::Out => {
+                self.items.push(self.session.out.split().freeze());
+                Src::One
+            }
+            // The replies become the last item: the write goes on where it was.
+            Src::Parts { index } => {
+                self.items.push(self.session.out.split().freeze());
+                Src::Parts { index }
+            }
+            // Already copied into the batch.
+            Src::Batch => {
+                self.session.out.clear();
+                Src::Batch
+            }
+            Src::One => Src::One,
+        };
+        self.phase = Phase::Writing { src, pos };
     }
 
     /// Writes the last replies (as far as the peer takes them), then shuts down.
@@ -446,115 +540,4 @@ impl<S: Transport> Conn<S> {
             .fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(cid = %self.session.cid_str(), ?reason, "disconnected");
     }
-}
-
-/// Writes the items from `*index` (at `*pos`), then `out`, then flushes.
-fn poll_write_parts<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    (items, out): (&[Bytes], &BytesMut),
-    index: &mut usize,
-    pos: &mut usize,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<()>> {
-    let part = |i: usize| -> &[u8] {
-        match items.get(i) {
-            Some(item) => item,
-            None => out,
-        }
-    };
-    while *index <= items.len() {
-        // Up to `PARTS_PER_WRITE` pieces per system call: many small signals cost one write.
-        let mut slices = [io::IoSlice::new(&[]); PARTS_PER_WRITE];
-        let mut count = 0;
-        for (n, i) in (*index..=items.len()).take(PARTS_PER_WRITE).enumerate() {
-            let from = if n == 0 { *pos } else { 0 };
-            slices[n] = io::IoSlice::new(&part(i)[from..]);
-            count = n + 1;
-        }
-        let mut n = ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]))?;
-        if n == 0 && slices[..count].iter().any(|s| !s.is_empty()) {
-            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-        }
-        // Move past what was written (and past empty pieces).
-        while *index <= items.len() {
-            let left = part(*index).len() - *pos;
-            if n < left {
-                *pos += n;
-                break;
-            }
-            n -= left;
-            *index += 1;
-            *pos = 0;
-        }
-    }
-    Pin::new(stream).poll_flush(cx)
-}
-
-/// Writes `bytes[*pos..]`, then flushes.
-fn poll_write_all<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    bytes: &[u8],
-    pos: &mut usize,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<()>> {
-    while *pos < bytes.len() {
-        let n = ready!(Pin::new(&mut *stream).poll_write(cx, &bytes[*pos..]))?;
-        if n == 0 {
-            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-        }
-        *pos += n;
-    }
-    Pin::new(stream).poll_flush(cx)
-}
-
-pin_project_lite::pin_project! {
-    /// A sleep that can be moved to another time (or to never) without re-creating it.
-    struct Timer {
-        #[pin]
-        sleep: Sleep,
-        at: Option<Instant>,
-        // Whether the sleep holds our waker for `at`: then it need not be polled again (which
-        // costs more than the rest of a wait), only asked whether it fired.
-        armed: bool,
-    }
-}
-
-impl Timer {
-    fn new() -> Timer {
-        Timer {
-            sleep: tokio::time::sleep_until(far_future()),
-            at: None,
-            armed: false,
-        }
-    }
-
-    fn set_at(self: Pin<&mut Self>, at: Option<Instant>) {
-        let this = self.project();
-        if *this.at != at {
-            *this.at = at;
-            *this.armed = false;
-            this.sleep.reset(at.unwrap_or_else(far_future));
-        }
-    }
-
-    fn poll_wait(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        if this.at.is_none() {
-            return Poll::Pending;
-        }
-        if *this.armed {
-            return if this.sleep.is_elapsed() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            };
-        }
-        let fired = this.sleep.poll(cx);
-        *this.armed = fired.is_pending();
-        fired
-    }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365)
 }
