@@ -485,3 +485,42 @@ async fn a_burst_both_ways_over_a_link_does_not_deadlock() {
     eventually(&slave, "after", Some("root")).await;
     eventually(&root, "after2", Some("slave")).await;
 }
+
+/// Input a link runs while its write is pending gets its replies once, after what was being
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_to_input_run_during_a_pending_write_go_out_once() {
+    let root = TestServer::start().await;
+    let mut peer = root.login(Transport::Unix, ADMIN).await;
+    peer.send("OVERHEAD I 1").await;
+    links(&root, 1).await;
+    // Megabytes of large signals (written piece by piece, not copied) for the link, which does
+    // not read yet: the root's write to it is pending.
+    let mut sender = root.login(Transport::Unix, ADMIN).await;
+    let payload = "x".repeat(70_000);
+    let burst: String = (0..40)
+        .map(|i| format!("SET s={i}:{payload}\r\n"))
+        .collect();
+    sender.send_raw(burst.as_bytes()).await;
+    sender.send("FLUSH s").await;
+    sender.expect("FLUSHED s").await;
+    peer.send("FLUSH once").await;
+    let mut flushed = 0;
+    let mut signals = 0;
+    loop {
+        let line = peer.line().await.expect("link closed");
+        if line.starts_with("SET s=") {
+            signals += 1;
+        }
+        if line == "FLUSHED once" {
+            flushed += 1;
+            // Anything written twice would follow right after.
+            peer.send("FLUSH end").await;
+        }
+        if line == "FLUSHED end" {
+            break;
+        }
+    }
+    assert_eq!(flushed, 1);
+    assert_eq!(signals, 40);
+}

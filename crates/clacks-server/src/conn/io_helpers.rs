@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 
@@ -17,7 +17,7 @@ use super::PARTS_PER_WRITE;
 #[inline]
 pub(super) fn poll_write_parts<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    (items, out): (&[Bytes], &BytesMut),
+    (items, out): (&[Bytes], &[u8]),
     index: &mut usize,
     pos: &mut usize,
     cx: &mut Context<'_>,

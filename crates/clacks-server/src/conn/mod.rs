@@ -367,7 +367,14 @@ impl<S: Transport> Conn<S> {
     ) -> Poll<Result<(), CloseReason>> {
         let (src, written) = match src {
             Src::Parts { mut index } => {
-                let parts = (&self.items[..], &self.session.out);
+                // Once the replies were moved into `items` (input ran during the write), what
+                // `session.out` holds now belongs to the next write.
+                let out: &[u8] = if self.out_in_write {
+                    &self.session.out
+                } else {
+                    &[]
+                };
+                let parts = (&self.items[..], out);
                 let written = poll_write_parts(&mut self.stream, parts, &mut index, &mut pos, cx);
                 (Src::Parts { index }, written)
             }
@@ -398,7 +405,12 @@ impl<S: Transport> Conn<S> {
         self.batch.clear();
         self.items.clear();
         self.last_write = Instant::now();
-        self.phase = Phase::Waiting;
+        // Replies of input that ran during the write go out next.
+        self.phase = if self.session.out.is_empty() {
+            Phase::Waiting
+        } else {
+            Phase::Open
+        };
         Poll::Ready(Ok(()))
     }
 
