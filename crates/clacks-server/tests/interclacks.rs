@@ -165,6 +165,8 @@ struct Relay {
     path: PathBuf,
     cut: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
+    /// Holds both directions (a master that is paused as a whole).
+    held: Arc<AtomicBool>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     _dir: tempfile::TempDir,
 }
@@ -176,8 +178,14 @@ impl Relay {
         let listener = UnixListener::bind(&path).unwrap();
         let cut = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(AtomicBool::new(false));
         let generation = Arc::new(tokio::sync::watch::Sender::new(0u64));
-        let (c, p, g) = (cut.clone(), paused.clone(), generation.clone());
+        let (c, p, h, g) = (
+            cut.clone(),
+            paused.clone(),
+            held.clone(),
+            generation.clone(),
+        );
         tokio::spawn(async move {
             while let Ok((down, _)) = listener.accept().await {
                 if c.load(Ordering::SeqCst) {
@@ -186,15 +194,27 @@ impl Relay {
                 let Ok(up) = UnixStream::connect(&target).await else {
                     continue;
                 };
-                let (p, mut gen) = (p.clone(), g.subscribe());
+                let (p, h, mut gen) = (p.clone(), h.clone(), g.subscribe());
                 tokio::spawn(async move {
                     let (mut dr, mut dw) = down.into_split();
                     let (mut ur, mut uw) = up.into_split();
-                    let to_master = tokio::io::copy(&mut dr, &mut uw);
+                    let to_master = async {
+                        let mut buf = vec![0u8; 65536];
+                        loop {
+                            while h.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            let n = tokio::io::AsyncReadExt::read(&mut dr, &mut buf).await?;
+                            if n == 0 {
+                                return Ok::<(), std::io::Error>(());
+                            }
+                            tokio::io::AsyncWriteExt::write_all(&mut uw, &buf[..n]).await?;
+                        }
+                    };
                     let to_slave = async {
                         let mut buf = vec![0u8; 65536];
                         loop {
-                            while p.load(Ordering::SeqCst) {
+                            while p.load(Ordering::SeqCst) || h.load(Ordering::SeqCst) {
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                             let n = tokio::io::AsyncReadExt::read(&mut ur, &mut buf).await?;
@@ -216,6 +236,7 @@ impl Relay {
             path,
             cut,
             paused,
+            held,
             generation,
             _dir: dir,
         }
@@ -441,7 +462,8 @@ async fn while_the_master_syncs_other_commands_wait_and_then_run_in_order() {
     let mut local = slave.login(Transport::Unix, ADMIN).await;
     local.send("STORE mine=local").await;
     local.expect_nothing().await;
-    master.expect("STORE mine=local").await;
+    // Nothing is forwarded before the sync: the write goes in the answer, with its time.
+    master.expect_nothing().await;
 
     master.send("OVERHEAD L 1").await;
     master.send("OVERHEAD T 1000").await;
@@ -523,4 +545,43 @@ async fn replies_to_input_run_during_a_pending_write_go_out_once() {
     }
     assert_eq!(flushed, 1);
     assert_eq!(signals, 40);
+}
+
+/// A slave that links up again while its master is held forwards nothing on the new link until
+/// the sync: its write made meanwhile travels in the sync with the time it was made, so a later
+/// write on the master wins everywhere (it used to be replayed on the master with the master's
+/// later clock, and win there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_made_before_the_sync_keeps_its_time() {
+    let root = TestServer::start().await;
+    let relay = Relay::start(root.socket.clone()).await;
+    let slave = slave_via(Master::Unix(relay.path.clone()), |_| {}).await;
+    links(&root, 1).await;
+    let mut rc = root.login(Transport::Unix, ADMIN).await;
+    let mut sc = slave.login(Transport::Unix, ADMIN).await;
+
+    // The master stops answering; the slave links up again through the held relay.
+    relay.held.store(true, Ordering::SeqCst);
+    relay.cut();
+    links(&root, 0).await;
+    relay.cut.store(false, Ordering::SeqCst);
+    links(&slave, 1).await;
+
+    sc.send("STORE k=slave-old").await;
+    sc.send("FLUSH a").await;
+    sc.expect("FLUSHED a").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    rc.send("STORE k=root-new").await;
+    rc.send("FLUSH b").await;
+    rc.expect("FLUSHED b").await;
+
+    relay.held.store(false, Ordering::SeqCst);
+    links(&root, 1).await;
+    // Markers written after the release: once each has crossed, so has everything before it.
+    rc.send("STORE from_root=1").await;
+    eventually(&slave, "from_root", Some("1")).await;
+    sc.send("STORE from_slave=1").await;
+    eventually(&root, "from_slave", Some("1")).await;
+    eventually(&root, "k", Some("root-new")).await;
+    eventually(&slave, "k", Some("root-new")).await;
 }

@@ -59,7 +59,8 @@ pub(crate) fn slave_linked(s: &mut Session, state: &mut State) {
 
 /// `OVERHEAD L 1` / `L 0` from our master. On release we send our clock and the records the
 /// master does not have in the same version (unknown to it, or newer here with a different
-/// value), so an unchanged slave sends nothing back.
+/// value), so an unchanged slave sends nothing back; only then does the link start forwarding
+/// our changes.
 pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
     if on {
         tracing::info!("sync lock on: master is sending its cache");
@@ -92,6 +93,10 @@ pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
     );
     s.flush_out();
     s.outbox.push_force(out.freeze());
+    // From now on our changes go to the master as they happen. Those made before went in the
+    // answer above, with the times they were made: forwarded as commands before the sync, they
+    // would have run on the master with its (later) clock.
+    state.links.set(&mut state.conns, s.id, true);
 }
 
 /// Encodes one `KEYSYNC` per record, keys in byte order; returns how many.

@@ -101,8 +101,9 @@ impl Session {
             let mut state = shared.lock();
             let (id, cid) = state.register(&shared, peer, outbox.clone());
             if link == Link::ToMaster {
-                let state = &mut *state;
-                state.links.set(&mut state.conns, id, true);
+                // Shown as a link at once, but it forwards nothing until our master has synced
+                // us (see `interclacks::sync::lock_from_master`).
+                state.conns.set_interclacks(id, true);
             }
             (id, cid)
         };
