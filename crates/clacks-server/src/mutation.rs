@@ -29,29 +29,28 @@ const MEMCACHED_SOURCE: &[u8] = b"memcached";
 /// interclacks link except `origin`, and the monitors (for changes not made by a Clacks command).
 pub(crate) fn publish(state: &State, origin: ConnId, mutation: Mutation<'_>) {
     let to_links = state.links.any_except(origin);
-    let request = match mutation {
+    let (key, value) = match mutation {
         Mutation::Command(line) => {
             if to_links {
                 replicate(state, origin, &with_crlf(line));
             }
             return;
         }
-        Mutation::Stored { key, value } => Request::Store {
-            key: Bytes::copy_from_slice(key),
-            value,
-        },
-        Mutation::Removed { key } => Request::Remove {
-            key: Bytes::copy_from_slice(key),
-        },
+        Mutation::Stored { key, value } => (key, Some(value)),
+        Mutation::Removed { key } => (key, None),
     };
-    let to_monitors = state.conns.has_monitors();
-    if !to_links && !to_monitors {
+    if !to_links && !state.conns.has_monitors() {
         return;
     }
+    let key = Bytes::copy_from_slice(key);
+    let request = match value {
+        Some(value) => Request::Store { key, value },
+        None => Request::Remove { key },
+    };
     let mut line = BytesMut::new();
     request.encode(&mut line);
     let line = line.freeze();
-    if to_monitors {
+    if state.conns.has_monitors() {
         let text = &line[..line.len() - clacks_proto::CRLF.len()];
         state.conns.debug(MEMCACHED_SOURCE, text);
     }

@@ -14,10 +14,10 @@ fn maximal_config() -> Config {
         "<clacks><username>{}</username><password>{}</password><socket>unused</socket>",
         ADMIN.0, ADMIN.1
     );
-    for n in table::SECONDS {
+    for n in table::seconds() {
         xml += &format!("<{0}>{1}</{0}>", n.element, n.max.as_secs_f64());
     }
-    for n in table::COUNTS.iter().filter(|n| !n.element.contains('/')) {
+    for n in table::counts().filter(|n| !n.element.contains('/')) {
         xml += &format!("<{0}>{1}</{0}>", n.element, n.max);
     }
     let w = table::WORKER_THREADS;

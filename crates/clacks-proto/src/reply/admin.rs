@@ -6,10 +6,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::Reply;
 pub(super) use crate::request::admin::{
-    encode_clacks, encode_overhead, encode_ping, encode_unknown as encode_other, CLACKS, OVERHEAD,
-    PING, QUIT, TIMEOUT,
+    encode_clacks, encode_overhead, encode_unknown as encode_other, CLACKS, OVERHEAD, PING, QUIT,
+    TIMEOUT,
 };
-use crate::words::{after, exact, put_line, split_eq};
+use crate::words::{after, exact, put_line, split_eq, split_first};
 use crate::{Flags, CRLF};
 
 pub(super) const CLIENTLISTSTART: &[u8] = b"CLIENTLISTSTART";
@@ -57,11 +57,10 @@ pub(super) fn parse_clacks(line: &Bytes) -> Option<Reply> {
 
 #[inline]
 pub(super) fn parse_overhead(line: &Bytes) -> Option<Reply> {
-    let rest = after(line, OVERHEAD)?;
-    let idx = rest.iter().position(|&b| b == b' ')?;
+    let (flags, value) = split_first(&after(line, OVERHEAD)?, b' ', 0)?;
     Some(Reply::Overhead {
-        flags: Flags::parse(&rest[..idx]),
-        value: rest.slice(idx + 1..),
+        flags: Flags::parse(&flags),
+        value,
     })
 }
 
@@ -140,17 +139,16 @@ fn client_entry(rest: &Bytes) -> ClientEntry {
             .map_or(rest.len(), |p| p + start);
         let field = rest.slice(start..end);
         start = end + 1;
-        let Some(eq) = field.iter().position(|&b| b == b'=') else {
+        let Some((name, value)) = split_eq(&field) else {
             continue;
         };
-        let value = field.slice(eq + 1..);
         let number = || {
             std::str::from_utf8(&value)
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0)
         };
-        match &field[..eq] {
+        match &name[..] {
             b"CID" => entry.cid = value.clone(),
             b"HOST" => entry.host = value.clone(),
             b"PORT" => entry.port = value.clone(),
@@ -166,11 +164,6 @@ fn client_entry(rest: &Bytes) -> ClientEntry {
         }
     }
     entry
-}
-
-#[inline]
-pub(super) fn encode_client_list_start(out: &mut BytesMut) {
-    put_line(out, &[CLIENTLISTSTART]);
 }
 
 pub(super) fn encode_client(out: &mut BytesMut, c: &ClientEntry) {
@@ -208,11 +201,6 @@ pub(super) fn encode_client(out: &mut BytesMut, c: &ClientEntry) {
 }
 
 #[inline]
-pub(super) fn encode_client_list_end(out: &mut BytesMut) {
-    put_line(out, &[CLIENTLISTEND]);
-}
-
-#[inline]
 pub(super) fn encode_flushed(out: &mut BytesMut, id: &[u8]) {
     put_line(out, &[FLUSHED, id]);
 }
@@ -223,23 +211,8 @@ pub(super) fn encode_debug(out: &mut BytesMut, source: &[u8], text: &[u8]) {
 }
 
 #[inline]
-pub(super) fn encode_stats_start(out: &mut BytesMut) {
-    put_line(out, &[STATSSTART]);
-}
-
-#[inline]
 pub(super) fn encode_stat(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     put_line(out, &[STAT, name, b"=", value]);
-}
-
-#[inline]
-pub(super) fn encode_stats_end(out: &mut BytesMut) {
-    put_line(out, &[STATSEND]);
-}
-
-#[inline]
-pub(super) fn encode_nop(out: &mut BytesMut) {
-    put_line(out, &[NOP]);
 }
 
 /// `TIMEOUT` with a CR LF before it as well as after it.

@@ -59,18 +59,8 @@ pub(super) fn encode_not_retrieved(out: &mut BytesMut, key: &[u8]) {
 }
 
 #[inline]
-pub(super) fn encode_key_list_start(out: &mut BytesMut) {
-    put_line(out, &[KEYLISTSTART]);
-}
-
-#[inline]
 pub(super) fn encode_key(out: &mut BytesMut, key: &[u8]) {
     put_line(out, &[KEY, key]);
-}
-
-#[inline]
-pub(super) fn encode_key_list_end(out: &mut BytesMut) {
-    put_line(out, &[KEYLISTEND]);
 }
 
 #[cfg(test)]

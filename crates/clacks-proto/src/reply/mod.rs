@@ -8,6 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::words::put_line;
 use crate::Flags;
 
 mod admin;
@@ -118,19 +119,19 @@ impl Reply {
             Reply::Set { name, value } => signals::encode_set(out, name, value),
             Reply::Retrieved { key, value } => cache::encode_retrieved(out, key, value),
             Reply::NotRetrieved { key } => cache::encode_not_retrieved(out, key),
-            Reply::KeyListStart => cache::encode_key_list_start(out),
+            Reply::KeyListStart => put_line(out, &[cache::KEYLISTSTART]),
             Reply::Key { key } => cache::encode_key(out, key),
-            Reply::KeyListEnd => cache::encode_key_list_end(out),
-            Reply::ClientListStart => admin::encode_client_list_start(out),
+            Reply::KeyListEnd => put_line(out, &[cache::KEYLISTEND]),
+            Reply::ClientListStart => put_line(out, &[admin::CLIENTLISTSTART]),
             Reply::Client(entry) => admin::encode_client(out, entry),
-            Reply::ClientListEnd => admin::encode_client_list_end(out),
+            Reply::ClientListEnd => put_line(out, &[admin::CLIENTLISTEND]),
             Reply::Flushed { id } => admin::encode_flushed(out, id),
             Reply::Debug { source, text } => admin::encode_debug(out, source, text),
-            Reply::StatsStart => admin::encode_stats_start(out),
+            Reply::StatsStart => put_line(out, &[admin::STATSSTART]),
             Reply::Stat { name, value } => admin::encode_stat(out, name, value),
-            Reply::StatsEnd => admin::encode_stats_end(out),
-            Reply::Ping => admin::encode_ping(out),
-            Reply::Nop => admin::encode_nop(out),
+            Reply::StatsEnd => put_line(out, &[admin::STATSEND]),
+            Reply::Ping => put_line(out, &[admin::PING]),
+            Reply::Nop => put_line(out, &[admin::NOP]),
             Reply::Timeout => admin::encode_timeout(out),
             Reply::Quit => admin::encode_quit(out),
             Reply::Other { line } => admin::encode_other(out, line),

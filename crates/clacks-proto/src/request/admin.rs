@@ -102,46 +102,6 @@ pub(crate) fn encode_overhead(out: &mut BytesMut, flags: Flags, value: &[u8]) {
 }
 
 #[inline]
-pub(super) fn encode_overhead_without_value(out: &mut BytesMut) {
-    put_line(out, &[OVERHEAD, b"Z"]);
-}
-
-#[inline]
-pub(super) fn encode_monitor(out: &mut BytesMut) {
-    put_line(out, &[MONITOR]);
-}
-
-#[inline]
-pub(super) fn encode_unmonitor(out: &mut BytesMut) {
-    put_line(out, &[UNMONITOR]);
-}
-
-#[inline]
-pub(super) fn encode_quit(out: &mut BytesMut) {
-    put_line(out, &[QUIT]);
-}
-
-#[inline]
-pub(super) fn encode_timeout(out: &mut BytesMut) {
-    put_line(out, &[TIMEOUT]);
-}
-
-#[inline]
-pub(crate) fn encode_ping(out: &mut BytesMut) {
-    put_line(out, &[PING]);
-}
-
-#[inline]
-pub(super) fn encode_no_ping(out: &mut BytesMut) {
-    put_line(out, &[NOPING]);
-}
-
-#[inline]
-pub(super) fn encode_client_list(out: &mut BytesMut) {
-    put_line(out, &[CLIENTLIST]);
-}
-
-#[inline]
 pub(super) fn encode_client_disconnect(out: &mut BytesMut, cid: &[u8]) {
     put_line(out, &[CLIENTDISCONNECT, cid]);
 }
@@ -149,11 +109,6 @@ pub(super) fn encode_client_disconnect(out: &mut BytesMut, cid: &[u8]) {
 #[inline]
 pub(super) fn encode_flush(out: &mut BytesMut, id: &[u8]) {
     put_line(out, &[FLUSH, id]);
-}
-
-#[inline]
-pub(super) fn encode_stats(out: &mut BytesMut) {
-    put_line(out, &[STATS]);
 }
 
 /// Writes a line as it came (an unknown request, or any other reply).

@@ -79,32 +79,13 @@ pub(super) fn encode_remove(out: &mut BytesMut, key: &[u8]) {
     put_line(out, &[REMOVE, key]);
 }
 
+/// `INCREMENT`/`DECREMENT` (`verb`) of `key`, with its step if any.
 #[inline]
-pub(super) fn encode_increment(out: &mut BytesMut, key: &[u8], step: Option<&Bytes>) {
-    encode_step(out, INCREMENT, key, step);
-}
-
-#[inline]
-pub(super) fn encode_decrement(out: &mut BytesMut, key: &[u8], step: Option<&Bytes>) {
-    encode_step(out, DECREMENT, key, step);
-}
-
-#[inline]
-fn encode_step(out: &mut BytesMut, verb: &[u8], key: &[u8], step: Option<&Bytes>) {
+pub(super) fn encode_step(out: &mut BytesMut, verb: &[u8], key: &[u8], step: Option<&Bytes>) {
     match step {
         Some(step) => put_line(out, &[verb, key, b"=", step]),
         None => put_line(out, &[verb, key]),
     }
-}
-
-#[inline]
-pub(super) fn encode_key_list(out: &mut BytesMut) {
-    put_line(out, &[KEYLIST]);
-}
-
-#[inline]
-pub(super) fn encode_clear_cache(out: &mut BytesMut) {
-    put_line(out, &[CLEARCACHE]);
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::words::put_line;
 use crate::Flags;
 
 pub(crate) mod admin;
@@ -199,7 +200,7 @@ impl Request {
         match self {
             Request::Clacks { info } => admin::encode_clacks(out, info),
             Request::Overhead { flags, value } => admin::encode_overhead(out, *flags, value),
-            Request::OverheadWithoutValue => admin::encode_overhead_without_value(out),
+            Request::OverheadWithoutValue => put_line(out, &[admin::OVERHEAD, b"Z"]),
             Request::Notify { name } => signals::encode_notify(out, name),
             Request::Set { name, value } => signals::encode_set(out, name, value),
             Request::KeySync {
@@ -213,22 +214,26 @@ impl Request {
             Request::SetAndStore { name, value } => signals::encode_set_and_store(out, name, value),
             Request::Retrieve { key } => cache::encode_retrieve(out, key),
             Request::Remove { key } => cache::encode_remove(out, key),
-            Request::Increment { key, step } => cache::encode_increment(out, key, step.as_ref()),
-            Request::Decrement { key, step } => cache::encode_decrement(out, key, step.as_ref()),
-            Request::KeyList => cache::encode_key_list(out),
-            Request::ClearCache => cache::encode_clear_cache(out),
+            Request::Increment { key, step } => {
+                cache::encode_step(out, cache::INCREMENT, key, step.as_ref())
+            }
+            Request::Decrement { key, step } => {
+                cache::encode_step(out, cache::DECREMENT, key, step.as_ref())
+            }
+            Request::KeyList => put_line(out, &[cache::KEYLIST]),
+            Request::ClearCache => put_line(out, &[cache::CLEARCACHE]),
             Request::Listen { name } => signals::encode_listen(out, name),
             Request::Unlisten { name } => signals::encode_unlisten(out, name),
-            Request::Monitor => admin::encode_monitor(out),
-            Request::Unmonitor => admin::encode_unmonitor(out),
-            Request::Quit => admin::encode_quit(out),
-            Request::Timeout => admin::encode_timeout(out),
-            Request::Ping => admin::encode_ping(out),
-            Request::NoPing => admin::encode_no_ping(out),
-            Request::ClientList => admin::encode_client_list(out),
+            Request::Monitor => put_line(out, &[admin::MONITOR]),
+            Request::Unmonitor => put_line(out, &[admin::UNMONITOR]),
+            Request::Quit => put_line(out, &[admin::QUIT]),
+            Request::Timeout => put_line(out, &[admin::TIMEOUT]),
+            Request::Ping => put_line(out, &[admin::PING]),
+            Request::NoPing => put_line(out, &[admin::NOPING]),
+            Request::ClientList => put_line(out, &[admin::CLIENTLIST]),
             Request::ClientDisconnect { cid } => admin::encode_client_disconnect(out, cid),
             Request::Flush { id } => admin::encode_flush(out, id),
-            Request::Stats => admin::encode_stats(out),
+            Request::Stats => put_line(out, &[admin::STATS]),
             Request::Unknown { line } => admin::encode_unknown(out, line),
         }
     }

@@ -192,7 +192,7 @@ pub(super) fn quit(s: &mut Session) -> Flow {
 
 /// `TIMEOUT` from a peer ends its link; from anyone else it is no command.
 pub(super) fn timeout(s: &mut Session, line: &Bytes) -> Flow {
-    if s.is_link() && s.allowed(Need::Interclacks) {
+    if s.link.is_link() && s.allowed(Need::Interclacks) {
         tracing::warn!(cid = %s.cid_str(), "peer says our link timed out; dropping it");
         s.close_self(CloseReason::Timeout);
         return Flow::Stop;

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::table::{MemoryPolicy, GROUPS};
+use super::table::GROUPS;
 use super::value::{human_bytes, ByteSize, Choice, Numeric, Octal, Range, Section, Text, Value};
+use super::MemoryPolicy;
 use super::PersistenceOnError;
 
 /// One row: an element and what kind of value it holds.
@@ -53,24 +54,29 @@ pub struct Group {
 }
 
 impl Entry {
-    /// The element path, like `authtimeout` or `memcached/port`.
-    pub fn element(&self) -> &'static str {
+    /// The element path and its one-line doc.
+    fn meta(&self) -> (&'static str, &'static str) {
         match self {
-            Entry::Seconds(n) => n.element,
-            Entry::Count(n) | Entry::Bytes(n) => n.element,
-            Entry::Size(n) => n.element,
-            Entry::Port(r) => r.element,
-            Entry::Whole(r) => r.element,
-            Entry::Mode(r) => r.element,
+            Entry::Seconds(n) => (n.element, n.doc),
+            Entry::Count(n) | Entry::Bytes(n) => (n.element, n.doc),
+            Entry::Size(n) => (n.element, n.doc),
+            Entry::Port(r) => (r.element, r.doc),
+            Entry::Whole(r) => (r.element, r.doc),
+            Entry::Mode(r) => (r.element, r.doc),
             Entry::Text(t)
             | Entry::Path(t)
             | Entry::Flag(t)
             | Entry::Hosts(t)
-            | Entry::Ignored(t) => t.element,
-            Entry::OnError(c) => c.element,
-            Entry::Policy(c) => c.element,
-            Entry::Section(s) => s.element,
+            | Entry::Ignored(t) => (t.element, t.doc),
+            Entry::OnError(c) => (c.element, c.doc),
+            Entry::Policy(c) => (c.element, c.doc),
+            Entry::Section(s) => (s.element, s.doc),
         }
+    }
+
+    /// The element path, like `authtimeout` or `memcached/port`.
+    pub fn element(&self) -> &'static str {
+        self.meta().0
     }
 
     /// The element's own name: the last segment of its path.
@@ -80,22 +86,7 @@ impl Entry {
 
     /// What the element is for, one line.
     pub fn doc(&self) -> &'static str {
-        match self {
-            Entry::Seconds(n) => n.doc,
-            Entry::Count(n) | Entry::Bytes(n) => n.doc,
-            Entry::Size(n) => n.doc,
-            Entry::Port(r) => r.doc,
-            Entry::Whole(r) => r.doc,
-            Entry::Mode(r) => r.doc,
-            Entry::Text(t)
-            | Entry::Path(t)
-            | Entry::Flag(t)
-            | Entry::Hosts(t)
-            | Entry::Ignored(t) => t.doc,
-            Entry::OnError(c) => c.doc,
-            Entry::Policy(c) => c.doc,
-            Entry::Section(s) => s.doc,
-        }
+        self.meta().1
     }
 
     /// The value when the element is absent, as the config file writes it.
@@ -197,10 +188,10 @@ mod tests {
 
     #[test]
     fn defaults_lie_in_their_ranges() {
-        for n in SECONDS {
+        for n in seconds() {
             assert!(n.range().contains(n.default), "{}", n.element);
         }
-        for n in COUNTS {
+        for n in counts() {
             assert!(n.range().contains(n.default), "{}", n.element);
         }
         for r in [PORT, MASTER_PORT, MEMCACHED_PORT] {
@@ -214,10 +205,9 @@ mod tests {
     #[test]
     fn every_numeric_row_is_in_the_table() {
         let all: Vec<&str> = entries().map(Entry::element).collect();
-        let numeric = SECONDS
-            .iter()
+        let numeric = seconds()
             .map(|n| n.element)
-            .chain(COUNTS.iter().map(|n| n.element))
+            .chain(counts().map(|n| n.element))
             .chain([MAX_MEMORY.element, WORKER_THREADS.element]);
         for element in numeric {
             assert_eq!(
@@ -248,7 +238,7 @@ mod tests {
 
     #[test]
     fn every_maximum_fits_a_deadline() {
-        for n in SECONDS {
+        for n in seconds() {
             assert!(
                 std::time::Instant::now().checked_add(n.max).is_some(),
                 "{}",

@@ -114,14 +114,6 @@ pub enum PersistenceOnError {
     MoveAside,
 }
 
-impl std::str::FromStr for PersistenceOnError {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        table::PERSISTENCE_ON_ERROR.parse(s)
-    }
-}
-
 /// The validated server configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -224,6 +216,12 @@ pub struct Memcached {
 impl Memcached {
     /// The default largest item: 1 MiB, as memcached's.
     pub const DEFAULT_MAX_ITEM_SIZE: usize = table::MEMCACHED_MAX_ITEM_SIZE.default;
+
+    /// The line length a largest item needs to travel on an interclacks line (base64 makes text
+    /// 4/3 longer).
+    pub fn line_needed(&self) -> usize {
+        self.max_item_size.saturating_mul(4) / 3 + 512
+    }
 
     /// A listener on `127.0.0.1:port`.
     pub fn on_port(port: u16) -> Memcached {

@@ -96,8 +96,8 @@ pub(super) fn config(root: &Node) -> Result<Config, ConfigError> {
     c.max_memory = root.setting(&table::MAX_MEMORY)?.0;
     c.max_memory_policy = root.choice(&table::MAX_MEMORY_POLICY)?;
     if let Some(m) = &c.memcached {
-        // A stored value must fit on one interclacks line (base64 makes text 4/3 longer).
-        let needed = m.max_item_size.saturating_mul(4) / 3 + 512;
+        // A stored value must fit on one interclacks line.
+        let needed = m.line_needed();
         if needed > c.max_line_length {
             return Err(invalid(
                 table::MEMCACHED_MAX_ITEM_SIZE.element,

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-pub use clacks_store::MemoryPolicy;
+use super::MemoryPolicy;
 
 pub use super::entry::{entries, leaf, root_entries, Entry, Group};
 use super::value::{count, needed, port, secs, text};
@@ -529,30 +529,18 @@ pub const GROUPS: &[Group] = &[
     },
 ];
 
-/// The elements holding seconds.
-pub const SECONDS: &[Numeric<Duration>] = &[
-    INTERCLACKS_RECONNECT_TIMEOUT,
-    AUTH_TIMEOUT,
-    PING_TIMEOUT,
-    INTERCLACKS_PING_TIMEOUT,
-    PERSISTENCE_INTERVAL,
-    DELETED_CACHE_TIME,
-    STALE_CACHE_TIME,
-    CACHE_CLEAN_INTERVAL,
-    STALLED_WRITE_TIMEOUT,
-    INTERCLACKS_STALLED_WRITE_TIMEOUT,
-    TLS_HANDSHAKE_TIMEOUT,
-    AUTH_FAIL_DELAY,
-];
+/// The elements holding seconds, from the table.
+pub fn seconds() -> impl Iterator<Item = Numeric<Duration>> {
+    entries().filter_map(|e| match e {
+        Entry::Seconds(n) => Some(*n),
+        _ => None,
+    })
+}
 
-/// The elements holding counts and sizes.
-pub const COUNTS: &[Numeric<usize>] = &[
-    MAX_LINE_LENGTH,
-    MAX_CONNECTIONS,
-    MAX_OUT_BUFFER,
-    AUTH_MAX_LINE_LENGTH,
-    MAX_UNAUTHENTICATED,
-    INTERCLACKS_MAX_OUT_BUFFER,
-    LOG_RATE_LIMIT,
-    MEMCACHED_MAX_ITEM_SIZE,
-];
+/// The elements holding counts and sizes, from the table.
+pub fn counts() -> impl Iterator<Item = Numeric<usize>> {
+    entries().filter_map(|e| match e {
+        Entry::Count(n) | Entry::Bytes(n) => Some(*n),
+        _ => None,
+    })
+}

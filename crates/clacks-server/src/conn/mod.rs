@@ -89,7 +89,6 @@ pub(crate) fn serve<S: Transport>(
             lock_released: None,
             input_held: false,
             out_in_write: false,
-            read_closed: false,
             last_write: now,
             nop_check: now + NOP_INTERVAL,
         },
@@ -168,8 +167,6 @@ struct Conn<S> {
     /// Whether the write in progress includes the session's replies (`session.out`); once input
     /// runs during a pending write, they are moved out of the way first.
     out_in_write: bool,
-    /// Whether the peer closed its side (no more reading).
-    read_closed: bool,
     last_write: Instant,
     /// When to look at idleness again (moved only when the timer fires, not at every write).
     nop_check: Instant,
@@ -439,17 +436,13 @@ impl<S: Transport> Conn<S> {
         // Only links read on: two servers must never wait for each other, while a client's
         // input may as well wait in the socket until its replies are out (reading it earlier only
         // splits its batches).
-        if !self.session.is_link()
-            || self.input_held
-            || self.read_closed
-            || self.session.outbox.is_closing()
-        {
+        if !self.session.link.is_link() || self.input_held || self.session.outbox.is_closing() {
             return Poll::Pending;
         }
         let read = ready!(poll_read_some(&mut self.stream, &mut self.buf, cx));
         self.detach_replies();
         if matches!(read, Ok(0) | Err(_)) {
-            self.read_closed = true;
+            // Closing the outbox also ends the reading.
             self.session.flush_out();
             self.session.outbox.close(CloseReason::Quit);
         } else {
@@ -519,7 +512,7 @@ impl<S: Transport> Conn<S> {
                 Err(CloseReason::SlowConsumer)
             }
             Poll::Pending => {
-                let limit = if self.session.is_link() {
+                let limit = if self.session.link.is_link() {
                     config.interclacks_stalled_write_timeout
                 } else {
                     config.stalled_write_timeout

@@ -198,11 +198,6 @@ impl Session {
         }
     }
 
-    /// Whether this connection is an interclacks link.
-    pub(crate) fn is_link(&self) -> bool {
-        self.link.is_link()
-    }
-
     /// Whether the replies waiting to go out reached the connection's cap: then no more of its
     /// requests run until they are written (backpressure).
     fn output_full(&self) -> bool {

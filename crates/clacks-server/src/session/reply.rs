@@ -117,7 +117,7 @@ impl Session {
                 // replicated; an interclacks peer gets no error line (it would only log it).
                 self.denials += 1;
                 tracing::debug!(cid = %self.cid_str(), key = %String::from_utf8_lossy(key), "write refused: out of memory");
-                if self.is_link() {
+                if self.link.is_link() {
                     return;
                 }
                 let mut v = b"out_of_memory ".to_vec();
