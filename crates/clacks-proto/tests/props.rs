@@ -39,6 +39,15 @@ fn request() -> impl Strategy<Value = Request> {
                 }
             }
         ),
+        (name(), name(), name(), name(), nonempty_value()).prop_map(
+            |(cachetime, base, step, result, key)| Request::KeyIncrement {
+                cachetime,
+                base,
+                step,
+                result,
+                key,
+            }
+        ),
         name().prop_map(|key| Request::Retrieve { key }),
         name().prop_map(|key| Request::Remove { key }),
         (name(), proptest::option::of(name()))

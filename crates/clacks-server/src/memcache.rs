@@ -298,9 +298,8 @@ fn execute(
                 });
             }
             let text = match result {
-                Ok(stored) => {
-                    let value = stored;
-                    publish(state, NO_CONN, Mutation::Stored { key, value });
+                Ok(_) => {
+                    publish(state, NO_CONN, written(key));
                     "STORED"
                 }
                 Err(Refused::Exists) => "EXISTS",
@@ -312,7 +311,7 @@ fn execute(
                 Err(Refused::OutOfMemory) => {
                     // As memcached does, a failed `set` does not leave the old value behind.
                     if mode == StoreMode::Set && state.cache.mc_delete(key, now) {
-                        publish(state, NO_CONN, Mutation::Removed { key });
+                        publish(state, NO_CONN, written(key));
                     }
                     "SERVER_ERROR out of memory storing object"
                 }
@@ -325,14 +324,14 @@ fn execute(
             tracing::info!(key = %String::from_utf8_lossy(key), limit = max_item, "memcached item over maxitemsize refused");
             // Like memcached, a failed `set` does not leave the old value behind.
             if set && proto::key_ok(key) && state.cache.mc_delete(key, now) {
-                publish(state, NO_CONN, Mutation::Removed { key });
+                publish(state, NO_CONN, written(key));
             }
             reply(out, noreply, proto::TOO_LARGE);
         }
         McRequest::Delete { key, noreply } => {
             if state.cache.mc_delete(key, now) {
                 Stats::bump(&stats.memcached_delete_hits);
-                publish(state, NO_CONN, Mutation::Removed { key });
+                publish(state, NO_CONN, written(key));
                 reply(out, noreply, "DELETED");
             } else {
                 Stats::bump(&stats.memcached_delete_misses);
@@ -351,9 +350,9 @@ fn execute(
                 (&stats.memcached_decr_hits, &stats.memcached_decr_misses)
             };
             match state.cache.mc_arith(key, incr, delta, now) {
-                Ok((value, stored)) => {
+                Ok((value, _)) => {
                     Stats::bump(hits);
-                    publish(state, NO_CONN, Mutation::Stored { key, value: stored });
+                    publish(state, NO_CONN, written(key));
                     reply(out, noreply, itoa::Buffer::new().format(value));
                 }
                 Err(Refused::NotFound) => {
@@ -525,4 +524,12 @@ fn stats_reply(shared: &Shared, state: &State, out: &mut BytesMut, now: f64) {
         line(out, &format!("STAT {name} {value}"));
     }
     line(out, "END");
+}
+
+/// The change a memcached write made to `key`'s record, for peers and monitors.
+fn written(key: &[u8]) -> Mutation<'_> {
+    Mutation::Record {
+        key,
+        memcached: true,
+    }
 }

@@ -4,22 +4,35 @@
 //! protocol or peer it came from, is described once as a [`Mutation`] and handed to [`publish`],
 //! which feeds the interclacks peers and the monitors. (Persistence needs no feed: the cache counts
 //! its own changes, including those of expiry, in its generation, which the save loop watches.)
+//!
+//! A cache change travels with the time it was made at its origin, so every server orders it by
+//! that time (see `docs/interclacks.md`): a written record as `KEYSYNC`, an increment as
+//! `KEYINCREMENT` to our own servers and as `INCREMENT` to v36 peers, which cannot read it.
 
 use bytes::{Bytes, BytesMut};
 use clacks_proto::Request;
+use clacks_store::number::format_float;
+use clacks_store::{Entry, Increment};
 
-use crate::interclacks::{replicate, with_crlf};
 use crate::state::{ConnId, State};
 
 /// A change that ran here.
 pub(crate) enum Mutation<'a> {
-    /// A Clacks command line (a signal or a cache write), passed on exactly as it was received:
-    /// each peer runs it again. Monitors saw it already, as every command line.
+    /// A signal or `CLEARCACHE`: the line as it was received, run again by each peer. Monitors
+    /// saw it already, as every command line.
     Command(&'a Bytes),
-    /// A value now stored under a key (memcached writes, sent as `STORE`).
-    Stored { key: &'a [u8], value: Bytes },
-    /// A key removed (memcached writes, sent as `REMOVE`).
-    Removed { key: &'a [u8] },
+    /// A line for every peer, encoded (with its CR LF): the signal of a `SETANDSTORE`.
+    Line(Bytes),
+    /// The record of `key` was written (a value or a tombstone): peers get it with its times.
+    /// Monitors see it (as `DEBUG memcached=STORE …`/`REMOVE …`) when `memcached` made it.
+    Record { key: &'a [u8], memcached: bool },
+    /// `key` was incremented: here by a command, or by a peer's increment (`taken`: its result
+    /// replaced the value here, so v36 peers get the record rather than the step).
+    Increment {
+        key: &'a [u8],
+        inc: &'a Increment,
+        taken: bool,
+    },
 }
 
 /// Monitors see the memcached listener's changes from this source: `DEBUG memcached=STORE …`.
@@ -28,33 +41,129 @@ const MEMCACHED_SOURCE: &[u8] = b"memcached";
 /// Hands a change that came from connection `origin` to everyone who follows changes: every
 /// interclacks link except `origin`, and the monitors (for changes not made by a Clacks command).
 pub(crate) fn publish(state: &State, origin: ConnId, mutation: Mutation<'_>) {
-    let to_links = state.links.any_except(origin);
-    let (key, value) = match mutation {
-        Mutation::Command(line) => {
-            if to_links {
-                replicate(state, origin, &with_crlf(line));
-            }
-            return;
+    let monitors = matches!(
+        mutation,
+        Mutation::Record {
+            memcached: true,
+            ..
         }
-        Mutation::Stored { key, value } => (key, Some(value)),
-        Mutation::Removed { key } => (key, None),
-    };
-    if !to_links && !state.conns.has_monitors() {
+    ) && state.conns.has_monitors();
+    if !state.links.any_except(origin) && !monitors {
         return;
     }
-    let key = Bytes::copy_from_slice(key);
-    let request = match value {
-        Some(value) => Request::Store { key, value },
-        None => Request::Remove { key },
+    match mutation {
+        Mutation::Command(line) => publish(state, origin, Mutation::Line(with_crlf(line))),
+        Mutation::Line(line) => state
+            .links
+            .send(&state.conns, origin, |_| Some(line.clone())),
+        Mutation::Record { key, .. } => {
+            let Some(entry) = state.cache.get(key) else {
+                return;
+            };
+            if monitors {
+                let line = plain_write(key, entry);
+                let text = &line[..line.len() - clacks_proto::CRLF.len()];
+                state.conns.debug(MEMCACHED_SOURCE, text);
+            }
+            let line = record_line(key, entry);
+            state
+                .links
+                .send(&state.conns, origin, |_| Some(line.clone()));
+        }
+        Mutation::Increment { key, inc, taken } => {
+            let ours = increment_line(key, inc);
+            let v36 = if taken {
+                state.cache.get(key).map(|entry| record_line(key, entry))
+            } else {
+                Some(step_line(key, inc))
+            };
+            state.links.send(&state.conns, origin, |origin_times| {
+                if origin_times {
+                    Some(ours.clone())
+                } else {
+                    v36.clone()
+                }
+            });
+        }
+    }
+}
+
+/// A record as a `KEYSYNC` with its times, or, for a key that a `KEYSYNC` cannot carry (empty,
+/// or with a space or `=`), as the `STORE`/`REMOVE` that wrote it.
+pub(crate) fn record_line(key: &[u8], e: &Entry) -> Bytes {
+    if key.is_empty() || key.iter().any(|&b| b == b' ' || b == b'=') {
+        return plain_write(key, e);
+    }
+    let mut out = BytesMut::new();
+    keysync(Bytes::copy_from_slice(key), e).encode(&mut out);
+    out.freeze()
+}
+
+/// The `KEYSYNC` request for a record (the v36 form: `U` and the access time for a value, `D`,
+/// `0` and `REMOVED` for a tombstone).
+pub(crate) fn keysync(key: Bytes, e: &Entry) -> Request {
+    let (accesstime, mode, value) = if e.deleted {
+        (
+            Bytes::from_static(b"0"),
+            b"D",
+            Bytes::from_static(b"REMOVED"),
+        )
+    } else {
+        (
+            Bytes::from(format_float(e.accesstime)),
+            b"U",
+            e.data.clone(),
+        )
     };
-    let mut line = BytesMut::new();
-    request.encode(&mut line);
-    let line = line.freeze();
-    if state.conns.has_monitors() {
-        let text = &line[..line.len() - clacks_proto::CRLF.len()];
-        state.conns.debug(MEMCACHED_SOURCE, text);
+    Request::KeySync {
+        cachetime: Bytes::from(format_float(e.cachetime)),
+        accesstime,
+        mode: Bytes::from_static(mode),
+        key,
+        value,
     }
-    if to_links {
-        replicate(state, origin, &line);
+}
+
+/// `STORE key=value` or `REMOVE key` for a record.
+fn plain_write(key: &[u8], e: &Entry) -> Bytes {
+    let key = Bytes::copy_from_slice(key);
+    let request = if e.deleted {
+        Request::Remove { key }
+    } else {
+        Request::Store {
+            key,
+            value: e.data.clone(),
+        }
+    };
+    request.to_bytes()
+}
+
+/// `KEYINCREMENT` for our own peers.
+fn increment_line(key: &[u8], inc: &Increment) -> Bytes {
+    Request::KeyIncrement {
+        cachetime: Bytes::from(format_float(inc.time)),
+        base: Bytes::from(format_float(inc.base)),
+        step: Bytes::from(inc.step.to_perl_string()),
+        result: inc.result.clone(),
+        key: Bytes::copy_from_slice(key),
     }
+    .to_bytes()
+}
+
+/// `INCREMENT key=step` for v36 peers (a decrement as a negative step; v36 splits the step off
+/// at the last `=`, so any key survives).
+fn step_line(key: &[u8], inc: &Increment) -> Bytes {
+    Request::Increment {
+        key: Bytes::copy_from_slice(key),
+        step: Some(Bytes::from(inc.step.to_perl_string())),
+    }
+    .to_bytes()
+}
+
+/// A line without its CR LF, with one.
+pub(crate) fn with_crlf(line: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(line.len() + 2);
+    out.extend_from_slice(line);
+    out.extend_from_slice(clacks_proto::CRLF);
+    out.freeze()
 }

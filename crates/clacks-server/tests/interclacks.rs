@@ -2,14 +2,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clacks_server::config::Master;
+use common::relay::Relay;
 use common::{eventually, links, Client, Connect, TestServer, Transport, ADMIN, RO, WAIT};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 
 /// A slave of `master` (over its Unix socket, or TLS).
 async fn slave_of(master: &TestServer, tls: bool) -> TestServer {
@@ -158,100 +157,6 @@ async fn a_late_slave_gets_the_data_and_a_restarted_master_gets_it_back() {
         rc.until_flushed("k").await,
         ["KEYLISTSTART", "KEY early", "KEY gone", "KEYLISTEND"]
     );
-}
-
-/// A Unix-socket relay between a slave and its master that the test can cut, pause and restore.
-struct Relay {
-    path: PathBuf,
-    cut: Arc<AtomicBool>,
-    paused: Arc<AtomicBool>,
-    /// Holds both directions (a master that is paused as a whole).
-    held: Arc<AtomicBool>,
-    generation: Arc<tokio::sync::watch::Sender<u64>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Relay {
-    async fn start(target: PathBuf) -> Relay {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("relay.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        let cut = Arc::new(AtomicBool::new(false));
-        let paused = Arc::new(AtomicBool::new(false));
-        let held = Arc::new(AtomicBool::new(false));
-        let generation = Arc::new(tokio::sync::watch::Sender::new(0u64));
-        let (c, p, h, g) = (
-            cut.clone(),
-            paused.clone(),
-            held.clone(),
-            generation.clone(),
-        );
-        tokio::spawn(async move {
-            while let Ok((down, _)) = listener.accept().await {
-                if c.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let Ok(up) = UnixStream::connect(&target).await else {
-                    continue;
-                };
-                let (p, h, mut gen) = (p.clone(), h.clone(), g.subscribe());
-                tokio::spawn(async move {
-                    let (mut dr, mut dw) = down.into_split();
-                    let (mut ur, mut uw) = up.into_split();
-                    let to_master = async {
-                        let mut buf = vec![0u8; 65536];
-                        loop {
-                            while h.load(Ordering::SeqCst) {
-                                tokio::time::sleep(Duration::from_millis(10)).await;
-                            }
-                            let n = tokio::io::AsyncReadExt::read(&mut dr, &mut buf).await?;
-                            if n == 0 {
-                                return Ok::<(), std::io::Error>(());
-                            }
-                            tokio::io::AsyncWriteExt::write_all(&mut uw, &buf[..n]).await?;
-                        }
-                    };
-                    let to_slave = async {
-                        let mut buf = vec![0u8; 65536];
-                        loop {
-                            while p.load(Ordering::SeqCst) || h.load(Ordering::SeqCst) {
-                                tokio::time::sleep(Duration::from_millis(10)).await;
-                            }
-                            let n = tokio::io::AsyncReadExt::read(&mut ur, &mut buf).await?;
-                            if n == 0 {
-                                return Ok::<(), std::io::Error>(());
-                            }
-                            tokio::io::AsyncWriteExt::write_all(&mut dw, &buf[..n]).await?;
-                        }
-                    };
-                    tokio::select! {
-                        _ = to_master => {}
-                        _ = to_slave => {}
-                        _ = gen.changed() => {}
-                    }
-                });
-            }
-        });
-        Relay {
-            path,
-            cut,
-            paused,
-            held,
-            generation,
-            _dir: dir,
-        }
-    }
-
-    /// Closes the current link and refuses new ones.
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-        self.paused.store(false, Ordering::SeqCst);
-    }
 }
 
 async fn partition_heals(stop_reading: bool) {
@@ -449,7 +354,7 @@ async fn while_the_master_syncs_other_commands_wait_and_then_run_in_order() {
         .expect(concat!(
             "CLACKS clacksd ",
             env!("CARGO_PKG_VERSION"),
-            " in interclacks client mode"
+            " origin-times in interclacks client mode"
         ))
         .await;
     let token = clacks_server::testing::token(ADMIN.0, ADMIN.1);
@@ -482,7 +387,9 @@ async fn while_the_master_syncs_other_commands_wait_and_then_run_in_order() {
     assert!(clock.len() > "OVERHEAD T ".len());
     let answer = master.expect_prefix("KEYSYNC ").await;
     assert!(answer.ends_with(" U mine=local"), "{answer}");
-    master.expect("STORE x=from client").await;
+    // A v36 master gets the write as a KEYSYNC with the time it was made.
+    let forwarded = master.expect_prefix("KEYSYNC ").await;
+    assert!(forwarded.ends_with(" U x=from client"), "{forwarded}");
     master.send("FLUSH end").await;
     master.expect("FLUSHED end").await;
 }

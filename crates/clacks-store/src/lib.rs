@@ -22,7 +22,8 @@ pub mod number;
 pub mod persist;
 
 pub use cache::{
-    same_value, Cache, Cleaned, Entry, Memory, MemoryPolicy, OutOfMemory, ENTRY_OVERHEAD,
+    newer, on_grid, same_value, same_write, Added, Cache, Cleaned, Entry, Increment, Memory,
+    MemoryPolicy, Merged, OutOfMemory, ENTRY_OVERHEAD, TICK,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use persist::PersistError;

@@ -192,7 +192,7 @@ impl Cache {
         if stored.len() > limits.stored {
             return Err(Refused::TooLarge);
         }
-        let mut entry = Entry::new(stored.clone(), now, now, false);
+        let mut entry = Entry::new(stored.clone(), self.write_time(key, now), now, false);
         entry.flags = flags;
         entry.expires = expires;
         self.insert_owned(Bytes::copy_from_slice(key), entry, now)?;
@@ -205,7 +205,7 @@ impl Cache {
         if self.alive_mut(key, now).is_none() {
             return false;
         }
-        let tombstone = Entry::new(Bytes::new(), now, now, true);
+        let tombstone = Entry::new(Bytes::new(), self.write_time(key, now), now, true);
         self.insert_owned(Bytes::copy_from_slice(key), tombstone, now)
             .is_ok()
     }
@@ -236,9 +236,10 @@ impl Cache {
             text.resize(raw.len(), b' ');
         }
         let stored = to_clacks(&text);
-        let mut new = Entry::new(stored.clone(), now, now, false);
-        new.flags = entry.flags;
-        new.expires = entry.expires;
+        let (flags, expires) = (entry.flags, entry.expires);
+        let mut new = Entry::new(stored.clone(), self.write_time(key, now), now, false);
+        new.flags = flags;
+        new.expires = expires;
         self.insert_owned(Bytes::copy_from_slice(key), new, now)?;
         Ok((value, stored))
     }

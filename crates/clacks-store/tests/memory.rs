@@ -76,7 +76,7 @@ fn reject_refuses_growth_but_not_shrinking() {
     assert!(c.store(b("a"), b("xxxxx"), 1.0).is_err(), "a longer value");
     assert_eq!(c.get(b"a").unwrap().data, b("xxxx"), "the old value stays");
     assert_eq!(
-        c.add(b("a"), None, false, 1.0).unwrap(),
+        c.add(b("a"), None, false, 1.0).unwrap().value,
         b("1"),
         "shorter: fits"
     );
@@ -254,7 +254,7 @@ fn apply(c: &mut Cache, op: &Op, now: &mut f64) {
         }
         Op::Merge(k, n, deleted, dt) => {
             let ct = t + f64::from(*dt) - 10.0;
-            let _ = c.merge(key(k), Entry::new(value(n), ct, ct, *deleted), t);
+            let _ = c.merge(key(k), Entry::new(value(n), ct, ct, *deleted), 0.0, t);
         }
         Op::McStore(k, n, mode, exp) => {
             let mode = match mode {

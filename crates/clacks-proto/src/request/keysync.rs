@@ -1,4 +1,5 @@
-//! The KEYSYNC request: one cache record sent over an interclacks link.
+//! The interclacks record requests: `KEYSYNC` (one cache record, as v36 sends it) and
+//! `KEYINCREMENT` (an increment with its origin time, only between our own servers).
 
 use bytes::{Bytes, BytesMut};
 
@@ -6,6 +7,7 @@ use super::Request;
 use crate::words::{after, put_line, split_assign, take_word};
 
 pub(crate) const KEYSYNC: &[u8] = b"KEYSYNC ";
+pub(crate) const KEYINCREMENT: &[u8] = b"KEYINCREMENT ";
 
 #[inline]
 pub(super) fn parse(line: &Bytes) -> Option<Request> {
@@ -21,6 +23,50 @@ pub(super) fn parse(line: &Bytes) -> Option<Request> {
         key,
         value,
     })
+}
+
+/// `KEYINCREMENT <cachetime> <base> <step> <result> <key>`: the key runs to the end of the line,
+/// so any key an `INCREMENT` accepts fits.
+#[inline]
+pub(super) fn parse_increment(line: &Bytes) -> Option<Request> {
+    let rest = after(line, KEYINCREMENT)?;
+    let (cachetime, rest) = take_word(&rest)?;
+    let (base, rest) = take_word(&rest)?;
+    let (step, rest) = take_word(&rest)?;
+    let (result, key) = take_word(&rest)?;
+    if key.is_empty() {
+        return None;
+    }
+    Some(Request::KeyIncrement {
+        cachetime,
+        base,
+        step,
+        result,
+        key,
+    })
+}
+
+#[inline]
+pub(super) fn encode_increment(
+    out: &mut BytesMut,
+    [cachetime, base, step, result]: [&[u8]; 4],
+    key: &[u8],
+) {
+    put_line(
+        out,
+        &[
+            KEYINCREMENT,
+            cachetime,
+            b" ",
+            base,
+            b" ",
+            step,
+            b" ",
+            result,
+            b" ",
+            key,
+        ],
+    );
 }
 
 #[inline]
@@ -65,11 +111,31 @@ mod tests {
                     line: b("KEYSYNC 1 2 U"),
                 },
             ),
+            (
+                "KEYINCREMENT 10.5 9 -2 40 a key=x",
+                Request::KeyIncrement {
+                    cachetime: b("10.5"),
+                    base: b("9"),
+                    step: b("-2"),
+                    result: b("40"),
+                    key: b("a key=x"),
+                },
+            ),
+            (
+                "KEYINCREMENT 10.5 9 -2 40 ",
+                Request::Unknown {
+                    line: b("KEYINCREMENT 10.5 9 -2 40 "),
+                },
+            ),
         ]);
     }
 
     #[test]
     fn encode_round_trip_of_table_rows() {
-        assert_round_trips(&["KEYSYNC 1 2 D k=REMOVED", "KEYSYNC 1.5 2.5 U k=v=w"]);
+        assert_round_trips(&[
+            "KEYSYNC 1 2 D k=REMOVED",
+            "KEYSYNC 1.5 2.5 U k=v=w",
+            "KEYINCREMENT 10.5 9 -2 40 a key=x",
+        ]);
     }
 }

@@ -67,6 +67,20 @@ pub enum Request {
         /// Value (`REMOVED` for tombstones).
         value: Bytes,
     },
+    /// `KEYINCREMENT <cachetime> <base> <step> <result> <key>` (interclacks between `clacksd`
+    /// servers only): an `INCREMENT`/`DECREMENT` as it ran at its origin.
+    KeyIncrement {
+        /// When it ran at the origin (float seconds, the origin's clock).
+        cachetime: Bytes,
+        /// The cache time of the write the incremented value goes back to (`0`: none).
+        base: Bytes,
+        /// The step added (negative for a decrement), a number.
+        step: Bytes,
+        /// The value it gave at the origin.
+        result: Bytes,
+        /// Cache key (the rest of the line).
+        key: Bytes,
+    },
     /// `STORE <key>=<value>`.
     Store {
         /// Cache key.
@@ -174,7 +188,11 @@ impl Request {
             Some(b'D') => first_of!(cache::parse_decrement),
             Some(b'F') => first_of!(admin::parse_flush),
             Some(b'I') => first_of!(cache::parse_increment),
-            Some(b'K') => first_of!(keysync::parse, cache::parse_key_list),
+            Some(b'K') => first_of!(
+                keysync::parse,
+                keysync::parse_increment,
+                cache::parse_key_list
+            ),
             Some(b'L') => first_of!(signals::parse_listen),
             Some(b'M') => first_of!(admin::parse_monitor),
             Some(b'N') => first_of!(signals::parse_notify, admin::parse_no_ping),
@@ -195,6 +213,13 @@ impl Request {
         Request::Unknown { line }
     }
 
+    /// This request as one encoded, shareable buffer (to send one line to many).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(&mut out);
+        out.freeze()
+    }
+
     /// Writes this request as one line with CR LF.
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
@@ -210,6 +235,13 @@ impl Request {
                 key,
                 value,
             } => keysync::encode(out, cachetime, accesstime, mode, key, value),
+            Request::KeyIncrement {
+                cachetime,
+                base,
+                step,
+                result,
+                key,
+            } => keysync::encode_increment(out, [cachetime, base, step, result], key),
             Request::Store { key, value } => cache::encode_store(out, key, value),
             Request::SetAndStore { name, value } => signals::encode_set_and_store(out, name, value),
             Request::Retrieve { key } => cache::encode_retrieve(out, key),
@@ -262,7 +294,7 @@ mod tests {
     use super::*;
 
     /// Every verb the families parse, as they compare it.
-    const VERBS: [&[u8]; 25] = [
+    const VERBS: [&[u8]; 26] = [
         cache::STORE,
         cache::RETRIEVE,
         cache::REMOVE,
@@ -288,6 +320,7 @@ mod tests {
         admin::FLUSH,
         admin::STATS,
         keysync::KEYSYNC,
+        keysync::KEYINCREMENT,
     ];
 
     #[test]
@@ -302,7 +335,7 @@ mod tests {
     #[test]
     fn every_verb_reaches_its_family() {
         for verb in VERBS {
-            let line = Bytes::from([verb, b"1 2 U k=v"].concat());
+            let line = Bytes::from([verb, b"1 2 U k=v k"].concat());
             let request = Request::parse(line.clone());
             assert!(!matches!(request, Request::Unknown { .. }), "{line:?}");
             let mut out = BytesMut::new();

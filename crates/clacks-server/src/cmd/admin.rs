@@ -26,7 +26,7 @@ pub(super) fn overhead(
     now: f64,
 ) -> Flow {
     if flags.contains(Flags::TIMESTAMP) {
-        s.time_offset = now - numify(&value).to_f64();
+        interclacks::clock::peer_clock(s, state, &value, now);
         return Flow::Continue;
     }
     // Forwarded control flags act on every server of the tree with interclacks rights: only
@@ -53,7 +53,7 @@ pub(super) fn overhead(
         if flags.contains(Flags::FORWARD) {
             let close_tree = Bytes::from_static(b"\r\nOVERHEAD GC 1\r\n");
             for id in state.links.ids() {
-                state.conns.deliver(*id, &close_tree);
+                state.conns.deliver(id, &close_tree);
             }
         }
         state.conns.kick_all();
@@ -90,7 +90,7 @@ pub(super) fn overhead(
         if truthy {
             interclacks::sync::slave_linked(s, state);
         } else {
-            state.links.set(&mut state.conns, s.id, false);
+            state.links.unlink(&mut state.conns, s.id);
             s.link.kind = Link::None;
             s.outbox.set_cap(s.shared.config.max_out_buffer);
         }

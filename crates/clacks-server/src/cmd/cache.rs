@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use clacks_proto::Reply;
+use clacks_store::Increment;
 
+use crate::mutation::{publish, Mutation};
 use crate::session::{ClientError, Flow, Session};
 use crate::state::State;
 
@@ -13,10 +15,17 @@ pub(super) fn store(
     value: Bytes,
     now: f64,
 ) -> Flow {
-    if state.cache.store(key.clone(), value, now).is_err() {
-        s.error(ClientError::OutOfMemory(&key));
+    match state.cache.store(key.clone(), value, now) {
+        Ok(()) => written(s, state, &key),
+        Err(_) => s.error(ClientError::OutOfMemory(&key)),
     }
     Flow::Continue
+}
+
+/// Hands the record a command wrote to the peers.
+pub(super) fn written(s: &Session, state: &State, key: &[u8]) {
+    let memcached = false;
+    publish(state, s.id, Mutation::Record { key, memcached });
 }
 
 pub(super) fn retrieve(s: &mut Session, state: &mut State, key: Bytes, now: f64) -> Flow {
@@ -28,8 +37,9 @@ pub(super) fn retrieve(s: &mut Session, state: &mut State, key: Bytes, now: f64)
 }
 
 pub(super) fn remove(s: &mut Session, state: &mut State, key: Bytes, now: f64) -> Flow {
-    if state.cache.remove(key.clone(), now).is_err() {
-        s.error(ClientError::OutOfMemory(&key));
+    match state.cache.remove(key.clone(), now) {
+        Ok(()) => written(s, state, &key),
+        Err(_) => s.error(ClientError::OutOfMemory(&key)),
     }
     Flow::Continue
 }
@@ -43,12 +53,26 @@ pub(super) fn add(
     down: bool,
     now: f64,
 ) -> Flow {
-    if state
-        .cache
-        .add(key.clone(), step.as_deref(), down, now)
-        .is_err()
-    {
-        s.error(ClientError::OutOfMemory(&key));
+    match state.cache.add(key.clone(), step.as_deref(), down, now) {
+        Ok(added) => {
+            let inc = Increment {
+                time: now,
+                base: added.base,
+                step: added.step,
+                result: added.value,
+            };
+            let (key, taken) = (&key[..], false);
+            publish(
+                state,
+                s.id,
+                Mutation::Increment {
+                    key,
+                    inc: &inc,
+                    taken,
+                },
+            );
+        }
+        Err(_) => s.error(ClientError::OutOfMemory(&key)),
     }
     Flow::Continue
 }

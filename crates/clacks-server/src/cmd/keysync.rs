@@ -1,10 +1,12 @@
-//! `KEYSYNC <cachetime> <accesstime> <mode> <key>=<value>`: a cache record from an interclacks
-//! peer, merged so that per key the newest write wins; passed on to the other links only when it
-//! changed something here.
+//! Changes from interclacks peers, with the times they were made at their origin:
+//! `KEYSYNC <cachetime> <accesstime> <mode> <key>=<value>` (a cache record, merged so that per key
+//! the newest write wins) and `KEYINCREMENT <cachetime> <base> <step> <result> <key>` (an
+//! increment, from our own servers only). Each is passed on to the other links only when it
+//! changed something here, with its times in our clock.
 
 use bytes::Bytes;
 use clacks_store::number::numify;
-use clacks_store::Entry;
+use clacks_store::{Entry, Increment, Merged};
 
 use crate::mutation::{publish, Mutation};
 use crate::session::{ClientError, Flow, Session};
@@ -16,26 +18,64 @@ pub(super) fn keysync(
     [cachetime, accesstime, mode]: [Bytes; 3],
     key: Bytes,
     value: Bytes,
-    line: &Bytes,
     now: f64,
 ) -> Flow {
     s.ping();
-    let ctime = numify(&cachetime).to_f64() + s.time_offset;
-    let atime = numify(&accesstime).to_f64();
-    let atime = if atime != 0.0 {
-        atime + s.time_offset
-    } else {
-        0.0
-    };
+    let ctime = s.peer_time(&cachetime);
+    let atime = s.peer_time(&accesstime);
     let deleted = &mode[..] == b"D";
     let data = if deleted { Bytes::new() } else { value };
     let remote = Entry::new(data, ctime, atime, deleted);
     if let Some(seen) = s.link.sync_seen.as_mut() {
         seen.insert(Bytes::copy_from_slice(&key), remote.clone());
     }
-    match state.cache.merge(key.clone(), remote, now) {
-        Ok(true) => publish(state, s.id, Mutation::Command(line)),
+    let slack = crate::interclacks::clock::slack(s);
+    match state.cache.merge(key.clone(), remote, slack, now) {
+        Ok(true) => {
+            let memcached = false;
+            publish(
+                state,
+                s.id,
+                Mutation::Record {
+                    key: &key,
+                    memcached,
+                },
+            );
+        }
         Ok(false) => {}
+        Err(_) => s.error(ClientError::OutOfMemory(&key)),
+    }
+    Flow::Continue
+}
+
+pub(super) fn key_increment(
+    s: &mut Session,
+    state: &mut State,
+    [cachetime, base, step, result]: [Bytes; 4],
+    key: Bytes,
+    now: f64,
+) -> Flow {
+    s.ping();
+    let inc = Increment {
+        time: s.peer_time(&cachetime),
+        base: s.peer_time(&base),
+        step: numify(&step),
+        result,
+    };
+    match state.cache.merge_increment(key.clone(), &inc, now) {
+        Ok(Merged::Unchanged) => {}
+        Ok(merged) => {
+            let taken = merged == Merged::Taken;
+            publish(
+                state,
+                s.id,
+                Mutation::Increment {
+                    key: &key,
+                    inc: &inc,
+                    taken,
+                },
+            );
+        }
         Err(_) => s.error(ClientError::OutOfMemory(&key)),
     }
     Flow::Continue

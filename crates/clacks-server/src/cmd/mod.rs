@@ -5,12 +5,13 @@
 //! | cache | [`cache`] | `STORE` `RETRIEVE` `REMOVE` `INCREMENT` `DECREMENT` `KEYLIST` `CLEARCACHE` |
 //! | signals | [`signals`] | `NOTIFY` `SET` `SETANDSTORE` `LISTEN` `UNLISTEN` |
 //! | admin | [`admin`] | `OVERHEAD` `MONITOR` `UNMONITOR` `CLIENTLIST` `CLIENTDISCONNECT` `STATS` `PING` `NOPING` `QUIT` `TIMEOUT` `FLUSH` |
-//! | keysync | [`keysync`] | `KEYSYNC` |
+//! | keysync | [`keysync`] | `KEYSYNC` `KEYINCREMENT` |
 //!
 //! [`execute`] checks the permission from [`permission`] (one table for every verb) and hands the
 //! request to its function. Both are exhaustive matches: a new `Request` variant does not compile
 //! until it has a permission and a function. What leaves the server afterwards (replication to
-//! peers) is decided in [`crate::session`], from [`crate::interclacks::replicated`].
+//! peers) follows [`crate::interclacks::forward`]: a signal's line is passed on by
+//! [`crate::session`], a cache change by the command that made it.
 
 mod admin;
 mod cache;
@@ -46,7 +47,7 @@ pub(crate) fn permission(request: &Request) -> Option<Need> {
         | Request::ClientList
         | Request::ClientDisconnect { .. }
         | Request::Stats => Some(Need::Manage),
-        Request::KeySync { .. } => Some(Need::Interclacks),
+        Request::KeySync { .. } | Request::KeyIncrement { .. } => Some(Need::Interclacks),
         Request::Clacks { .. }
         | Request::Overhead { .. }
         | Request::OverheadWithoutValue
@@ -91,15 +92,14 @@ pub(crate) fn execute(
             mode,
             key,
             value,
-        } => keysync::keysync(
-            s,
-            state,
-            [cachetime, accesstime, mode],
+        } => keysync::keysync(s, state, [cachetime, accesstime, mode], key, value, now),
+        Request::KeyIncrement {
+            cachetime,
+            base,
+            step,
+            result,
             key,
-            value,
-            line,
-            now,
-        ),
+        } => keysync::key_increment(s, state, [cachetime, base, step, result], key, now),
         Request::Overhead { flags, value } => admin::overhead(s, state, flags, value, now),
         Request::Monitor => admin::monitor(s, state, true),
         Request::Unmonitor => admin::monitor(s, state, false),

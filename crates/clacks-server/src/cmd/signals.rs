@@ -1,8 +1,9 @@
 //! Signals: `NOTIFY`, `SET`, `SETANDSTORE` (a `SET` that is also stored), `LISTEN`, `UNLISTEN`.
 
 use bytes::Bytes;
-use clacks_proto::Reply;
+use clacks_proto::{Reply, Request};
 
+use crate::mutation::{publish, Mutation};
 use crate::session::{ClientError, Flow, Session};
 use crate::state::State;
 
@@ -34,9 +35,17 @@ pub(super) fn set_and_store(
         value: value.clone(),
     }
     .to_bytes();
-    // Refused for memory: neither stored nor signalled (nor replicated).
-    match state.cache.store(name.clone(), value, now) {
-        Ok(()) => state.subs.fanout(&state.conns, s.id, &name, &line),
+    // Refused for memory: neither stored nor signalled (nor replicated). Peers get the record
+    // with its time, then the signal.
+    match state.cache.store(name.clone(), value.clone(), now) {
+        Ok(()) => {
+            state.subs.fanout(&state.conns, s.id, &name, &line);
+            super::cache::written(s, state, &name);
+            if state.links.any_except(s.id) {
+                let set = Request::Set { name, value }.to_bytes();
+                publish(state, s.id, Mutation::Line(set));
+            }
+        }
         Err(_) => s.error(ClientError::OutOfMemory(&name)),
     }
     Flow::Continue

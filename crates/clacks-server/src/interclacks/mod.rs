@@ -1,7 +1,8 @@
 //! Interclacks: servers joined in a master/slave tree share signals and the cache.
 //!
 //! - this module: the links of this server ([`Links`], part of the shared state), the forwarding
-//!   policy (which commands go on to peers, [`replicated`]) and the one [`replicate`];
+//!   policy (how each command reaches the peers, [`forward`]); what they are sent is built in
+//!   [`crate::mutation`];
 //! - [`master`]: our own link to our master (connect, hello, reconnect with backoff);
 //! - [`sync`]: the full sync when a slave links up, and our answer when our master has synced us.
 //!
@@ -9,18 +10,19 @@
 //! config elements: `interclacksmaxoutbuffer`, `interclackspingtimeout`,
 //! `interclacksstalledwritetimeout` and `interclacksreconnecttimeout`.
 
+pub(crate) mod clock;
 pub(crate) mod master;
 pub(crate) mod sync;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clacks_proto::Request;
 use clacks_store::Entry;
 use tokio::time::Instant;
 
-use crate::state::{ConnId, Conns, Shared, State};
+use crate::state::{ConnId, Conns, Shared};
 use crate::Config;
 
 /// What kind of interclacks link a connection is.
@@ -34,21 +36,40 @@ pub(crate) enum Link {
     ToMaster,
 }
 
+/// The word a `clacksd` puts in its `CLACKS` line on a link: it sends and reads changes with
+/// their origin times (`KEYINCREMENT`). A v36 server does neither.
+pub(crate) const ORIGIN_TIMES: &str = "origin-times";
+
+/// Whether a peer's `CLACKS` line says it handles [`ORIGIN_TIMES`].
+pub(crate) fn has_origin_times(info: &[u8]) -> bool {
+    info.split(|&b| b == b' ')
+        .any(|word| word == ORIGIN_TIMES.as_bytes())
+}
+
 /// A connection's side of a link (its session holds one).
 pub(crate) struct LinkSide {
     pub(crate) kind: Link,
+    /// Whether the peer said it handles [`ORIGIN_TIMES`] (in its `CLACKS` line).
+    pub(crate) origin_times: bool,
     /// When the next keepalive PING goes out.
     pub(crate) next_ping: Instant,
     /// During our master's sync: the records it sent, so we answer only with what differs.
     pub(crate) sync_seen: Option<HashMap<Bytes, Entry>>,
+    /// The clock we sent our slave in its sync (see [`clock`]).
+    pub(crate) sent_clock: Option<f64>,
+    /// The clock our master sent us in our sync.
+    pub(crate) peer_clock: Option<f64>,
 }
 
 impl LinkSide {
     pub(crate) fn new(kind: Link, config: &Config) -> LinkSide {
         LinkSide {
             kind,
+            origin_times: false,
             next_ping: Instant::now() + ping_interval(config),
             sync_seen: None,
+            sent_clock: None,
+            peer_clock: None,
         }
     }
 
@@ -66,34 +87,51 @@ pub(crate) fn ping_interval(config: &Config) -> Duration {
 /// The interclacks links of this server (part of the shared state).
 #[derive(Default)]
 pub(crate) struct Links {
-    ids: Vec<ConnId>,
+    /// Each link, and whether its peer handles [`ORIGIN_TIMES`].
+    ids: Vec<(ConnId, bool)>,
     /// Set while our master syncs us (`OVERHEAD L 1` … `L 0`); other connections wait.
     sync_locked: bool,
+    /// The clock offset agreed with our master, kept across reconnects (see [`clock`]).
+    pub(crate) master_offset: Option<f64>,
 }
 
 impl Links {
-    /// Marks a connection as a link (or not).
-    pub(crate) fn set(&mut self, conns: &mut Conns, id: ConnId, on: bool) {
-        conns.set_interclacks(id, on);
+    /// Marks a connection as a link, whose peer handles [`ORIGIN_TIMES`] or not.
+    pub(crate) fn add(&mut self, conns: &mut Conns, id: ConnId, origin_times: bool) {
+        conns.set_interclacks(id, true);
         self.remove(id);
-        if on {
-            self.ids.push(id);
-        }
+        self.ids.push((id, origin_times));
+    }
+
+    /// Makes a link an ordinary connection again (`OVERHEAD I 0`).
+    pub(crate) fn unlink(&mut self, conns: &mut Conns, id: ConnId) {
+        conns.set_interclacks(id, false);
+        self.remove(id);
     }
 
     /// Forgets a connection that went away.
     pub(crate) fn remove(&mut self, id: ConnId) {
-        self.ids.retain(|l| *l != id);
+        self.ids.retain(|(l, _)| *l != id);
     }
 
     /// Every link.
-    pub(crate) fn ids(&self) -> &[ConnId] {
-        &self.ids
+    pub(crate) fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.ids.iter().map(|(id, _)| *id)
     }
 
     /// Whether there is a link other than `origin`.
     pub(crate) fn any_except(&self, origin: ConnId) -> bool {
-        self.ids.iter().any(|l| *l != origin)
+        self.ids.iter().any(|(l, _)| *l != origin)
+    }
+
+    /// Sends to every link except `origin` the line `line` makes for it (none for `None`), by
+    /// whether its peer handles [`ORIGIN_TIMES`].
+    pub(crate) fn send(&self, conns: &Conns, origin: ConnId, line: impl Fn(bool) -> Option<Bytes>) {
+        for (id, origin_times) in self.ids.iter().filter(|(l, _)| *l != origin) {
+            if let Some(line) = line(*origin_times) {
+                conns.deliver(*id, &line);
+            }
+        }
     }
 
     /// Whether our master holds the sync lock.
@@ -108,21 +146,30 @@ impl Links {
     }
 }
 
-/// The forwarding policy: whether a command that ran here goes on to the peers (signals and
-/// cache writes; a refused command never does, and `KEYSYNC` only when it changed something, which
-/// `cmd::keysync` decides). Exhaustive, so a new command must be given an answer.
-pub(crate) fn replicated(request: &Request) -> bool {
+/// How a command that ran here reaches the peers (a refused command never does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forward {
+    /// Its line, run again by each peer: signals and `CLEARCACHE`.
+    Line,
+    /// The change it made, with its time (see [`crate::mutation`]), which the command hands on
+    /// itself: cache writes, and `KEYSYNC`/`KEYINCREMENT` when they changed something.
+    Change,
+    /// Not at all.
+    No,
+}
+
+/// The forwarding policy. Exhaustive, so a new command must be given an answer.
+pub(crate) fn forward(request: &Request) -> Forward {
     match request {
-        Request::Notify { .. }
-        | Request::Set { .. }
-        | Request::SetAndStore { .. }
+        Request::Notify { .. } | Request::Set { .. } | Request::ClearCache => Forward::Line,
+        Request::SetAndStore { .. }
         | Request::Store { .. }
         | Request::Remove { .. }
         | Request::Increment { .. }
         | Request::Decrement { .. }
-        | Request::ClearCache => true,
-        Request::KeySync { .. }
-        | Request::Retrieve { .. }
+        | Request::KeySync { .. }
+        | Request::KeyIncrement { .. } => Forward::Change,
+        Request::Retrieve { .. }
         | Request::KeyList
         | Request::Listen { .. }
         | Request::Unlisten { .. }
@@ -139,21 +186,6 @@ pub(crate) fn replicated(request: &Request) -> bool {
         | Request::ClientDisconnect { .. }
         | Request::Flush { .. }
         | Request::Stats
-        | Request::Unknown { .. } => false,
+        | Request::Unknown { .. } => Forward::No,
     }
-}
-
-/// Sends an encoded line (with its CR LF) to every link except `origin`.
-pub(crate) fn replicate(state: &State, origin: ConnId, line: &Bytes) {
-    for id in state.links.ids().iter().filter(|l| **l != origin) {
-        state.conns.deliver(*id, line);
-    }
-}
-
-/// A line without its CR LF, with one.
-pub(crate) fn with_crlf(line: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(line.len() + 2);
-    out.extend_from_slice(line);
-    out.extend_from_slice(clacks_proto::CRLF);
-    out.freeze()
 }

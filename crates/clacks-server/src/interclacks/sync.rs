@@ -7,12 +7,14 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use clacks_proto::{Flags, Reply, Request};
+use clacks_proto::{Flags, Reply};
 use clacks_store::number::format_float;
-use clacks_store::{same_value, Entry};
+use clacks_store::{newer, same_write, Entry};
 use tokio::time::Instant;
 
-use super::{ping_interval, Link};
+use super::clock::RESYNC_SLACK;
+use super::{ping_interval, Link, ORIGIN_TIMES};
+use crate::mutation::keysync;
 use crate::session::Session;
 use crate::state::{State, SERVER_INFO};
 
@@ -20,14 +22,16 @@ use crate::state::{State, SERVER_INFO};
 /// cache, framed by our master-mode greeting, login, clock and sync lock.
 pub(crate) fn slave_linked(s: &mut Session, state: &mut State) {
     tracing::info!(cid = %s.cid_str(), entries = state.cache.len(), "slave connected; sending full sync");
-    state.links.set(&mut state.conns, s.id, true);
+    state.links.add(&mut state.conns, s.id, s.link.origin_times);
     s.link.kind = Link::Inbound;
     s.outbox.set_cap(s.shared.config.interclacks_max_out_buffer);
     s.ping();
     s.link.next_ping = Instant::now() + ping_interval(&s.shared.config);
     let mut out = BytesMut::new();
     Reply::Clacks {
-        info: Bytes::from(format!("{SERVER_INFO} in interclacks master mode")),
+        info: Bytes::from(format!(
+            "{SERVER_INFO} {ORIGIN_TIMES} in interclacks master mode"
+        )),
     }
     .encode(&mut out);
     let overhead = |flags: Flags, value: Bytes, out: &mut BytesMut| {
@@ -40,12 +44,9 @@ pub(crate) fn slave_linked(s: &mut Session, state: &mut State) {
     );
     overhead(Flags::AUTH, s.shared.main_token.clone(), &mut out);
     overhead(Flags::LOCK, Bytes::from_static(b"1"), &mut out);
-    overhead(
-        Flags::TIMESTAMP,
-        Bytes::from(format_float(s.shared.now())),
-        &mut out,
-    );
     let now = s.shared.now();
+    s.link.sent_clock = Some(now);
+    overhead(Flags::TIMESTAMP, Bytes::from(format_float(now)), &mut out);
     let cache = &state.cache;
     keysync_lines(
         cache.iter().filter(|(_, e)| cache.current(e, now)),
@@ -58,8 +59,8 @@ pub(crate) fn slave_linked(s: &mut Session, state: &mut State) {
 }
 
 /// `OVERHEAD L 1` / `L 0` from our master. On release we send our clock and the records the
-/// master does not have in the same version (unknown to it, or newer here with a different
-/// value), so an unchanged slave sends nothing back; only then does the link start forwarding
+/// master does not have in the same version (unknown to it, or newer here and not the same
+/// write), so an unchanged slave sends nothing back; only then does the link start forwarding
 /// our changes.
 pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
     if on {
@@ -71,19 +72,19 @@ pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
     state.links.set_sync_lock(&s.shared, false);
     let seen = s.link.sync_seen.take().unwrap_or_default();
     let mut out = BytesMut::new();
+    let now = s.shared.now();
     Reply::Overhead {
         flags: Flags::TIMESTAMP,
-        value: Bytes::from(format_float(s.shared.now())),
+        value: Bytes::from(super::clock::answer_clock(s, now)),
     }
     .encode(&mut out);
-    let now = s.shared.now();
     let cache = &state.cache;
     let ours = cache
         .iter()
         .filter(|(_, local)| cache.current(local, now))
         .filter(|(key, local)| match seen.get(*key) {
             None => true,
-            Some(remote) => local.cachetime > remote.cachetime && !same_value(local, remote),
+            Some(remote) => newer(local, remote) && !same_write(local, remote, RESYNC_SLACK),
         });
     let sent = keysync_lines(ours, &mut out);
     tracing::info!(
@@ -96,7 +97,7 @@ pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
     // From now on our changes go to the master as they happen. Those made before went in the
     // answer above, with the times they were made: forwarded as commands before the sync, they
     // would have run on the master with its (later) clock.
-    state.links.set(&mut state.conns, s.id, true);
+    state.links.add(&mut state.conns, s.id, s.link.origin_times);
 }
 
 /// Encodes one `KEYSYNC` per record, keys in byte order; returns how many.
@@ -107,27 +108,7 @@ fn keysync_lines<'a>(
     let mut entries: Vec<_> = entries.collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     for (key, e) in &entries {
-        let (accesstime, mode, value) = if e.deleted {
-            (
-                Bytes::from_static(b"0"),
-                b"D",
-                Bytes::from_static(b"REMOVED"),
-            )
-        } else {
-            (
-                Bytes::from(format_float(e.accesstime)),
-                b"U",
-                e.data.clone(),
-            )
-        };
-        Request::KeySync {
-            cachetime: Bytes::from(format_float(e.cachetime)),
-            accesstime,
-            mode: Bytes::from_static(mode),
-            key: (*key).clone(),
-            value,
-        }
-        .encode(out);
+        keysync((*key).clone(), e).encode(out);
     }
     entries.len()
 }

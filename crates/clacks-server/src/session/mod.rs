@@ -245,6 +245,17 @@ impl Session {
         String::from_utf8_lossy(&self.cid)
     }
 
+    /// A time the peer sent (a number in its clock), in ours, on the tick grid; `0` (no time)
+    /// stays `0`.
+    pub(crate) fn peer_time(&self, text: &[u8]) -> f64 {
+        let t = clacks_store::number::numify(text).to_f64();
+        if t == 0.0 {
+            0.0
+        } else {
+            clacks_store::on_grid(t + self.time_offset)
+        }
+    }
+
     /// A sign of life from the peer (PING, or any KEYSYNC on a link).
     pub(crate) fn ping(&mut self) {
         self.last_ping = Some(Instant::now());
@@ -289,6 +300,7 @@ impl Session {
     fn handle_line(&mut self, state: &mut State, line: Bytes, now: f64) -> Flow {
         let request = Request::parse(line.clone());
         if let Request::Clacks { info } = &request {
+            self.link.origin_times = interclacks::has_origin_times(info);
             let info: Vec<u8> = info
                 .iter()
                 .map(|&b| if b == b';' { b'_' } else { b })
@@ -308,10 +320,10 @@ impl Session {
         }
         Stats::bump(&self.shared.stats.commands);
         let logged = !matches!(&request, Request::Overhead { flags, .. } if flags.contains(Flags::NO_LOGGING));
-        let replicated = interclacks::replicated(&request);
+        let forward = interclacks::forward(&request) == interclacks::Forward::Line;
         let denials = self.denials;
         let flow = crate::cmd::execute(self, state, request, &line, now);
-        if replicated && self.denials == denials {
+        if forward && self.denials == denials {
             publish(state, self.id, Mutation::Command(&line));
         }
         // Monitors see the line after its own replies, as the reference queues it.

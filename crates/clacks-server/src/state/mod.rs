@@ -139,8 +139,9 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The time, on the tick grid of cache times (see [`clacks_store::TICK`]).
     pub(crate) fn now(&self) -> f64 {
-        self.clock.now()
+        clacks_store::on_grid(self.clock.now())
     }
 
     fn next_serial(&self) -> u64 {

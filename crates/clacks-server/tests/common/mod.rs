@@ -10,6 +10,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
 
+pub mod relay;
+
 pub use clacks_server::testing::{base_config, token, TestServer, ADMIN, RO, RW};
 
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -20,6 +20,12 @@ pub struct Entry {
     pub data: Bytes,
     /// When the value was last written (seconds since the epoch).
     pub cachetime: f64,
+    /// When the value that increments have been adding to was written: the `cachetime` of the
+    /// last write that was not an increment (0 for an increment of a key that had no record).
+    /// Increments replicated from the same base add up (see [`Cache::merge_increment`]); local,
+    /// never persisted (a loaded record's base is its `cachetime`). Like every time that
+    /// crosses a link, on the [`TICK`] grid.
+    pub base: f64,
     /// When the value was last written or read.
     pub accesstime: f64,
     /// Whether this is a tombstone.
@@ -42,6 +48,7 @@ impl Entry {
         Entry {
             data,
             cachetime,
+            base: cachetime,
             accesstime,
             deleted,
             flags: 0,
@@ -104,10 +111,13 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// A cache holding `entries` (no memory limit yet).
+    /// A cache holding `entries` (no memory limit yet), as loaded: times on the [`TICK`] grid,
+    /// each record its own base.
     pub fn from_entries(entries: impl IntoIterator<Item = (Bytes, Entry)>) -> Self {
         let mut cache = Cache::default();
         for (key, mut entry) in entries {
+            entry.cachetime = on_grid(entry.cachetime);
+            entry.base = entry.cachetime;
             entry.cas = cache.new_cas();
             cache.put_entry(key, entry);
         }
@@ -178,7 +188,18 @@ impl Cache {
     }
 
     fn put(&mut self, key: Bytes, data: Bytes, now: f64, deleted: bool) -> Result<(), OutOfMemory> {
-        self.insert(key, Entry::new(data, now, now, deleted), now)
+        let time = self.write_time(&key, now);
+        self.insert(key, Entry::new(data, time, now, deleted), now)
+    }
+
+    /// The time a write made here at `now` gets: `now`, or, if the record it replaces is not
+    /// older (several writes at one clock reading, or a clock that went back), one [`TICK`]
+    /// after it, so that every peer orders this server's writes of a key as they were made.
+    pub(crate) fn write_time(&self, key: &[u8], now: f64) -> f64 {
+        match self.map.get(key) {
+            Some(e) if e.cachetime >= now => on_grid(e.cachetime + TICK),
+            _ => now,
+        }
     }
 
     /// Writes a record with a new CAS unique, copying key and data out of whatever buffer
@@ -241,23 +262,66 @@ impl Cache {
     }
 
     /// `INCREMENT` (or `DECREMENT` with `negate`): the step is numified (`None` is 1), the old
-    /// value counts only if it is live and looks like a number. Returns the new value.
+    /// value counts only if it is live and looks like a number. The record keeps its base (see
+    /// [`Entry::base`]).
     pub fn add(
         &mut self,
         key: Bytes,
         step: Option<&[u8]>,
         negate: bool,
         now: f64,
-    ) -> Result<Bytes, OutOfMemory> {
+    ) -> Result<Added, OutOfMemory> {
         let step = step.map_or(Num::Int(1), numify);
-        let old = match self.map.get(&key) {
+        let step = if negate { Num::Int(0) - step } else { step };
+        let base = self.map.get(&key).map_or(0.0, |e| e.base);
+        let value = self.added(&key, step, now);
+        let mut entry = Entry::new(value.clone(), self.write_time(&key, now), now, false);
+        entry.base = base;
+        self.insert(key, entry, now)?;
+        Ok(Added { value, step, base })
+    }
+
+    /// The value of `key` plus `step`: the old value counts only if it is live and looks like a
+    /// number.
+    fn added(&self, key: &[u8], step: Num, now: f64) -> Bytes {
+        let old = match self.map.get(key) {
             Some(e) if self.alive(e, now) && looks_like_number(&e.data) => numify(&e.data),
             _ => Num::Int(0),
         };
-        let new = if negate { old - step } else { old + step };
-        let value = Bytes::from(new.to_perl_string());
-        self.put(key, value.clone(), now, false)?;
-        Ok(value)
+        Bytes::from((old + step).to_perl_string())
+    }
+
+    /// An increment replicated from a peer (`KEYINCREMENT`), made there at `time` on the value
+    /// written at `base` and giving `result` there:
+    /// - the same base here: the increments were made on the same value,
+    ///   so they add up in any order: `step` is added, the record's time is the later one;
+    /// - another base, and `time` is newer than the record here: the peer's result is taken
+    ///   (with the peer's base, so increments that follow from it add up again);
+    /// - another base, and the record here is newer: a later write replaced the value the
+    ///   increment was made on; nothing changes.
+    pub fn merge_increment(
+        &mut self,
+        key: Bytes,
+        inc: &Increment,
+        now: f64,
+    ) -> Result<Merged, OutOfMemory> {
+        let local = self.map.get(&key).filter(|e| self.current(e, now));
+        let (merged, entry) = match local {
+            Some(e) if e.base == inc.base => {
+                let mut entry = Entry::new(self.added(&key, inc.step, now), 0.0, now, false);
+                entry.cachetime = e.cachetime.max(inc.time);
+                entry.base = e.base;
+                (Merged::Added, entry)
+            }
+            Some(e) if inc.time <= e.cachetime => return Ok(Merged::Unchanged),
+            _ => {
+                let mut entry = Entry::new(inc.result.clone(), inc.time, inc.time, false);
+                entry.base = inc.base;
+                (Merged::Taken, entry)
+            }
+        };
+        self.insert(key, entry, now)?;
+        Ok(merged)
     }
 
     /// Every key, tombstones included, expired values not, in byte order (`KEYLIST`).
@@ -280,16 +344,24 @@ impl Cache {
         (self.used, self.items, self.item_bytes, self.hand) = (0, 0, 0, 0);
     }
 
-    /// `KEYSYNC` merge: takes the peer's record if the key is unknown here or the peer's
-    /// `cachetime` is strictly newer, unless it holds the same value (same data, same
-    /// tombstone state): a record that only comes back with a later timestamp changes nothing.
+    /// `KEYSYNC` merge: takes the peer's record if the key is unknown here or the peer's record
+    /// is newer (see [`newer`]), unless it holds the same value and is at most `slack` seconds
+    /// newer: a copy of a record that comes back with a slightly later timestamp (a clock offset
+    /// measured again) changes nothing. The same value written later is taken, time and all,
+    /// so that an older write of another value arriving afterwards loses everywhere.
     /// Returns whether the local record changed; a record that would be taken but does not fit
     /// the memory limit is refused.
     /// A local value that has expired counts as unknown.
-    pub fn merge(&mut self, key: Bytes, mut remote: Entry, now: f64) -> Result<bool, OutOfMemory> {
+    pub fn merge(
+        &mut self,
+        key: Bytes,
+        mut remote: Entry,
+        slack: f64,
+        now: f64,
+    ) -> Result<bool, OutOfMemory> {
         let newer = self.map.get(&key).is_none_or(|local| {
             !self.current(local, now)
-                || (remote.cachetime > local.cachetime && !same_value(local, &remote))
+                || (newer(&remote, local) && !same_write(local, &remote, slack))
         });
         if newer {
             if remote.deleted {
@@ -333,6 +405,69 @@ pub(crate) fn alive_with(e: &Entry, flush_at: Option<f64>, now: f64) -> bool {
 /// Whether two records hold the same value (tombstones are equal whatever their data).
 pub fn same_value(a: &Entry, b: &Entry) -> bool {
     a.deleted == b.deleted && (a.deleted || a.data == b.data)
+}
+
+/// The resolution of cache times in seconds: what the 15 significant digits of a `KEYSYNC`
+/// time carry (until the year 2286). Every time that is stored or crosses a link is a whole
+/// number of ticks, so a time sent and corrected by offsets that are whole ticks too comes
+/// back exactly.
+pub const TICK: f64 = 1.0 / TICKS_PER_SECOND;
+
+/// `t` on the [`TICK`] grid: the double nearest to a whole number of ticks, which is also
+/// what that time's decimal text reads back as.
+pub fn on_grid(t: f64) -> f64 {
+    (t * TICKS_PER_SECOND).round() / TICKS_PER_SECOND
+}
+
+const TICKS_PER_SECOND: f64 = 100_000.0;
+
+/// Whether record `a` wins over record `b` of the same key: the later write, or, written at the
+/// same time, the greater value (a tombstone counting least), so that every server picks the
+/// same one whatever the order they arrive in.
+pub fn newer(a: &Entry, b: &Entry) -> bool {
+    a.cachetime > b.cachetime
+        || (a.cachetime == b.cachetime && (!a.deleted, &a.data[..]) > (!b.deleted, &b.data[..]))
+}
+
+/// Whether two records are copies of one write: the same value, written at most `slack`
+/// seconds apart.
+pub fn same_write(a: &Entry, b: &Entry, slack: f64) -> bool {
+    same_value(a, b) && (a.cachetime - b.cachetime).abs() <= slack
+}
+
+/// What an `INCREMENT` did (see [`Cache::add`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Added {
+    /// The new value.
+    pub value: Bytes,
+    /// The step that was added (negative for a decrement).
+    pub step: Num,
+    /// The record's base (see [`Entry::base`]).
+    pub base: f64,
+}
+
+/// An increment from a peer (see [`Cache::merge_increment`]); times in our clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Increment {
+    /// When it was made.
+    pub time: f64,
+    /// The base it was made on.
+    pub base: f64,
+    /// The step.
+    pub step: Num,
+    /// The value it gave where it was made.
+    pub result: Bytes,
+}
+
+/// What [`Cache::merge_increment`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merged {
+    /// The step was added to the value here.
+    Added,
+    /// The peer's result was taken.
+    Taken,
+    /// Nothing: the record here is newer.
+    Unchanged,
 }
 
 /// A copy that owns its memory: keys and values often arrive as slices of a large read buffer,
@@ -422,15 +557,22 @@ mod tests {
     #[test]
     fn increment_rules() {
         let mut c = Cache::default();
-        assert_eq!(c.add(b("n"), None, false, 1.0).unwrap(), b("1"));
-        assert_eq!(c.add(b("n"), Some(b"5"), false, 1.0).unwrap(), b("6"));
-        assert_eq!(c.add(b("n"), Some(b"2"), true, 1.0).unwrap(), b("4"));
+        let mut add = |k, step: Option<&[u8]>, down| c.add(b(k), step, down, 1.0).unwrap().value;
+        assert_eq!(add("n", None, false), b("1"));
+        assert_eq!(add("n", Some(b"5"), false), b("6"));
+        assert_eq!(add("n", Some(b"2"), true), b("4"));
         c.store(b("s"), b("12abc"), 1.0).unwrap();
-        assert_eq!(c.add(b("s"), Some(b"3xyz"), false, 1.0).unwrap(), b("3"));
+        assert_eq!(
+            c.add(b("s"), Some(b"3xyz"), false, 1.0).unwrap().value,
+            b("3")
+        );
         c.store(b("f"), b("1.5"), 1.0).unwrap();
-        assert_eq!(c.add(b("f"), Some(b"1.25"), false, 1.0).unwrap(), b("2.75"));
+        assert_eq!(
+            c.add(b("f"), Some(b"1.25"), false, 1.0).unwrap().value,
+            b("2.75")
+        );
         c.remove(b("t"), 1.0).unwrap();
-        assert_eq!(c.add(b("t"), None, true, 1.0).unwrap(), b("-1"));
+        assert_eq!(c.add(b("t"), None, true, 1.0).unwrap().value, b("-1"));
     }
 
     #[test]
@@ -438,24 +580,70 @@ mod tests {
         let mut c = Cache::default();
         c.store(b("k"), b("local"), 100.0).unwrap();
         let remote = |data: &str, t: f64, deleted: bool| Entry::new(b(data), t, t, deleted);
-        assert!(!c.merge(b("k"), remote("old", 99.0, false), 100.0).unwrap());
-        assert!(!c
-            .merge(b("k"), remote("same", 100.0, false), 100.0)
-            .unwrap());
-        assert!(c
-            .merge(b("k"), remote("REMOVED", 101.0, true), 101.0)
-            .unwrap());
+        let mut merge =
+            |data, t, deleted, slack| c.merge(b("k"), remote(data, t, deleted), slack, t).unwrap();
+        assert!(!merge("old", 99.0, false, 0.0));
+        // At the same time the greater value wins, in whichever order they arrive.
+        assert!(!merge("aaa", 100.0, false, 0.0));
+        assert!(merge("same", 100.0, false, 0.0));
+        assert!(merge("REMOVED", 101.0, true, 0.0));
         assert!(
-            !c.merge(b("k"), remote("", 102.0, true), 102.0).unwrap(),
-            "same tombstone, later time"
+            !merge("", 101.05, true, 0.1),
+            "a copy that came back a little later"
         );
-        assert_eq!(c.get(b"k").unwrap().cachetime, 101.0);
+        assert!(merge("", 102.0, true, 0.1), "the same value, written later");
+        assert_eq!(c.get(b"k").unwrap().cachetime, 102.0);
         assert_eq!(c.get(b"k").unwrap().data, b(""));
         c.store(b("live"), b("x"), 100.0).unwrap();
-        let cleaned = c.cleanup(100.0 + 3602.0, 3600.0, 86400.0);
+        let cleaned = c.cleanup(102.0 + 3602.0, 3600.0, 86400.0);
         assert_eq!(cleaned, vec![Cleaned::Deleted(b("k"))]);
         let cleaned = c.cleanup(100.0 + 86402.0, 3600.0, 86400.0);
         assert_eq!(cleaned, vec![Cleaned::Stale(b("live"))]);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn writes_of_a_key_get_increasing_times() {
+        let mut c = Cache::default();
+        c.store(b("k"), b("a"), 100.0).unwrap();
+        c.store(b("k"), b("b"), 100.0).unwrap();
+        assert_eq!(c.get(b"k").unwrap().cachetime, on_grid(100.0 + TICK));
+        c.remove(b("k"), 99.0).unwrap();
+        assert_eq!(c.get(b"k").unwrap().cachetime, on_grid(100.0 + 2.0 * TICK));
+        c.add(b("k"), None, false, 100.0).unwrap();
+        assert_eq!(c.get(b"k").unwrap().cachetime, on_grid(100.0 + 3.0 * TICK));
+        c.store(b("k"), b("c"), 200.0).unwrap();
+        assert_eq!(c.get(b"k").unwrap().cachetime, 200.0);
+    }
+
+    #[test]
+    fn replicated_increments_add_up_on_their_base_and_otherwise_the_newest_wins() {
+        let inc = |time, base, step, result: &str| Increment {
+            time,
+            base,
+            step: Num::Int(step),
+            result: b(result),
+        };
+        let mut c = Cache::default();
+        c.store(b("n"), b("5"), 10.0).unwrap();
+        let added = c.add(b("n"), None, false, 11.0).unwrap();
+        assert_eq!((added.value, added.base), (b("6"), 10.0));
+        // Made elsewhere on the same value: adds up, whatever their times.
+        let merged = c.merge_increment(b("n"), &inc(10.5, 10.0, 2, "7"), 12.0);
+        assert_eq!(merged, Ok(Merged::Added));
+        let e = c.get(b"n").unwrap();
+        assert_eq!((&e.data[..], e.cachetime, e.base), (&b"8"[..], 11.0, 10.0));
+        // On another value: the newer of the two.
+        let merged = c.merge_increment(b("n"), &inc(10.9, 9.0, 1, "1"), 12.0);
+        assert_eq!(merged, Ok(Merged::Unchanged));
+        let merged = c.merge_increment(b("n"), &inc(13.0, 12.5, 1, "41"), 14.0);
+        assert_eq!(merged, Ok(Merged::Taken));
+        let e = c.get(b"n").unwrap();
+        assert_eq!((&e.data[..], e.cachetime, e.base), (&b"41"[..], 13.0, 12.5));
+        // A key no server had: base 0 on both sides, so they add up too.
+        assert_eq!(c.add(b("new"), None, false, 20.0).unwrap().base, 0.0);
+        let merged = c.merge_increment(b("new"), &inc(19.0, 0.0, 4, "4"), 21.0);
+        assert_eq!(merged, Ok(Merged::Added));
+        assert_eq!(c.get(b"new").unwrap().data, b("5"));
     }
 }

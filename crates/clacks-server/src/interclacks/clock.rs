@@ -1,0 +1,64 @@
+//! The clock offset of a link: how a peer's times are turned into ours.
+//!
+//! Each side sends `OVERHEAD T <its clock>` during the sync, and v36 takes `our clock − theirs`
+//! as the offset, latency included, so a record that crosses a link and comes back is a little
+//! newer than it left. Between two `clacksd` servers the slave measures the offset and its master
+//! uses the same, negated, and both are whole [`TICK`](clacks_store::TICK)s: a time sent either
+//! way and back is then exactly what it was, so copies of one write have one time on every server
+//! of a tree. The slave keeps the offset it agreed with its master across reconnects while a new
+//! measurement stays within [`OFFSET_KEEP`].
+
+use clacks_store::number::{format_float, numify};
+use clacks_store::on_grid;
+
+use super::Link;
+use crate::session::Session;
+use crate::state::State;
+
+/// A new measurement of the offset to our master closer than this (seconds) to the one agreed
+/// before is latency jitter: the old one is kept.
+pub(crate) const OFFSET_KEEP: f64 = 0.05;
+
+/// How much later (seconds) a copy of a record may come back in a sync and still count as the
+/// same write: offsets measured again, and v36 peers, whose offsets carry their latency.
+pub(crate) const RESYNC_SLACK: f64 = 0.1;
+
+/// `OVERHEAD T <their clock>` from the peer: sets the link's offset.
+pub(crate) fn peer_clock(s: &mut Session, state: &mut State, value: &[u8], now: f64) {
+    let theirs = on_grid(numify(value).to_f64());
+    let measured = on_grid(now - theirs);
+    s.time_offset = match (s.link.kind, s.link.origin_times, s.link.sent_clock) {
+        // Our slave answered our clock with it plus the offset it uses.
+        (Link::Inbound, true, Some(sent)) => on_grid(sent - theirs),
+        (Link::ToMaster, true, _) => {
+            s.link.peer_clock = Some(theirs);
+            let kept = state
+                .links
+                .master_offset
+                .filter(|kept| (measured - kept).abs() <= OFFSET_KEEP);
+            let offset = kept.unwrap_or(measured);
+            state.links.master_offset = Some(offset);
+            offset
+        }
+        _ => measured,
+    };
+}
+
+/// The `OVERHEAD T` value of our answer to our master's sync: to a `clacksd` master, its clock
+/// plus our offset (from which it takes the same offset); to a v36 master, our clock.
+pub(crate) fn answer_clock(s: &Session, now: f64) -> String {
+    match (s.link.origin_times, s.link.peer_clock) {
+        (true, Some(theirs)) => format_float(on_grid(theirs + s.time_offset)),
+        _ => format_float(now),
+    }
+}
+
+/// How much later a copy of a record from this peer may be and still count as the same write
+/// (see [`RESYNC_SLACK`]): none on a link between `clacksd` servers outside a sync.
+pub(crate) fn slack(s: &Session) -> f64 {
+    if s.link.origin_times && s.link.sync_seen.is_none() {
+        0.0
+    } else {
+        RESYNC_SLACK
+    }
+}
