@@ -119,6 +119,35 @@ async fn a_store_and_an_increment_made_at_once_end_the_same_everywhere() {
     everywhere([&root, &slave], "late", "6").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_made_in_turn_across_a_skewed_chain_end_with_the_last() {
+    let root = TestServer::start().await;
+    let skewed = |master: &TestServer, offset: f64| {
+        let master = Master::Unix(master.socket.clone());
+        TestServer::start_with(move |c| {
+            c.master = Some(master);
+            c.time_offset = offset;
+        })
+    };
+    let middle = skewed(&root, 5.0).await;
+    let leaf = skewed(&middle, -3.0).await;
+    links(&root, 1).await;
+    links(&leaf, 1).await;
+    let servers = [&root, &middle, &leaf];
+    let mut clients = Vec::new();
+    for server in servers {
+        clients.push(server.login(Transport::Unix, ADMIN).await);
+    }
+    // Each write is made after the one before has reached every server.
+    for (turn, writer) in [2, 0, 1, 2, 0].into_iter().enumerate() {
+        let value = format!("turn{turn}");
+        run(&mut clients[writer], &[&format!("STORE k={value}")]).await;
+        for server in servers {
+            eventually(server, "k", Some(&value)).await;
+        }
+    }
+}
+
 /// A peer that logs in as an interclacks slave, naming itself with `info`, and has read the
 /// sync.
 async fn peer(server: &TestServer, info: &str) -> Client {
