@@ -478,8 +478,12 @@ impl Client {
 
     /// `CLEARCACHE`: empties the whole cache (manage permission).
     pub async fn clear_cache(&self) -> Result<(), ClientError> {
-        self.fire(Request::ClearCache, "CLEARCACHE".into(), Change::None)
-            .await
+        self.fire(
+            Request::ClearCache { time: None },
+            "CLEARCACHE".into(),
+            Change::None,
+        )
+        .await
     }
 
     fn next_flush_id(&self) -> Bytes {

@@ -193,7 +193,7 @@ fn request_round_trip(line: &Bytes) {
         Request::Overhead { .. }
             | Request::OverheadWithoutValue
             | Request::KeyList
-            | Request::ClearCache
+            | Request::ClearCache { .. }
             | Request::Monitor
             | Request::Unmonitor
             | Request::Quit

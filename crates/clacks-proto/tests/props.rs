@@ -59,7 +59,7 @@ fn request() -> impl Strategy<Value = Request> {
         name().prop_map(|cid| Request::ClientDisconnect { cid }),
         nonempty_value().prop_map(|id| Request::Flush { id }),
         Just(Request::KeyList),
-        Just(Request::ClearCache),
+        Just(Request::ClearCache { time: None }),
         Just(Request::Monitor),
         Just(Request::Unmonitor),
         Just(Request::Quit),

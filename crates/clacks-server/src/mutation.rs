@@ -18,10 +18,11 @@ use crate::state::{ConnId, State};
 
 /// A change that ran here.
 pub(crate) enum Mutation<'a> {
-    /// A signal or `CLEARCACHE`: the line as it was received, run again by each peer. Monitors
-    /// saw it already, as every command line.
+    /// A signal: the line as it was received, run again by each peer. Monitors saw it already,
+    /// as every command line.
     Command(&'a Bytes),
-    /// A line for every peer, encoded (with its CR LF): the signal of a `SETANDSTORE`.
+    /// A line for every peer, encoded (with its CR LF): the signal of a `SETANDSTORE`, a
+    /// `CLEARCACHE` with its time.
     Line(Bytes),
     /// The record of `key` was written (a value or a tombstone): peers get it with its times.
     /// Monitors see it (as `DEBUG memcached=STORE …`/`REMOVE …`) when `memcached` made it.
@@ -65,15 +66,23 @@ pub(crate) fn publish(state: &State, origin: ConnId, mutation: Mutation<'_>) {
                 let text = &line[..line.len() - clacks_proto::CRLF.len()];
                 state.conns.debug(MEMCACHED_SOURCE, text);
             }
-            let line = record_line(key, entry);
-            state
-                .links
-                .send(&state.conns, origin, |_| Some(line.clone()));
+            let ours = record_line(key, entry, true);
+            let v36 = if key.contains(&b' ') {
+                record_line(key, entry, false)
+            } else {
+                ours.clone()
+            };
+            state.links.send(&state.conns, origin, |origin_times| {
+                Some(if origin_times { &ours } else { &v36 }.clone())
+            });
         }
         Mutation::Increment { key, inc, taken } => {
             let ours = increment_line(key, inc);
             let v36 = if taken {
-                state.cache.get(key).map(|entry| record_line(key, entry))
+                state
+                    .cache
+                    .get(key)
+                    .map(|entry| record_line(key, entry, false))
             } else {
                 Some(step_line(key, inc))
             };
@@ -88,10 +97,12 @@ pub(crate) fn publish(state: &State, origin: ConnId, mutation: Mutation<'_>) {
     }
 }
 
-/// A record as a `KEYSYNC` with its times, or, for a key that a `KEYSYNC` cannot carry (empty,
-/// or with a space or `=`), as the `STORE`/`REMOVE` that wrote it.
-pub(crate) fn record_line(key: &[u8], e: &Entry) -> Bytes {
-    if key.is_empty() || key.iter().any(|&b| b == b' ' || b == b'=') {
+/// A record as a `KEYSYNC` with its times, or, for a key that a `KEYSYNC` cannot carry, as the
+/// `STORE`/`REMOVE` that wrote it: an empty key, one with `=`, and for a v36 peer (not
+/// `origin_times`) one with a space, which v36 does not parse.
+fn record_line(key: &[u8], e: &Entry, origin_times: bool) -> Bytes {
+    let carried = |&b: &u8| b != b'=' && (origin_times || b != b' ');
+    if key.is_empty() || !key.iter().all(carried) {
         return plain_write(key, e);
     }
     let mut out = BytesMut::new();

@@ -120,6 +120,26 @@ async fn a_store_and_an_increment_made_at_once_end_the_same_everywhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_reaches_only_what_was_written_before_it() {
+    let (root, slave, relay) = held_pair().await;
+    let mut rc = root.login(Transport::Unix, ADMIN).await;
+    let mut sc = slave.login(Transport::Unix, ADMIN).await;
+    run(&mut sc, &["STORE old=1"]).await;
+    eventually(&root, "old", Some("1")).await;
+
+    relay.held.store(true, Ordering::SeqCst);
+    run(&mut rc, &["CLEARCACHE"]).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    run(&mut sc, &["STORE after=1"]).await;
+    release(&relay, &root, &slave).await;
+
+    for server in [&root, &slave] {
+        eventually(server, "after", Some("1")).await;
+        eventually(server, "old", None).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_made_in_turn_across_a_skewed_chain_end_with_the_last() {
     let root = TestServer::start().await;
     let skewed = |master: &TestServer, offset: f64| {
@@ -224,7 +244,19 @@ async fn our_own_peers_get_increments_with_their_times_and_base() {
     let server = TestServer::start().await;
     let mut ours = peer(&server, "clacksd 9 origin-times").await;
     let mut c = server.login(Transport::Unix, ADMIN).await;
-    run(&mut c, &["STORE n=5", "INCREMENT n", "DECREMENT n key=2"]).await;
+    run(
+        &mut c,
+        &[
+            "STORE a b=spaced key",
+            "STORE n=5",
+            "INCREMENT n",
+            "DECREMENT n key=2",
+        ],
+    )
+    .await;
+    // Our own peers read keys with spaces in a KEYSYNC.
+    let stored = keysync_rest(&ours.line().await.unwrap());
+    assert_eq!(stored, "U a b=spaced key");
     let stored = keysync_rest(&ours.line().await.unwrap());
     assert_eq!(stored, "U n=5");
     let line = ours.line().await.unwrap();
@@ -247,4 +279,17 @@ async fn our_own_peers_get_increments_with_their_times_and_base() {
     eventually(&server, "n", Some("16")).await;
     eventually(&server, "n key", Some("-2")).await;
     eventually(&server, "new", Some("42")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_from_a_v36_peer_goes_back_to_it_with_the_time_it_got_here() {
+    let server = TestServer::start().await;
+    let mut v36 = peer(&server, "PageCamel 36").await;
+    v36.send("STORE k=from v36").await;
+    v36.send("INCREMENT n").await;
+    v36.send("NOTIFY hello").await;
+    // Only the record comes back: an increment adds up anyway, a signal is not sent back.
+    let got = v36.until_flushed("echo").await;
+    let rest: Vec<String> = got.iter().map(|l| keysync_rest(l)).collect();
+    assert_eq!(rest, ["U k=from v36"]);
 }

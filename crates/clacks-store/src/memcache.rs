@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use clacks_proto::memcache::StoreMode;
 
-use crate::cache::{alive_with, Entry};
+use crate::cache::{alive_with, Entry, Write};
 use crate::Cache;
 
 /// The ClacksCache prefix of base64-encoded text.
@@ -192,10 +192,10 @@ impl Cache {
         if stored.len() > limits.stored {
             return Err(Refused::TooLarge);
         }
-        let mut entry = Entry::new(stored.clone(), self.write_time(key, now), now, false);
+        let mut entry = Entry::new(stored.clone(), now, now, false);
         entry.flags = flags;
         entry.expires = expires;
-        self.insert_owned(Bytes::copy_from_slice(key), entry, now)?;
+        self.insert_owned(Bytes::copy_from_slice(key), entry, Write::Local, now)?;
         Ok(stored)
     }
 
@@ -205,8 +205,8 @@ impl Cache {
         if self.alive_mut(key, now).is_none() {
             return false;
         }
-        let tombstone = Entry::new(Bytes::new(), self.write_time(key, now), now, true);
-        self.insert_owned(Bytes::copy_from_slice(key), tombstone, now)
+        let tombstone = Entry::new(Bytes::new(), now, now, true);
+        self.insert_owned(Bytes::copy_from_slice(key), tombstone, Write::Local, now)
             .is_ok()
     }
 
@@ -237,10 +237,10 @@ impl Cache {
         }
         let stored = to_clacks(&text);
         let (flags, expires) = (entry.flags, entry.expires);
-        let mut new = Entry::new(stored.clone(), self.write_time(key, now), now, false);
+        let mut new = Entry::new(stored.clone(), now, now, false);
         new.flags = flags;
         new.expires = expires;
-        self.insert_owned(Bytes::copy_from_slice(key), new, now)?;
+        self.insert_owned(Bytes::copy_from_slice(key), new, Write::Local, now)?;
         Ok((value, stored))
     }
 

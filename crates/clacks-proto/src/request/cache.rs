@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::Request;
-use crate::words::{after, nonempty, put_line, split_assign, word};
+use crate::words::{after, nonempty, put_line, split_assign, take_word, word};
 
 pub(crate) const STORE: &[u8] = b"STORE ";
 pub(crate) const RETRIEVE: &[u8] = b"RETRIEVE ";
@@ -48,9 +48,23 @@ pub(super) fn parse_key_list(line: &Bytes) -> Option<Request> {
     word(line, KEYLIST, || Request::KeyList)
 }
 
+/// `CLEARCACHE` (anything after it ignored, as v36 does), or `CLEARCACHE <time>` from a
+/// `clacksd` peer: the first word after a space is kept as the time.
 #[inline]
 pub(super) fn parse_clear_cache(line: &Bytes) -> Option<Request> {
-    word(line, CLEARCACHE, || Request::ClearCache)
+    word(line, CLEARCACHE, || Request::ClearCache {
+        time: after(line, b"CLEARCACHE ")
+            .and_then(|rest| take_word(&rest).map_or(Some(rest), |(w, _)| Some(w)))
+            .filter(|w| !w.is_empty()),
+    })
+}
+
+#[inline]
+pub(super) fn encode_clear_cache(out: &mut BytesMut, time: Option<&Bytes>) {
+    match time {
+        Some(time) => put_line(out, &[CLEARCACHE, b" ", time]),
+        None => put_line(out, &[CLEARCACHE]),
+    }
 }
 
 /// Splits `key=step` at the last `=` with a byte on each side (`(.+)\=(.+)`), or takes all as key.
@@ -180,7 +194,14 @@ mod tests {
                 },
             ),
             ("KEYLISTJUNK", Request::KeyList),
-            ("CLEARCACHE", Request::ClearCache),
+            ("CLEARCACHE", Request::ClearCache { time: None }),
+            ("CLEARCACHEJUNK", Request::ClearCache { time: None }),
+            (
+                "CLEARCACHE 17.5 more",
+                Request::ClearCache {
+                    time: Some(b("17.5")),
+                },
+            ),
         ]);
     }
 
@@ -194,6 +215,7 @@ mod tests {
             "RETRIEVE a b",
             "REMOVE k",
             "CLEARCACHE",
+            "CLEARCACHE 17.5",
         ]);
     }
 }

@@ -121,8 +121,11 @@ pub enum Request {
     },
     /// `KEYLIST`.
     KeyList,
-    /// `CLEARCACHE`.
-    ClearCache,
+    /// `CLEARCACHE` (anything after it ignored by v36).
+    ClearCache {
+        /// `CLEARCACHE <time>` from a `clacksd` peer: records written up to then go.
+        time: Option<Bytes>,
+    },
     /// `LISTEN <name>`.
     Listen {
         /// Signal name (may be empty).
@@ -253,7 +256,7 @@ impl Request {
                 cache::encode_step(out, cache::DECREMENT, key, step.as_ref())
             }
             Request::KeyList => put_line(out, &[cache::KEYLIST]),
-            Request::ClearCache => put_line(out, &[cache::CLEARCACHE]),
+            Request::ClearCache { time } => cache::encode_clear_cache(out, time.as_ref()),
             Request::Listen { name } => signals::encode_listen(out, name),
             Request::Unlisten { name } => signals::encode_unlisten(out, name),
             Request::Monitor => put_line(out, &[admin::MONITOR]),

@@ -1,12 +1,13 @@
 //! The cache: `STORE`, `RETRIEVE`, `REMOVE`, `INCREMENT`/`DECREMENT`, `KEYLIST`, `CLEARCACHE`.
 
 use bytes::Bytes;
-use clacks_proto::Reply;
+use clacks_proto::{Reply, Request};
+use clacks_store::number::format_float;
 use clacks_store::Increment;
 
 use crate::mutation::{publish, Mutation};
 use crate::session::{ClientError, Flow, Session};
-use crate::state::State;
+use crate::state::{State, NO_CONN};
 
 pub(super) fn store(
     s: &mut Session,
@@ -22,10 +23,14 @@ pub(super) fn store(
     Flow::Continue
 }
 
-/// Hands the record a command wrote to the peers.
+/// Hands the record a command wrote to the peers. A write from a v36 peer, which sends its
+/// writes without their time, goes back to that peer too, with the time it got here: v36 takes
+/// it if it is newer than its own copy, so both sides settle on one time and one value.
 pub(super) fn written(s: &Session, state: &State, key: &[u8]) {
     let memcached = false;
-    publish(state, s.id, Mutation::Record { key, memcached });
+    let from_v36 = s.link.is_link() && !s.link.origin_times;
+    let origin = if from_v36 { NO_CONN } else { s.id };
+    publish(state, origin, Mutation::Record { key, memcached });
 }
 
 pub(super) fn retrieve(s: &mut Session, state: &mut State, key: Bytes, now: f64) -> Flow {
@@ -56,7 +61,7 @@ pub(super) fn add(
     match state.cache.add(key.clone(), step.as_deref(), down, now) {
         Ok(added) => {
             let inc = Increment {
-                time: now,
+                time: added.time,
                 base: added.base,
                 step: added.step,
                 result: added.value,
@@ -86,7 +91,19 @@ pub(super) fn keylist(s: &mut Session, state: &mut State, now: f64) -> Flow {
     Flow::Continue
 }
 
-pub(super) fn clear(state: &mut State) -> Flow {
-    state.cache.clear();
+/// `CLEARCACHE`: forgets every record, or, from a `clacksd` peer, those written up to the time
+/// the clear was made at its origin. Peers get `CLEARCACHE <time>` with that time, or for a clear
+/// made here, the later of now and the newest record it forgot (v36 ignores the time and clears
+/// everything, as it always does).
+pub(super) fn clear(s: &Session, state: &mut State, time: Option<Bytes>, now: f64) -> Flow {
+    let until = match time {
+        Some(time) if s.link.origin_times => Some(s.peer_time(&time)).filter(|t| *t != 0.0),
+        _ => None,
+    };
+    let latest = state.cache.clear(until);
+    let time = until.unwrap_or(now.max(latest));
+    let time = Some(Bytes::from(format_float(time)));
+    let line = Request::ClearCache { time }.to_bytes();
+    publish(state, s.id, Mutation::Line(line));
     Flow::Continue
 }

@@ -41,7 +41,7 @@ pub(crate) fn permission(request: &Request) -> Option<Need> {
         | Request::KeyList
         | Request::Listen { .. }
         | Request::Unlisten { .. } => Some(Need::Read),
-        Request::ClearCache
+        Request::ClearCache { .. }
         | Request::Monitor
         | Request::Unmonitor
         | Request::ClientList
@@ -80,7 +80,7 @@ pub(crate) fn execute(
         Request::Increment { key, step } => cache::add(s, state, key, step, false, now),
         Request::Decrement { key, step } => cache::add(s, state, key, step, true, now),
         Request::KeyList => cache::keylist(s, state, now),
-        Request::ClearCache => cache::clear(state),
+        Request::ClearCache { time } => cache::clear(s, state, time, now),
         Request::Notify { name } => signals::notify(s, state, name),
         Request::Set { name, value } => signals::set(s, state, name, value),
         Request::SetAndStore { name, value } => signals::set_and_store(s, state, name, value, now),

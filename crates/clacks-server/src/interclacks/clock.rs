@@ -20,7 +20,10 @@ use crate::state::State;
 pub(crate) const OFFSET_KEEP: f64 = 0.05;
 
 /// How much later (seconds) a copy of a record may come back in a sync and still count as the
-/// same write: offsets measured again, and v36 peers, whose offsets carry their latency.
+/// same write, at least: offsets measured again, and v36 peers, whose offsets carry their
+/// latency. On a link to a v36 peer the slack is the time its sync took, if longer: a v36 peer
+/// measures the offset while it works through the sync, which can take a while for a large
+/// cache.
 pub(crate) const RESYNC_SLACK: f64 = 0.1;
 
 /// `OVERHEAD T <their clock>` from the peer: sets the link's offset.
@@ -30,6 +33,11 @@ pub(crate) fn peer_clock(s: &mut Session, state: &mut State, value: &[u8], now: 
     s.time_offset = match (s.link.kind, s.link.origin_times, s.link.sent_clock) {
         // Our slave answered our clock with it plus the offset it uses.
         (Link::Inbound, true, Some(sent)) => on_grid(sent - theirs),
+        // A v36 slave answers once it has worked through our sync.
+        (Link::Inbound, false, Some(sent)) => {
+            s.link.slack = s.link.slack.max(now - sent);
+            measured
+        }
         (Link::ToMaster, true, _) => {
             s.link.peer_clock = Some(theirs);
             let kept = state
@@ -53,12 +61,23 @@ pub(crate) fn answer_clock(s: &Session, now: f64) -> String {
     }
 }
 
+/// Our master's sync is over (`OVERHEAD L 0`): on a link to a v36 master, copies may come back
+/// later by up to the time the link took to get here.
+pub(crate) fn synced_by_master(s: &mut Session) {
+    if !s.link.origin_times {
+        s.link.slack = s.link.slack.max(s.connected_for());
+    }
+}
+
 /// How much later a copy of a record from this peer may be and still count as the same write
 /// (see [`RESYNC_SLACK`]): none on a link between `clacksd` servers outside a sync.
 pub(crate) fn slack(s: &Session) -> f64 {
-    if s.link.origin_times && s.link.sync_seen.is_none() {
-        0.0
-    } else {
-        RESYNC_SLACK
+    match (s.link.origin_times, s.link.sync_seen.is_some()) {
+        (true, false) => 0.0,
+        (true, true) => RESYNC_SLACK,
+        // A v36 master's sync in progress: its copies of our records carry the offset it took
+        // while it worked through our last answer, as long as that took.
+        (false, true) => s.link.slack.max(s.connected_for()),
+        (false, false) => s.link.slack,
     }
 }

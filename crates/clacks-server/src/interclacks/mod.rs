@@ -59,6 +59,9 @@ pub(crate) struct LinkSide {
     pub(crate) sent_clock: Option<f64>,
     /// The clock our master sent us in our sync.
     pub(crate) peer_clock: Option<f64>,
+    /// How much later a copy of a record from a v36 peer may come back and still count as the
+    /// same write (see [`clock::RESYNC_SLACK`]).
+    pub(crate) slack: f64,
 }
 
 impl LinkSide {
@@ -70,6 +73,7 @@ impl LinkSide {
             sync_seen: None,
             sent_clock: None,
             peer_clock: None,
+            slack: clock::RESYNC_SLACK,
         }
     }
 
@@ -149,10 +153,11 @@ impl Links {
 /// How a command that ran here reaches the peers (a refused command never does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Forward {
-    /// Its line, run again by each peer: signals and `CLEARCACHE`.
+    /// Its line, run again by each peer: signals.
     Line,
     /// The change it made, with its time (see [`crate::mutation`]), which the command hands on
-    /// itself: cache writes, and `KEYSYNC`/`KEYINCREMENT` when they changed something.
+    /// itself: cache writes and `CLEARCACHE`, and `KEYSYNC`/`KEYINCREMENT` when they changed
+    /// something.
     Change,
     /// Not at all.
     No,
@@ -161,8 +166,9 @@ pub(crate) enum Forward {
 /// The forwarding policy. Exhaustive, so a new command must be given an answer.
 pub(crate) fn forward(request: &Request) -> Forward {
     match request {
-        Request::Notify { .. } | Request::Set { .. } | Request::ClearCache => Forward::Line,
+        Request::Notify { .. } | Request::Set { .. } => Forward::Line,
         Request::SetAndStore { .. }
+        | Request::ClearCache { .. }
         | Request::Store { .. }
         | Request::Remove { .. }
         | Request::Increment { .. }

@@ -12,7 +12,6 @@ use clacks_store::number::format_float;
 use clacks_store::{newer, same_write, Entry};
 use tokio::time::Instant;
 
-use super::clock::RESYNC_SLACK;
 use super::{ping_interval, Link, ORIGIN_TIMES};
 use crate::mutation::keysync;
 use crate::session::Session;
@@ -70,6 +69,9 @@ pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
         return;
     }
     state.links.set_sync_lock(&s.shared, false);
+    super::clock::synced_by_master(s);
+    // Taken as the sync's: the records we answer with were compared as copies in it.
+    let slack = super::clock::slack(s);
     let seen = s.link.sync_seen.take().unwrap_or_default();
     let mut out = BytesMut::new();
     let now = s.shared.now();
@@ -84,7 +86,7 @@ pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
         .filter(|(_, local)| cache.current(local, now))
         .filter(|(key, local)| match seen.get(*key) {
             None => true,
-            Some(remote) => newer(local, remote) && !same_write(local, remote, RESYNC_SLACK),
+            Some(remote) => newer(local, remote) && !same_write(local, remote, slack),
         });
     let sent = keysync_lines(ours, &mut out);
     tracing::info!(

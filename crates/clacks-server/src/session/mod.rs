@@ -256,6 +256,11 @@ impl Session {
         }
     }
 
+    /// Seconds since the connection opened.
+    pub(crate) fn connected_for(&self) -> f64 {
+        self.connected_at.elapsed().as_secs_f64()
+    }
+
     /// A sign of life from the peer (PING, or any KEYSYNC on a link).
     pub(crate) fn ping(&mut self) {
         self.last_ping = Some(Instant::now());

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{alive_with, Cache, Entry};
+use super::{alive_with, on_grid, Cache, Entry, Write, TICK};
 
 /// Bytes counted for every record on top of its key and value, so that the memory limit is
 /// close to what the process really holds: the record in the map's entry vector (hash, key
@@ -110,17 +110,25 @@ impl Cache {
         }
     }
 
-    /// Inserts or replaces a record without looking at the limit, keeping the figures.
-    pub(super) fn put_entry(&mut self, key: Bytes, entry: Entry) {
+    /// Inserts or replaces a record without looking at the limit, keeping the figures; returns
+    /// its time (see [`Write`]).
+    pub(super) fn put_entry(&mut self, key: Bytes, entry: Entry, write: Write) -> f64 {
         let key_len = key.len();
+        let time = entry.cachetime;
         self.account(key_len, &entry, true);
-        if let (i, Some(old)) = self.map.insert_full(key, entry) {
-            self.account(key_len, &old, false);
-            // A value written over a present one counts as a use for eviction.
-            if let Some((_, e)) = self.map.get_index_mut(i) {
-                e.referenced = !e.deleted;
-            }
+        let (i, Some(old)) = self.map.insert_full(key, entry) else {
+            return time;
+        };
+        self.account(key_len, &old, false);
+        let Some((_, e)) = self.map.get_index_mut(i) else {
+            return time;
+        };
+        // A value written over a present one counts as a use for eviction.
+        e.referenced = !e.deleted;
+        if write == Write::Local && e.cachetime <= old.cachetime {
+            e.cachetime = on_grid(old.cachetime + TICK);
         }
+        e.cachetime
     }
 
     /// Makes room for a record of `needed` bytes replacing one of `old` bytes under `key`: Ok

@@ -119,7 +119,7 @@ impl Cache {
             entry.cachetime = on_grid(entry.cachetime);
             entry.base = entry.cachetime;
             entry.cas = cache.new_cas();
-            cache.put_entry(key, entry);
+            cache.put_entry(key, entry, Write::AsIs);
         }
         cache
     }
@@ -188,33 +188,23 @@ impl Cache {
     }
 
     fn put(&mut self, key: Bytes, data: Bytes, now: f64, deleted: bool) -> Result<(), OutOfMemory> {
-        let time = self.write_time(&key, now);
-        self.insert(key, Entry::new(data, time, now, deleted), now)
-    }
-
-    /// The time a write made here at `now` gets: `now`, or, if the record it replaces is not
-    /// older (several writes at one clock reading, or a clock that went back), one [`TICK`]
-    /// after it, so that every peer orders this server's writes of a key as they were made.
-    pub(crate) fn write_time(&self, key: &[u8], now: f64) -> f64 {
-        match self.map.get(key) {
-            Some(e) if e.cachetime >= now => on_grid(e.cachetime + TICK),
-            _ => now,
-        }
+        self.insert(key, Entry::new(data, now, now, deleted), Write::Local, now)?;
+        Ok(())
     }
 
     /// Writes a record with a new CAS unique, copying key and data out of whatever buffer
-    /// they point into, if it fits (see [`MemoryPolicy`]).
+    /// they point into, if it fits (see [`MemoryPolicy`]). Returns the record's time.
     pub(crate) fn insert(
         &mut self,
         key: Bytes,
         mut entry: Entry,
+        write: Write,
         now: f64,
-    ) -> Result<(), OutOfMemory> {
+    ) -> Result<f64, OutOfMemory> {
         // Checked before copying: a refused write allocates nothing.
         self.check_room(&key, &entry, now)?;
         entry.data = own(entry.data);
-        self.write(own(key), entry);
-        Ok(())
+        Ok(self.write(own(key), entry, write))
     }
 
     /// [`Cache::insert`] for a key and data that own their memory already.
@@ -222,19 +212,19 @@ impl Cache {
         &mut self,
         key: Bytes,
         entry: Entry,
+        write: Write,
         now: f64,
-    ) -> Result<(), OutOfMemory> {
+    ) -> Result<f64, OutOfMemory> {
         self.check_room(&key, &entry, now)?;
-        self.write(key, entry);
-        Ok(())
+        Ok(self.write(key, entry, write))
     }
 
-    /// Writes a record (room was made) with a new CAS unique.
-    fn write(&mut self, key: Bytes, mut entry: Entry) {
+    /// Writes a record (room was made) with a new CAS unique; returns its time.
+    fn write(&mut self, key: Bytes, mut entry: Entry, write: Write) -> f64 {
         self.generation += 1;
         // Like memcached, only values take a CAS unique (a delete uses none up).
         entry.cas = if entry.deleted { 0 } else { self.new_cas() };
-        self.put_entry(key, entry);
+        self.put_entry(key, entry, write)
     }
 
     /// Counts a change of a record's persisted fields made in place.
@@ -275,10 +265,15 @@ impl Cache {
         let step = if negate { Num::Int(0) - step } else { step };
         let base = self.map.get(&key).map_or(0.0, |e| e.base);
         let value = self.added(&key, step, now);
-        let mut entry = Entry::new(value.clone(), self.write_time(&key, now), now, false);
+        let mut entry = Entry::new(value.clone(), now, now, false);
         entry.base = base;
-        self.insert(key, entry, now)?;
-        Ok(Added { value, step, base })
+        let time = self.insert(key, entry, Write::Local, now)?;
+        Ok(Added {
+            value,
+            step,
+            base,
+            time,
+        })
     }
 
     /// The value of `key` plus `step`: the old value counts only if it is live and looks like a
@@ -320,7 +315,7 @@ impl Cache {
                 (Merged::Taken, entry)
             }
         };
-        self.insert(key, entry, now)?;
+        self.insert(key, entry, Write::AsIs, now)?;
         Ok(merged)
     }
 
@@ -336,12 +331,23 @@ impl Cache {
         keys
     }
 
-    /// `CLEARCACHE`: forgets everything, tombstones included.
-    pub fn clear(&mut self) {
+    /// `CLEARCACHE`: forgets every record written up to `until` (all of them for `None`),
+    /// tombstones included. Records written later, on another server before the clear reached
+    /// it, stay: every server keeps the same ones. Returns the latest time of a record it
+    /// forgot (0 for none).
+    pub fn clear(&mut self, until: Option<f64>) -> f64 {
         self.generation += 1;
-        self.map.clear();
         self.flush_at = None;
-        (self.used, self.items, self.item_bytes, self.hand) = (0, 0, 0, 0);
+        let until = until.unwrap_or(f64::INFINITY);
+        let mut latest: f64 = 0.0;
+        self.retain(|_, e| {
+            let keep = e.cachetime > until;
+            if !keep {
+                latest = latest.max(e.cachetime);
+            }
+            keep
+        });
+        latest
     }
 
     /// `KEYSYNC` merge: takes the peer's record if the key is unknown here or the peer's record
@@ -367,7 +373,7 @@ impl Cache {
             if remote.deleted {
                 remote.data = Bytes::new();
             }
-            self.insert(key, remote, now)?;
+            self.insert(key, remote, Write::AsIs, now)?;
         }
         Ok(newer)
     }
@@ -435,11 +441,24 @@ pub fn same_write(a: &Entry, b: &Entry, slack: f64) -> bool {
     same_value(a, b) && (a.cachetime - b.cachetime).abs() <= slack
 }
 
+/// How a record is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// Made here: if the record it replaces is not older (several writes at one clock reading,
+    /// or a clock that went back), it gets one [`TICK`] after it, so that every peer orders
+    /// this server's writes of a key as they were made.
+    Local,
+    /// From a peer or a file: with the time it has.
+    AsIs,
+}
+
 /// What an `INCREMENT` did (see [`Cache::add`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Added {
     /// The new value.
     pub value: Bytes,
+    /// Its time.
+    pub time: f64,
     /// The step that was added (negative for a decrement).
     pub step: Num,
     /// The record's base (see [`Entry::base`]).
