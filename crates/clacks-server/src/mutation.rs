@@ -49,7 +49,8 @@ pub(crate) fn publish(state: &State, origin: ConnId, mutation: Mutation<'_>) {
             ..
         }
     ) && state.conns.has_monitors();
-    if !state.links.any_except(origin) && !monitors {
+    let to_links = state.links.any_except(origin);
+    if !to_links && !monitors {
         return;
     }
     match mutation {
@@ -65,6 +66,9 @@ pub(crate) fn publish(state: &State, origin: ConnId, mutation: Mutation<'_>) {
                 let line = plain_write(key, entry);
                 let text = &line[..line.len() - clacks_proto::CRLF.len()];
                 state.conns.debug(MEMCACHED_SOURCE, text);
+            }
+            if !to_links {
+                return;
             }
             let ours = record_line(key, entry, true);
             let v36 = if key.contains(&b' ') {
