@@ -105,13 +105,18 @@ pub(crate) fn publish(state: &State, origin: ConnId, mutation: Mutation<'_>) {
 /// `STORE`/`REMOVE` that wrote it: an empty key, one with `=`, and for a v36 peer (not
 /// `origin_times`) one with a space, which v36 does not parse.
 fn record_line(key: &[u8], e: &Entry, origin_times: bool) -> Bytes {
-    let carried = |&b: &u8| b != b'=' && (origin_times || b != b' ');
-    if key.is_empty() || !key.iter().all(carried) {
+    if !keysync_carries(key, origin_times) {
         return plain_write(key, e);
     }
     let mut out = BytesMut::new();
     keysync(Bytes::copy_from_slice(key), e).encode(&mut out);
     out.freeze()
+}
+
+/// Whether a `KEYSYNC` can carry `key` to a peer (`origin_times`: one of ours; else v36).
+pub(crate) fn keysync_carries(key: &[u8], origin_times: bool) -> bool {
+    let carried = |&b: &u8| b != b'=' && (origin_times || b != b' ');
+    !key.is_empty() && key.iter().all(carried)
 }
 
 /// The `KEYSYNC` request for a record (the v36 form: `U` and the access time for a value, `D`,

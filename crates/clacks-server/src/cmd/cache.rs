@@ -5,7 +5,7 @@ use clacks_proto::{Reply, Request};
 use clacks_store::number::format_float;
 use clacks_store::Increment;
 
-use crate::mutation::{publish, Mutation};
+use crate::mutation::{keysync_carries, publish, Mutation};
 use crate::session::{ClientError, Flow, Session};
 use crate::state::{State, NO_CONN};
 
@@ -28,8 +28,11 @@ pub(super) fn store(
 /// it if it is newer than its own copy, so both sides settle on one time and one value.
 pub(super) fn written(s: &Session, state: &State, key: &[u8]) {
     let memcached = false;
-    let from_v36 = s.link.is_link() && !s.link.origin_times;
-    let origin = if from_v36 { NO_CONN } else { s.id };
+    // A write a v36 peer sent as a command goes back to it as a `KEYSYNC` with the time it got
+    // here, so both settle on one value. Not for a key only a `STORE`/`REMOVE` can carry: v36
+    // would pass that command on to its other peers, and the write would circle for ever.
+    let echo = s.link.is_link() && !s.link.origin_times && keysync_carries(key, false);
+    let origin = if echo { NO_CONN } else { s.id };
     publish(state, origin, Mutation::Record { key, memcached });
 }
 
