@@ -61,6 +61,7 @@ counters! {
     link_lines_dropped: "Lines (signals, replicated changes) queued for an interclacks link and dropped when it was cut or closed.",
     lines_dropped: "Lines queued for a client connection and dropped when it was cut (slow consumer) or closed.",
     log_lines_suppressed: "Log lines a connection caused over `logratelimit`, not written.",
+    link_bad_times: "Interclacks changes dropped because their time was not a usable number.",
 }
 
 impl Stats {

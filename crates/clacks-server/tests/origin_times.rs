@@ -128,6 +128,10 @@ async fn a_clear_reaches_only_what_was_written_before_it() {
     eventually(&root, "old", Some("1")).await;
 
     relay.held.store(true, Ordering::SeqCst);
+    // Written before the clear, but it reaches the root only after it: the root does not take
+    // it back.
+    run(&mut sc, &["STORE early=1"]).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
     run(&mut rc, &["CLEARCACHE"]).await;
     tokio::time::sleep(Duration::from_millis(30)).await;
     run(&mut sc, &["STORE after=1"]).await;
@@ -136,6 +140,37 @@ async fn a_clear_reaches_only_what_was_written_before_it() {
     for server in [&root, &slave] {
         eventually(server, "after", Some("1")).await;
         eventually(server, "old", None).await;
+        eventually(server, "early", None).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_made_while_the_link_is_down_reaches_the_other_side_in_the_sync() {
+    for cleared_on_root in [true, false] {
+        let (root, slave, relay) = held_pair().await;
+        let mut rc = root.login(Transport::Unix, ADMIN).await;
+        let mut sc = slave.login(Transport::Unix, ADMIN).await;
+        run(&mut rc, &["STORE old=1"]).await;
+        eventually(&slave, "old", Some("1")).await;
+
+        relay.cut();
+        links(&slave, 0).await;
+        let (clearer, other) = if cleared_on_root {
+            (&mut rc, &mut sc)
+        } else {
+            (&mut sc, &mut rc)
+        };
+        run(clearer, &["CLEARCACHE"]).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        run(other, &["STORE after=1"]).await;
+        relay.restore();
+        links(&slave, 1).await;
+        release(&relay, &root, &slave).await;
+
+        for server in [&root, &slave] {
+            eventually(server, "old", None).await;
+            eventually(server, "after", Some("1")).await;
+        }
     }
 }
 
@@ -297,4 +332,33 @@ async fn a_write_from_a_v36_peer_goes_back_to_it_with_the_time_it_got_here() {
     let got = v36.until_flushed("echo").await;
     let rest: Vec<String> = got.iter().map(|l| keysync_rest(l)).collect();
     assert_eq!(rest, ["U k=from v36"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_with_times_no_clock_shows_are_dropped() {
+    let server = TestServer::start().await;
+    let mut ours = peer(&server, "clacksd 1 origin-times").await;
+    for line in [
+        "KEYSYNC nan 0 U a=1",
+        "KEYSYNC inf 0 U b=1",
+        "KEYSYNC 1e300 0 U c=1",
+        "KEYSYNC 1000 -inf U d=1",
+        "KEYINCREMENT inf 0 1 1 e",
+        "KEYINCREMENT 1000 nan 1 1 f",
+        "OVERHEAD T inf",
+        "KEYSYNC 1000 1000 U ok=1",
+    ] {
+        ours.send(line).await;
+    }
+    eventually(&server, "ok", Some("1")).await;
+    for key in ["a", "b", "c", "d", "e", "f"] {
+        eventually(&server, key, None).await;
+    }
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    c.send("STATS").await;
+    let stats = c.until_flushed("stats").await;
+    assert!(
+        stats.contains(&"STAT link_bad_times=6".to_string()),
+        "{stats:?}"
+    );
 }

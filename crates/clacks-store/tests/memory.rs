@@ -52,7 +52,7 @@ fn usage_follows_writes_deletes_and_clear() {
     c.store(b("n"), b("9"), 2.0).unwrap();
     c.add(b("n"), None, false, 2.0).unwrap();
     assert_eq!(c.memory().used, size("k", "") + size("n", "10"));
-    c.clear(None);
+    c.clear(None, 2.0);
     assert_eq!(figures(&c), (0, 0, 0));
 }
 
@@ -291,7 +291,7 @@ fn apply(c: &mut Cache, op: &Op, now: &mut f64) {
             let _ = c.cleanup(t, 5.0, 20.0);
         }
         Op::Clear => {
-            c.clear(Some(t));
+            c.clear(Some(t), t);
         }
         Op::Tick => *now += 1.5,
     }

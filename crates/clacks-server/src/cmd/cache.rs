@@ -99,12 +99,17 @@ pub(super) fn keylist(s: &mut Session, state: &mut State, now: f64) -> Flow {
 /// made here, the later of now and the newest record it forgot (v36 ignores the time and clears
 /// everything, as it always does).
 pub(super) fn clear(s: &Session, state: &mut State, time: Option<Bytes>, now: f64) -> Flow {
+    // A time from one of our peers (v36 and clients send none; an unreadable one clears all).
     let until = match time {
-        Some(time) if s.link.origin_times => Some(s.peer_time(&time)).filter(|t| *t != 0.0),
+        Some(time) if s.link.is_link() && s.link.origin_times => {
+            s.peer_time(&time).filter(|t| *t != 0.0)
+        }
         _ => None,
     };
-    let latest = state.cache.clear(until);
-    let time = until.unwrap_or(now.max(latest));
+    // A clear that was made here already goes no further.
+    let Some(time) = state.cache.clear(until, now) else {
+        return Flow::Continue;
+    };
     let time = Some(Bytes::from(format_float(time)));
     let line = Request::ClearCache { time }.to_bytes();
     publish(state, s.id, Mutation::Line(line));

@@ -11,6 +11,7 @@ use clacks_store::{Entry, Increment, Merged};
 use crate::mutation::{publish, Mutation};
 use crate::session::{ClientError, Flow, Session};
 use crate::state::State;
+use crate::stats::Stats;
 
 pub(super) fn keysync(
     s: &mut Session,
@@ -21,8 +22,9 @@ pub(super) fn keysync(
     now: f64,
 ) -> Flow {
     s.ping();
-    let ctime = s.peer_time(&cachetime);
-    let atime = s.peer_time(&accesstime);
+    let (Some(ctime), Some(atime)) = (s.peer_time(&cachetime), s.peer_time(&accesstime)) else {
+        return bad_time(s, &key);
+    };
     let deleted = &mode[..] == b"D";
     let data = if deleted { Bytes::new() } else { value };
     let remote = Entry::new(data, ctime, atime, deleted);
@@ -56,9 +58,12 @@ pub(super) fn key_increment(
     now: f64,
 ) -> Flow {
     s.ping();
+    let (Some(time), Some(base)) = (s.peer_time(&cachetime), s.peer_time(&base)) else {
+        return bad_time(s, &key);
+    };
     let inc = Increment {
-        time: s.peer_time(&cachetime),
-        base: s.peer_time(&base),
+        time,
+        base,
         step: numify(&step),
         result,
     };
@@ -77,6 +82,16 @@ pub(super) fn key_increment(
             );
         }
         Err(_) => s.error(ClientError::OutOfMemory(&key)),
+    }
+    Flow::Continue
+}
+
+/// A change whose time no clock shows (not finite, or thousands of years off): dropped, and
+/// logged, as no record can be ordered by it.
+fn bad_time(s: &mut Session, key: &[u8]) -> Flow {
+    Stats::bump(&s.shared.stats.link_bad_times);
+    if s.may_log() {
+        tracing::warn!(cid = %s.cid_str(), key = %String::from_utf8_lossy(key), "interclacks change with an unusable time dropped");
     }
     Flow::Continue
 }

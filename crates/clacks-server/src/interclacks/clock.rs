@@ -28,7 +28,12 @@ pub(crate) const RESYNC_SLACK: f64 = 0.1;
 
 /// `OVERHEAD T <their clock>` from the peer: sets the link's offset.
 pub(crate) fn peer_clock(s: &mut Session, state: &mut State, value: &[u8], now: f64) {
-    let theirs = on_grid(numify(value).to_f64());
+    let theirs = numify(value).to_f64();
+    if !(theirs.is_finite() && theirs.abs() <= crate::session::MAX_PEER_TIME) {
+        tracing::warn!(cid = %s.cid_str(), "interclacks peer sent an unusable clock; offset unchanged");
+        return;
+    }
+    let theirs = on_grid(theirs);
     let measured = on_grid(now - theirs);
     s.time_offset = match (s.link.kind, s.link.origin_times, s.link.sent_clock) {
         // Our slave answered our clock with it plus the offset it uses.

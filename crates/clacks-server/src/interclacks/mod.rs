@@ -49,8 +49,11 @@ pub(crate) fn has_origin_times(info: &[u8]) -> bool {
 /// A connection's side of a link (its session holds one).
 pub(crate) struct LinkSide {
     pub(crate) kind: Link,
-    /// Whether the peer said it handles [`ORIGIN_TIMES`] (in its `CLACKS` line).
+    /// Whether the peer said it handles [`ORIGIN_TIMES`] (in its last `CLACKS` line before
+    /// the link was in place).
     pub(crate) origin_times: bool,
+    /// The link is in place (forwarding): a later `CLACKS` line changes nothing.
+    pub(crate) settled: bool,
     /// When the next keepalive PING goes out.
     pub(crate) next_ping: Instant,
     /// During our master's sync: the records it sent, so we answer only with what differs.
@@ -69,6 +72,7 @@ impl LinkSide {
         LinkSide {
             kind,
             origin_times: false,
+            settled: false,
             next_ping: Instant::now() + ping_interval(config),
             sync_seen: None,
             sent_clock: None,

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use clacks_proto::{Flags, Reply};
+use clacks_proto::{Flags, Reply, Request};
 use clacks_store::number::format_float;
-use clacks_store::{newer, same_write, Entry};
+use clacks_store::{newer, same_write, Cache, Entry};
 use tokio::time::Instant;
 
 use super::{ping_interval, Link, ORIGIN_TIMES};
@@ -22,6 +22,7 @@ use crate::state::{State, SERVER_INFO};
 pub(crate) fn slave_linked(s: &mut Session, state: &mut State) {
     tracing::info!(cid = %s.cid_str(), entries = state.cache.len(), "slave connected; sending full sync");
     state.links.add(&mut state.conns, s.id, s.link.origin_times);
+    s.link.settled = true;
     s.link.kind = Link::Inbound;
     s.outbox.set_cap(s.shared.config.interclacks_max_out_buffer);
     s.ping();
@@ -47,6 +48,7 @@ pub(crate) fn slave_linked(s: &mut Session, state: &mut State) {
     s.link.sent_clock = Some(now);
     overhead(Flags::TIMESTAMP, Bytes::from(format_float(now)), &mut out);
     let cache = &state.cache;
+    last_clear(s, cache, &mut out);
     keysync_lines(
         cache.iter().filter(|(_, e)| cache.current(e, now)),
         &mut out,
@@ -81,6 +83,7 @@ pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
     }
     .encode(&mut out);
     let cache = &state.cache;
+    last_clear(s, cache, &mut out);
     let ours = cache
         .iter()
         .filter(|(_, local)| cache.current(local, now))
@@ -100,6 +103,18 @@ pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
     // answer above, with the times they were made: forwarded as commands before the sync, they
     // would have run on the master with its (later) clock.
     state.links.add(&mut state.conns, s.id, s.link.origin_times);
+    s.link.settled = true;
+}
+
+/// To a `clacksd` peer, the last clear made or seen here (`CLEARCACHE <time>`), before the
+/// records: a peer that missed it while the link was down forgets what it forgot here, and
+/// neither side takes the other's copies of such records.
+fn last_clear(s: &Session, cache: &Cache, out: &mut BytesMut) {
+    let until = cache.cleared_until();
+    if s.link.origin_times && until > 0.0 {
+        let time = Some(Bytes::from(format_float(until)));
+        Request::ClearCache { time }.encode(out);
+    }
 }
 
 /// Encodes one `KEYSYNC` per record, keys in byte order; returns how many.

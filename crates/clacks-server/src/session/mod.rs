@@ -23,6 +23,9 @@ use crate::outbox::{CloseReason, Outbox};
 use crate::state::{ConnId, Peer, Shared, State};
 use crate::stats::Stats;
 
+/// The largest time (seconds, either way) a peer's record may carry: about the year 33658.
+pub(crate) const MAX_PEER_TIME: f64 = 1e12;
+
 /// Whether the connection goes on after a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {
@@ -246,13 +249,15 @@ impl Session {
     }
 
     /// A time the peer sent (a number in its clock), in ours, on the tick grid; `0` (no time)
-    /// stays `0`.
-    pub(crate) fn peer_time(&self, text: &[u8]) -> f64 {
+    /// stays `0`. `None` for a time no clock shows (not finite, or beyond [`MAX_PEER_TIME`]).
+    pub(crate) fn peer_time(&self, text: &[u8]) -> Option<f64> {
         let t = clacks_store::number::numify(text).to_f64();
         if t == 0.0 {
-            0.0
+            Some(0.0)
+        } else if t.is_finite() && t.abs() <= MAX_PEER_TIME {
+            Some(clacks_store::on_grid(t + self.time_offset))
         } else {
-            clacks_store::on_grid(t + self.time_offset)
+            None
         }
     }
 
@@ -305,7 +310,10 @@ impl Session {
     fn handle_line(&mut self, state: &mut State, line: Bytes, now: f64) -> Flow {
         let request = Request::parse(line.clone());
         if let Request::Clacks { info } = &request {
-            self.link.origin_times = interclacks::has_origin_times(info);
+            // A link's kind never changes once it is in place.
+            if !self.link.settled {
+                self.link.origin_times = interclacks::has_origin_times(info);
+            }
             let info: Vec<u8> = info
                 .iter()
                 .map(|&b| if b == b';' { b'_' } else { b })

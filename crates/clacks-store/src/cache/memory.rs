@@ -112,7 +112,14 @@ impl Cache {
 
     /// Inserts or replaces a record without looking at the limit, keeping the figures; returns
     /// its time (see [`Write`]).
-    pub(super) fn put_entry(&mut self, key: Bytes, entry: Entry, write: Write) -> f64 {
+    pub(super) fn put_entry(&mut self, key: Bytes, mut entry: Entry, write: Write) -> f64 {
+        let local = write != Write::AsIs;
+        if local && entry.cachetime <= self.cleared_until {
+            entry.cachetime = on_grid(self.cleared_until + TICK);
+        }
+        if write == Write::Local {
+            entry.base = entry.cachetime;
+        }
         let key_len = key.len();
         let time = entry.cachetime;
         self.account(key_len, &entry, true);
@@ -125,8 +132,11 @@ impl Cache {
         };
         // A value written over a present one counts as a use for eviction.
         e.referenced = !e.deleted;
-        if write == Write::Local && e.cachetime <= old.cachetime {
+        if local && e.cachetime <= old.cachetime {
             e.cachetime = on_grid(old.cachetime + TICK);
+            if write == Write::Local {
+                e.base = e.cachetime;
+            }
         }
         e.cachetime
     }

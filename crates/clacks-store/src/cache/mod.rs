@@ -96,6 +96,9 @@ pub struct Cache {
     /// A pending memcached `flush_all <delay>`: from this time on, values written before it
     /// are gone.
     pub(crate) flush_at: Option<f64>,
+    /// The time of the latest `CLEARCACHE`: records written up to it are gone everywhere, so
+    /// a copy of one that arrives late is not taken, and local writes get later times.
+    pub(crate) cleared_until: f64,
     /// Memory limit in bytes, 0 for none.
     limit: usize,
     policy: MemoryPolicy,
@@ -267,7 +270,7 @@ impl Cache {
         let value = self.added(&key, step, now);
         let mut entry = Entry::new(value.clone(), now, now, false);
         entry.base = base;
-        let time = self.insert(key, entry, Write::Local, now)?;
+        let time = self.insert(key, entry, Write::Increment, now)?;
         Ok(Added {
             value,
             step,
@@ -300,6 +303,9 @@ impl Cache {
         inc: &Increment,
         now: f64,
     ) -> Result<Merged, OutOfMemory> {
+        if inc.time <= self.cleared_until {
+            return Ok(Merged::Unchanged);
+        }
         let local = self.map.get(&key).filter(|e| self.current(e, now));
         let (merged, entry) = match local {
             Some(e) if e.base == inc.base => {
@@ -332,22 +338,33 @@ impl Cache {
     }
 
     /// `CLEARCACHE`: forgets every record written up to `until` (all of them for `None`),
-    /// tombstones included. Records written later, on another server before the clear reached
-    /// it, stay: every server keeps the same ones. Returns the latest time of a record it
-    /// forgot (0 for none).
-    pub fn clear(&mut self, until: Option<f64>) -> f64 {
+    /// tombstones included, and from then on takes no copy of such a record from a peer.
+    /// Records written later, on another server before the clear reached it, stay: every
+    /// server keeps the same ones. Returns the clear's time (for `None` the later of `now` and
+    /// the newest record it forgot), or `None` when a clear up to `until` was made already.
+    pub fn clear(&mut self, until: Option<f64>, now: f64) -> Option<f64> {
+        if until.is_some_and(|t| t <= self.cleared_until) {
+            return None;
+        }
         self.generation += 1;
         self.flush_at = None;
-        let until = until.unwrap_or(f64::INFINITY);
+        let limit = until.unwrap_or(f64::INFINITY);
         let mut latest: f64 = 0.0;
         self.retain(|_, e| {
-            let keep = e.cachetime > until;
+            let keep = e.cachetime > limit;
             if !keep {
                 latest = latest.max(e.cachetime);
             }
             keep
         });
-        latest
+        let time = until.unwrap_or(now.max(latest));
+        self.cleared_until = self.cleared_until.max(time);
+        Some(time)
+    }
+
+    /// The time of the latest `CLEARCACHE` (0 for none).
+    pub fn cleared_until(&self) -> f64 {
+        self.cleared_until
     }
 
     /// `KEYSYNC` merge: takes the peer's record if the key is unknown here or the peer's record
@@ -365,6 +382,9 @@ impl Cache {
         slack: f64,
         now: f64,
     ) -> Result<bool, OutOfMemory> {
+        if remote.cachetime <= self.cleared_until {
+            return Ok(false);
+        }
         let newer = self.map.get(&key).is_none_or(|local| {
             !self.current(local, now)
                 || (newer(&remote, local) && !same_write(local, &remote, slack))
@@ -444,10 +464,13 @@ pub fn same_write(a: &Entry, b: &Entry, slack: f64) -> bool {
 /// How a record is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Write {
-    /// Made here: if the record it replaces is not older (several writes at one clock reading,
-    /// or a clock that went back), it gets one [`TICK`] after it, so that every peer orders
-    /// this server's writes of a key as they were made.
+    /// A value made here: if the record it replaces is not older (several writes at one clock
+    /// reading, or a clock that went back), it gets one [`TICK`] after it, so that every peer
+    /// orders this server's writes of a key as they were made; the same after the last clear.
+    /// It is its own base.
     Local,
+    /// An increment made here: timed as [`Write::Local`], keeping the base it was given.
+    Increment,
     /// From a peer or a file: with the time it has.
     AsIs,
 }
@@ -633,6 +656,40 @@ mod tests {
         assert_eq!(c.get(b"k").unwrap().cachetime, on_grid(100.0 + 3.0 * TICK));
         c.store(b("k"), b("c"), 200.0).unwrap();
         assert_eq!(c.get(b"k").unwrap().cachetime, 200.0);
+        // A value written at a bumped time is its own base; an increment keeps the base.
+        c.store(b("k"), b("1"), 200.0).unwrap();
+        let bumped = on_grid(200.0 + TICK);
+        let e = c.get(b"k").unwrap();
+        assert_eq!((e.cachetime, e.base), (bumped, bumped));
+        c.add(b("k"), None, false, 200.0).unwrap();
+        let e = c.get(b"k").unwrap();
+        assert_eq!((e.cachetime, e.base), (on_grid(200.0 + 2.0 * TICK), bumped));
+    }
+
+    #[test]
+    fn a_clear_keeps_out_late_copies_of_what_it_forgot() {
+        let mut c = Cache::default();
+        c.store(b("old"), b("1"), 10.0).unwrap();
+        c.store(b("new"), b("2"), 30.0).unwrap();
+        assert_eq!(c.clear(Some(20.0), 25.0), Some(20.0));
+        assert!(c.get(b"old").is_none() && c.get(b"new").is_some());
+        // The same clear again does nothing; a copy written before it is not taken.
+        assert_eq!(c.clear(Some(15.0), 25.0), None);
+        let late = Entry::new(b("late"), 19.0, 19.0, false);
+        assert_eq!(c.merge(b("old"), late, 0.0, 26.0), Ok(false));
+        let inc = Increment {
+            time: 20.0,
+            base: 0.0,
+            step: Num::Int(1),
+            result: b("1"),
+        };
+        assert_eq!(c.merge_increment(b("n"), &inc, 26.0), Ok(Merged::Unchanged));
+        // A local write after it is later than it, even with a clock behind.
+        c.store(b("k"), b("v"), 5.0).unwrap();
+        assert_eq!(c.get(b"k").unwrap().cachetime, on_grid(20.0 + TICK));
+        // A clear made here: the later of now and the newest record it forgot.
+        assert_eq!(c.clear(None, 25.0), Some(30.0));
+        assert_eq!(c.cleared_until(), 30.0);
     }
 
     #[test]

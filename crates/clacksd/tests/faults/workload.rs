@@ -449,17 +449,32 @@ pub(crate) fn divergent(targets: &[Target], sets: &[KeySet]) -> Divergent {
     out
 }
 
-/// Polls every node's key set until they are all equal (or `wait` passed); the last sets read
-/// and when they were first all equal.
+/// How long the nodes' key sets must stay equal to count as converged.
+const SETTLED: Duration = Duration::from_millis(500);
+
+/// Polls every node's key set until they are all equal and stay so for [`SETTLED`] (or `wait`
+/// passed: a sync still under way could change them again); the last sets read and when they
+/// were first all equal.
 pub(crate) fn converge(targets: &[Target], wait: Duration) -> (Vec<KeySet>, Option<Instant>) {
     let started = Instant::now();
+    let mut equal_since: Option<(Instant, Vec<KeySet>)> = None;
     loop {
         let sets = key_sets(targets);
         if sets.iter().all(Option::is_some) {
             let sets: Vec<KeySet> = sets.into_iter().map(Option::unwrap).collect();
             if divergent(targets, &sets).is_empty() {
-                return (sets, Some(Instant::now()));
+                let since = match equal_since.take() {
+                    Some((since, before)) if before == sets => since,
+                    _ => Instant::now(),
+                };
+                if since.elapsed() >= SETTLED || started.elapsed() > wait {
+                    return (sets, Some(since));
+                }
+                equal_since = Some((since, sets));
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
             }
+            equal_since = None;
             if started.elapsed() > wait {
                 return (sets, None);
             }
