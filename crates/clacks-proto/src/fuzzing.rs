@@ -202,6 +202,8 @@ fn request_round_trip(line: &Bytes) {
             | Request::NoPing
             | Request::ClientList
             | Request::Stats
+            | Request::QList
+            | Request::QTemp
     );
     if !lossy {
         assert_eq!(&encoded, line, "{request:?}");

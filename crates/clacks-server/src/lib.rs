@@ -38,7 +38,7 @@ mod transport;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{Config, ConfigError, Memcached};
+pub use config::{Config, ConfigError, Memcached, Overflow, QueueConfig, QueueLimits};
 pub use listen::{Listeners, Protocol, Socket};
 pub use server::Server;
 

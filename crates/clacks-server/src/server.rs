@@ -126,6 +126,7 @@ impl Server {
             ))
         });
         tracker.spawn(cleanup_loop(shared.clone(), stop.clone()));
+        tracker.spawn(queue_timer_loop(shared.clone(), stop.clone()));
         if let Some(master) = shared.config.master.clone() {
             tracker.spawn(interclacks::master::run(master, accepting.clone()));
         }
@@ -164,6 +165,25 @@ async fn cleanup_loop(shared: Arc<Shared>, stop: CancellationToken) {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Ends queue waits and leases when their time comes.
+async fn queue_timer_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let wake = shared.lock().queues.wake();
+    loop {
+        let next = shared.lock().fire_queue_timers();
+        let due = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = wake.notified() => {}
+            () = due => {}
         }
     }
 }

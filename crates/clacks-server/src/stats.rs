@@ -62,6 +62,13 @@ counters! {
     lines_dropped: "Lines queued for a client connection and dropped when it was cut (slow consumer) or closed.",
     log_lines_suppressed: "Log lines a connection caused over `logratelimit`, not written.",
     link_bad_times: "Interclacks changes dropped because their time was not a usable number.",
+    queue_sent: "Messages taken into work queues (`QSEND`, dead letters).",
+    queue_received: "Messages handed to receives (`QMESSAGE`), redeliveries included.",
+    queue_acked: "Leased messages acknowledged (`QACK`).",
+    queue_redelivered: "Leased messages that went back to their queue (lease over, `QNACK`, receiver gone).",
+    queue_rejected: "Messages refused: queue full with the `reject` policy, or over `maxmessagesize`.",
+    queue_dropped: "Ready messages dropped to make room (`drop_oldest`).",
+    queue_dead_lettered: "Messages moved to `<queue>::dead` after `maxdeliveries` deliveries.",
 }
 
 impl Stats {
@@ -91,5 +98,10 @@ impl Stats {
     /// Adds one to a counter.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 }

@@ -41,10 +41,23 @@ async fn permissions(t: Transport) {
         "OVERHEAD S 1",
         "STATS",
         "KEYSYNC 1 1 U perm::test=4",
+        "QSEND jobs=1",
+        "QRECV jobs 0",
+        "QACK jobs 1",
+        "QNACK jobs 1",
+        "QCANCEL jobs",
+        "QTEMP",
+        "QPURGE jobs",
+        "QDELETE jobs",
     ] {
         ro.send(cmd).await;
         ro.expect(DENIED).await;
     }
+    ro.send("QSTAT jobs").await;
+    ro.expect_prefix("QSTATS jobs messages=0;").await;
+    ro.send("QLIST").await;
+    ro.expect("QLISTSTART").await;
+    ro.expect("QLISTEND").await;
     ro.send("PING").await;
     ro.send("NOPING").await;
     ro.expect_nothing().await;
@@ -64,10 +77,17 @@ async fn permissions(t: Transport) {
         "OVERHEAD C 1",
         "OVERHEAD S 1",
         "KEYSYNC 1 1 U perm::test=4",
+        "QPURGE jobs",
+        "QDELETE jobs",
     ] {
         rw.send(cmd).await;
         rw.expect(DENIED).await;
     }
+    rw.send("QSEND jobs=1").await;
+    rw.send("QRECV jobs 0").await;
+    rw.expect_prefix("QMESSAGE jobs ").await;
+    rw.send("QTEMP").await;
+    rw.expect_prefix("QTEMPNAME Temp::").await;
 
     // Main user: everything, including KEYSYNC (newest cachetime wins).
     admin.send("KEYSYNC 1 1 U perm::test=old").await;

@@ -3,8 +3,8 @@
 //! As for requests, the parsing and encoding of each reply lives in the file of its family:
 //! [`cache`] (RETRIEVED, NOTRETRIEVED, KEYLISTSTART, KEY, KEYLISTEND), [`signals`] (NOTIFY
 //! and SET to a listener) and [`admin`] (CLACKS, OVERHEAD, the CLIENTLIST and STATS lists,
-//! FLUSHED, DEBUG, PING, NOP, TIMEOUT, QUIT and other lines). This file holds the enum and the
-//! two dispatchers.
+//! FLUSHED, DEBUG, PING, NOP, TIMEOUT, QUIT and other lines) and [`queue`] (QMESSAGE, QEMPTY,
+//! QSTATS, the QLIST list, QTEMPNAME). This file holds the enum and the two dispatchers.
 
 use bytes::{Bytes, BytesMut};
 
@@ -13,6 +13,7 @@ use crate::Flags;
 
 mod admin;
 mod cache;
+mod queue;
 mod signals;
 
 pub use admin::ClientEntry;
@@ -94,6 +95,43 @@ pub enum Reply {
     },
     /// `STATSEND` (extension).
     StatsEnd,
+    /// `QMESSAGE <queue> <id>=<value>`: a message handed to a `QRECV`.
+    QMessage {
+        /// Queue name.
+        queue: Bytes,
+        /// Message id (decimal), for `QACK`/`QNACK`.
+        id: Bytes,
+        /// The message.
+        value: Bytes,
+    },
+    /// `QEMPTY <queue>`: a `QRECV` ended without a message.
+    QEmpty {
+        /// Queue name.
+        queue: Bytes,
+    },
+    /// `QSTATS <queue> <k>=<v>;…`.
+    QStats {
+        /// Queue name.
+        queue: Bytes,
+        /// The `k=v` fields, `;`-separated.
+        fields: Bytes,
+    },
+    /// `QLISTSTART`.
+    QListStart,
+    /// `QUEUE <queue> <k>=<v>;…`, one per queue in a `QLIST`.
+    Queue {
+        /// Queue name.
+        queue: Bytes,
+        /// The `k=v` fields, `;`-separated.
+        fields: Bytes,
+    },
+    /// `QLISTEND`.
+    QListEnd,
+    /// `QTEMPNAME <queue>`: the name of a new temporary queue.
+    QTempName {
+        /// Queue name.
+        queue: Bytes,
+    },
     /// `PING` (interclacks links only).
     Ping,
     /// `NOP` keepalive.
@@ -130,6 +168,17 @@ impl Reply {
             Reply::StatsStart => put_line(out, &[admin::STATSSTART]),
             Reply::Stat { name, value } => admin::encode_stat(out, name, value),
             Reply::StatsEnd => put_line(out, &[admin::STATSEND]),
+            Reply::QMessage { queue, id, value } => queue::encode_message(out, queue, id, value),
+            Reply::QEmpty { queue } => put_line(out, &[queue::QEMPTY, queue]),
+            Reply::QStats { queue, fields } => {
+                queue::encode_fields(out, queue::QSTATS, queue, fields)
+            }
+            Reply::QListStart => put_line(out, &[queue::QLISTSTART]),
+            Reply::Queue { queue, fields } => {
+                queue::encode_fields(out, queue::QUEUE, queue, fields)
+            }
+            Reply::QListEnd => put_line(out, &[queue::QLISTEND]),
+            Reply::QTempName { queue } => put_line(out, &[queue::QTEMPNAME, queue]),
             Reply::Ping => put_line(out, &[admin::PING]),
             Reply::Nop => put_line(out, &[admin::NOP]),
             Reply::Timeout => admin::encode_timeout(out),
@@ -193,7 +242,16 @@ impl Reply {
             ),
             Some(b'O') => first_of!(admin::parse_overhead),
             Some(b'P') => first_of!(admin::parse_ping),
-            Some(b'Q') => first_of!(admin::parse_quit),
+            Some(b'Q') => first_of!(
+                admin::parse_quit,
+                queue::parse_list_start,
+                queue::parse_list_end,
+                queue::parse_message,
+                queue::parse_empty,
+                queue::parse_stats,
+                queue::parse_queue,
+                queue::parse_temp_name
+            ),
             Some(b'R') => first_of!(cache::parse_retrieved),
             Some(b'S') => first_of!(
                 admin::parse_stats_start,
@@ -248,7 +306,7 @@ mod tests {
     }
 
     /// Every word and prefix the families parse, as they compare it.
-    const VERBS: [&[u8]; 21] = [
+    const VERBS: [&[u8]; 28] = [
         cache::RETRIEVED,
         cache::NOTRETRIEVED,
         cache::KEYLISTSTART,
@@ -270,6 +328,13 @@ mod tests {
         admin::NOP,
         admin::TIMEOUT,
         admin::QUIT,
+        queue::QMESSAGE,
+        queue::QEMPTY,
+        queue::QSTATS,
+        queue::QLISTSTART,
+        queue::QUEUE,
+        queue::QLISTEND,
+        queue::QTEMPNAME,
     ];
 
     #[test]

@@ -4,7 +4,8 @@
 //! (STORE, RETRIEVE, REMOVE, INCREMENT, DECREMENT, KEYLIST, CLEARCACHE), [`signals`] (NOTIFY,
 //! SET, SETANDSTORE, LISTEN, UNLISTEN), [`admin`] (CLACKS, OVERHEAD, MONITOR, UNMONITOR, QUIT,
 //! TIMEOUT, PING, NOPING, CLIENTLIST, CLIENTDISCONNECT, FLUSH, STATS and unknown lines) and
-//! [`keysync`] (the KEYSYNC record of interclacks links). This file holds the enum and the two
+//! [`keysync`] (the KEYSYNC record of interclacks links) and [`queue`] (QSEND, QRECV, QACK,
+//! QNACK, QCANCEL, QSTAT, QLIST, QPURGE, QDELETE, QTEMP). This file holds the enum and the two
 //! dispatchers. The families' small functions are `#[inline]` so that each dispatcher compiles
 //! to one function, as fast as a single hand-written chain.
 
@@ -16,6 +17,7 @@ use crate::Flags;
 pub(crate) mod admin;
 pub(crate) mod cache;
 pub(crate) mod keysync;
+pub(crate) mod queue;
 pub(crate) mod signals;
 
 /// One parsed request line.
@@ -162,6 +164,60 @@ pub enum Request {
     },
     /// `STATS` (extension): server counters.
     Stats,
+    /// `QSEND <queue>=<value>`: append a message to a work queue.
+    QSend {
+        /// Queue name.
+        queue: Bytes,
+        /// The message (opaque to the server).
+        value: Bytes,
+    },
+    /// `QRECV <queue>[ <timeout>[ <lease>]]`: take one message.
+    QRecv {
+        /// Queue name.
+        queue: Bytes,
+        /// Seconds to wait (text); `None`: until a message arrives.
+        timeout: Option<Bytes>,
+        /// Seconds the message is leased for (text); `None` or `0`: no lease.
+        lease: Option<Bytes>,
+    },
+    /// `QACK <queue> <id>`: done with a leased message.
+    QAck {
+        /// Queue name.
+        queue: Bytes,
+        /// The message id from `QMESSAGE`.
+        id: Bytes,
+    },
+    /// `QNACK <queue> <id>`: give a leased message back now.
+    QNack {
+        /// Queue name.
+        queue: Bytes,
+        /// The message id from `QMESSAGE`.
+        id: Bytes,
+    },
+    /// `QCANCEL <queue>`: end this connection's waiting receives on a queue.
+    QCancel {
+        /// Queue name.
+        queue: Bytes,
+    },
+    /// `QSTAT <queue>`: one queue's figures.
+    QStat {
+        /// Queue name.
+        queue: Bytes,
+    },
+    /// `QLIST`: every queue's figures.
+    QList,
+    /// `QPURGE <queue>`: drop a queue's messages.
+    QPurge {
+        /// Queue name.
+        queue: Bytes,
+    },
+    /// `QDELETE <queue>`: drop a queue and end its waiting receives.
+    QDelete {
+        /// Queue name.
+        queue: Bytes,
+    },
+    /// `QTEMP`: a server-named queue only this connection receives from.
+    QTemp,
     /// Anything else.
     Unknown {
         /// The whole line.
@@ -201,7 +257,19 @@ impl Request {
             Some(b'N') => first_of!(signals::parse_notify, admin::parse_no_ping),
             Some(b'O') => first_of!(admin::parse_overhead),
             Some(b'P') => first_of!(admin::parse_ping),
-            Some(b'Q') => first_of!(admin::parse_quit),
+            Some(b'Q') => first_of!(
+                queue::parse_send,
+                queue::parse_recv,
+                queue::parse_ack,
+                queue::parse_nack,
+                queue::parse_cancel,
+                queue::parse_stat,
+                queue::parse_list,
+                queue::parse_purge,
+                queue::parse_delete,
+                queue::parse_temp,
+                admin::parse_quit
+            ),
             Some(b'R') => first_of!(cache::parse_retrieve, cache::parse_remove),
             Some(b'S') => first_of!(
                 signals::parse_set,
@@ -269,6 +337,20 @@ impl Request {
             Request::ClientDisconnect { cid } => admin::encode_client_disconnect(out, cid),
             Request::Flush { id } => admin::encode_flush(out, id),
             Request::Stats => put_line(out, &[admin::STATS]),
+            Request::QSend { queue, value } => queue::encode_send(out, queue, value),
+            Request::QRecv {
+                queue,
+                timeout,
+                lease,
+            } => queue::encode_recv(out, queue, timeout.as_ref(), lease.as_ref()),
+            Request::QAck { queue, id } => queue::encode_words(out, queue::QACK, &[queue, id]),
+            Request::QNack { queue, id } => queue::encode_words(out, queue::QNACK, &[queue, id]),
+            Request::QCancel { queue } => queue::encode_words(out, queue::QCANCEL, &[queue]),
+            Request::QStat { queue } => queue::encode_words(out, queue::QSTAT, &[queue]),
+            Request::QList => put_line(out, &[queue::QLIST]),
+            Request::QPurge { queue } => queue::encode_words(out, queue::QPURGE, &[queue]),
+            Request::QDelete { queue } => queue::encode_words(out, queue::QDELETE, &[queue]),
+            Request::QTemp => put_line(out, &[queue::QTEMP]),
             Request::Unknown { line } => admin::encode_unknown(out, line),
         }
     }
@@ -297,7 +379,7 @@ mod tests {
     use super::*;
 
     /// Every verb the families parse, as they compare it.
-    const VERBS: [&[u8]; 26] = [
+    const VERBS: [&[u8]; 36] = [
         cache::STORE,
         cache::RETRIEVE,
         cache::REMOVE,
@@ -324,6 +406,16 @@ mod tests {
         admin::STATS,
         keysync::KEYSYNC,
         keysync::KEYINCREMENT,
+        queue::QSEND,
+        queue::QRECV,
+        queue::QACK,
+        queue::QNACK,
+        queue::QCANCEL,
+        queue::QSTAT,
+        queue::QLIST,
+        queue::QPURGE,
+        queue::QDELETE,
+        queue::QTEMP,
     ];
 
     #[test]
@@ -338,7 +430,12 @@ mod tests {
     #[test]
     fn every_verb_reaches_its_family() {
         for verb in VERBS {
-            let line = Bytes::from([verb, b"1 2 U k=v k"].concat());
+            let words: &[u8] = if [queue::QRECV, queue::QACK, queue::QNACK].contains(&verb) {
+                b"q 1"
+            } else {
+                b"1 2 U k=v k"
+            };
+            let line = Bytes::from([verb, words].concat());
             let request = Request::parse(line.clone());
             assert!(!matches!(request, Request::Unknown { .. }), "{line:?}");
             let mut out = BytesMut::new();

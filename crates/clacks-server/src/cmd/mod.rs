@@ -6,6 +6,7 @@
 //! | signals | [`signals`] | `NOTIFY` `SET` `SETANDSTORE` `LISTEN` `UNLISTEN` |
 //! | admin | [`admin`] | `OVERHEAD` `MONITOR` `UNMONITOR` `CLIENTLIST` `CLIENTDISCONNECT` `STATS` `PING` `NOPING` `QUIT` `TIMEOUT` `FLUSH` |
 //! | keysync | [`keysync`] | `KEYSYNC` `KEYINCREMENT` |
+//! | queue | [`queue`] | `QSEND` `QRECV` `QACK` `QNACK` `QCANCEL` `QSTAT` `QLIST` `QPURGE` `QDELETE` `QTEMP` |
 //!
 //! [`execute`] checks the permission from [`permission`] (one table for every verb) and hands the
 //! request to its function. Both are exhaustive matches: a new `Request` variant does not compile
@@ -16,6 +17,7 @@
 mod admin;
 mod cache;
 mod keysync;
+mod queue;
 mod signals;
 
 use bytes::Bytes;
@@ -36,17 +38,27 @@ pub(crate) fn permission(request: &Request) -> Option<Need> {
         | Request::Decrement { .. }
         | Request::Notify { .. }
         | Request::Set { .. }
-        | Request::SetAndStore { .. } => Some(Need::Write),
+        | Request::SetAndStore { .. }
+        | Request::QSend { .. }
+        | Request::QRecv { .. }
+        | Request::QAck { .. }
+        | Request::QNack { .. }
+        | Request::QCancel { .. }
+        | Request::QTemp => Some(Need::Write),
         Request::Retrieve { .. }
         | Request::KeyList
         | Request::Listen { .. }
-        | Request::Unlisten { .. } => Some(Need::Read),
+        | Request::Unlisten { .. }
+        | Request::QStat { .. }
+        | Request::QList => Some(Need::Read),
         Request::ClearCache { .. }
         | Request::Monitor
         | Request::Unmonitor
         | Request::ClientList
         | Request::ClientDisconnect { .. }
-        | Request::Stats => Some(Need::Manage),
+        | Request::Stats
+        | Request::QPurge { .. }
+        | Request::QDelete { .. } => Some(Need::Manage),
         Request::KeySync { .. } | Request::KeyIncrement { .. } => Some(Need::Interclacks),
         Request::Clacks { .. }
         | Request::Overhead { .. }
@@ -100,6 +112,20 @@ pub(crate) fn execute(
             result,
             key,
         } => keysync::key_increment(s, state, [cachetime, base, step, result], key, now),
+        Request::QSend { queue, value } => queue::send(s, state, queue, value),
+        Request::QRecv {
+            queue,
+            timeout,
+            lease,
+        } => queue::recv(s, state, queue, timeout, lease),
+        Request::QAck { queue, id } => queue::ack(s, state, queue, id),
+        Request::QNack { queue, id } => queue::nack(s, state, queue, id),
+        Request::QCancel { queue } => queue::cancel(s, state, queue),
+        Request::QStat { queue } => queue::stat(s, state, queue),
+        Request::QList => queue::list(s, state),
+        Request::QPurge { queue } => queue::purge(s, state, queue),
+        Request::QDelete { queue } => queue::delete(s, state, queue),
+        Request::QTemp => queue::temp(s, state),
         Request::Overhead { flags, value } => admin::overhead(s, state, flags, value, now),
         Request::Monitor => admin::monitor(s, state, true),
         Request::Unmonitor => admin::monitor(s, state, false),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::table::GROUPS;
 use super::value::{human_bytes, ByteSize, Choice, Numeric, Octal, Range, Section, Text, Value};
 use super::MemoryPolicy;
+use super::Overflow;
 use super::PersistenceOnError;
 
 /// One row: an element and what kind of value it holds.
@@ -36,6 +37,8 @@ pub enum Entry {
     OnError(Choice<PersistenceOnError>),
     /// `reject` or `evict`.
     Policy(Choice<MemoryPolicy>),
+    /// `reject` or `drop_oldest`.
+    Overflow(Choice<Overflow>),
     /// Elements in an element.
     Section(Section),
     /// `<hosts>`: per-host replacements of root elements.
@@ -70,6 +73,7 @@ impl Entry {
             | Entry::Ignored(t) => (t.element, t.doc),
             Entry::OnError(c) => (c.element, c.doc),
             Entry::Policy(c) => (c.element, c.doc),
+            Entry::Overflow(c) => (c.element, c.doc),
             Entry::Section(s) => (s.element, s.doc),
         }
     }
@@ -98,6 +102,7 @@ impl Entry {
             Entry::Text(t) | Entry::Path(t) => t.default.map(str::to_string),
             Entry::OnError(c) => Some(c.word(c.default).to_string()),
             Entry::Policy(c) => Some(c.word(c.default).to_string()),
+            Entry::Overflow(c) => Some(c.word(c.default).to_string()),
             _ => None,
         }
     }
@@ -155,6 +160,7 @@ impl Entry {
             Entry::Flag(_) => Some("1 or 0".into()),
             Entry::OnError(c) => Some(c.words()),
             Entry::Policy(c) => Some(c.words()),
+            Entry::Overflow(c) => Some(c.words()),
             _ => None,
         }
     }

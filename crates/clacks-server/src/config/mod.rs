@@ -114,6 +114,75 @@ pub enum PersistenceOnError {
     MoveAside,
 }
 
+/// What a message for a full queue does (`<queues><overflow>`, extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// The sender gets `OVERHEAD E queue_full <queue>` (default).
+    #[default]
+    Reject,
+    /// The oldest ready messages are dropped to make room.
+    DropOldest,
+}
+
+/// The limits of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most messages, ready and leased.
+    pub max_messages: usize,
+    /// Most bytes of messages, ready and leased.
+    pub max_bytes: usize,
+    /// Largest message.
+    pub max_message_size: usize,
+    /// What a message for a full queue does.
+    pub overflow: Overflow,
+}
+
+/// The work queues' limits (`<queues>`, `<queueprefix>`, extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Limits of a queue no prefix names.
+    pub limits: QueueLimits,
+    /// Other limits for the queues whose names start with a prefix (the longest one applies).
+    pub prefixes: Vec<(String, QueueLimits)>,
+    /// A leased message handed out this many times without an ack moves to `<queue>::dead`.
+    pub max_deliveries: usize,
+    /// Most queues.
+    pub max_queues: usize,
+    /// Most bytes of messages in all queues together.
+    pub max_total_bytes: usize,
+    /// Most waiting receives of one connection.
+    pub max_waits: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            limits: QueueLimits {
+                max_messages: table::QUEUES_MAX_MESSAGES.default,
+                max_bytes: table::QUEUES_MAX_BYTES.default,
+                max_message_size: table::QUEUES_MAX_MESSAGE_SIZE.default,
+                overflow: table::QUEUES_OVERFLOW.default,
+            },
+            prefixes: Vec::new(),
+            max_deliveries: table::QUEUES_MAX_DELIVERIES.default,
+            max_queues: table::QUEUES_MAX_QUEUES.default,
+            max_total_bytes: table::QUEUES_MAX_TOTAL_BYTES.default,
+            max_waits: table::QUEUES_MAX_WAITS.default,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The limits of the queue called `name`.
+    pub fn limits_for(&self, name: &[u8]) -> QueueLimits {
+        self.prefixes
+            .iter()
+            .filter(|(prefix, _)| name.starts_with(prefix.as_bytes()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or(self.limits, |(_, limits)| *limits)
+    }
+}
+
 /// The validated server configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -197,6 +266,8 @@ pub struct Config {
     pub max_memory: usize,
     /// What a write over `max_memory` does (`<maxmemorypolicy>`, extension).
     pub max_memory_policy: MemoryPolicy,
+    /// The work queues' limits (`<queues>`, `<queueprefix>`, extension).
+    pub queues: QueueConfig,
 }
 
 /// Where the memcached text protocol is served (`<memcached>`). memcached has no
@@ -280,6 +351,7 @@ impl Config {
             log_rate_limit: table::LOG_RATE_LIMIT.default,
             max_memory: table::MAX_MEMORY.default.0,
             max_memory_policy: table::MAX_MEMORY_POLICY.default,
+            queues: QueueConfig::default(),
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::table::{self, Entry, Text};
 use super::xml::Node;
-use super::{invalid, Config, ConfigError, Master, Memcached, User};
+use super::{invalid, Config, ConfigError, Master, Memcached, QueueConfig, QueueLimits, User};
 
 /// Reads a root element (host overrides already applied) into a validated config.
 pub(super) fn config(root: &Node) -> Result<Config, ConfigError> {
@@ -95,6 +95,7 @@ pub(super) fn config(root: &Node) -> Result<Config, ConfigError> {
     c.log_rate_limit = root.setting(&table::LOG_RATE_LIMIT)?;
     c.max_memory = root.setting(&table::MAX_MEMORY)?.0;
     c.max_memory_policy = root.choice(&table::MAX_MEMORY_POLICY)?;
+    c.queues = queues(root)?;
     if let Some(m) = &c.memcached {
         // A stored value must fit on one interclacks line.
         let needed = m.line_needed();
@@ -233,4 +234,44 @@ fn memcached(m: &Node) -> Result<Memcached, ConfigError> {
         sockets,
         max_item_size: m.setting(&table::MEMCACHED_MAX_ITEM_SIZE)?,
     })
+}
+
+/// `<queues>` and every `<queueprefix>`.
+fn queues(root: &Node) -> Result<QueueConfig, ConfigError> {
+    let mut q = QueueConfig::default();
+    if let Some(n) = root.child(table::QUEUES.element) {
+        q.limits = QueueLimits {
+            max_messages: n.setting(&table::QUEUES_MAX_MESSAGES)?,
+            max_bytes: n.setting(&table::QUEUES_MAX_BYTES)?,
+            max_message_size: n.setting(&table::QUEUES_MAX_MESSAGE_SIZE)?,
+            overflow: n.choice(&table::QUEUES_OVERFLOW)?,
+        };
+        q.max_deliveries = n.setting(&table::QUEUES_MAX_DELIVERIES)?;
+        q.max_queues = n.setting(&table::QUEUES_MAX_QUEUES)?;
+        q.max_total_bytes = n.setting(&table::QUEUES_MAX_TOTAL_BYTES)?;
+        q.max_waits = n.setting(&table::QUEUES_MAX_WAITS)?;
+    }
+    for (i, p) in root.all(table::QUEUEPREFIX.element).enumerate() {
+        let prefix = p.text(&table::QUEUEPREFIX_PREFIX).filter(|s| !s.is_empty());
+        let prefix =
+            prefix.ok_or_else(|| invalid(format!("queueprefix[{}]/prefix", i + 1), "required"))?;
+        let d = q.limits;
+        let limits = QueueLimits {
+            max_messages: p
+                .optional(&table::QUEUEPREFIX_MAX_MESSAGES.range())?
+                .unwrap_or(d.max_messages),
+            max_bytes: p
+                .optional(&table::QUEUEPREFIX_MAX_BYTES.range())?
+                .unwrap_or(d.max_bytes),
+            max_message_size: p
+                .optional(&table::QUEUEPREFIX_MAX_MESSAGE_SIZE.range())?
+                .unwrap_or(d.max_message_size),
+            overflow: match p.child(table::QUEUEPREFIX_OVERFLOW.element) {
+                None => d.overflow,
+                Some(_) => p.choice(&table::QUEUEPREFIX_OVERFLOW)?,
+            },
+        };
+        q.prefixes.push((prefix, limits));
+    }
+    Ok(q)
 }

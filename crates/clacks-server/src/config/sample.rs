@@ -40,7 +40,9 @@ pub fn sample_config() -> String {
 fn doc_line(e: &Entry) -> String {
     match e {
         // Their docs name the words.
-        Entry::OnError(_) | Entry::Policy(_) | Entry::Flag(_) => format!("{}.", e.doc()),
+        Entry::OnError(_) | Entry::Policy(_) | Entry::Overflow(_) | Entry::Flag(_) => {
+            format!("{}.", e.doc())
+        }
         _ => match e.allowed() {
             Some(allowed) => format!("{}. Allowed: {allowed}.", e.doc()),
             None => format!("{}.", e.doc()),

@@ -20,7 +20,7 @@ pub use super::value::{
     human_bytes, ByteSize, Choice, Numeric, Octal, Range, Section, Text, Value, DAY, GIB, KIB, MIB,
     YEAR,
 };
-use super::PersistenceOnError;
+use super::{Overflow, PersistenceOnError};
 
 const S: Duration = Duration::from_secs(1);
 const TENTH: Duration = Duration::from_millis(100);
@@ -417,6 +417,148 @@ pub const MEMCACHED: Section = Section {
     doc: "The memcached text protocol on the same cache, off unless present; it needs <port> or \
           <socket>. memcached has no authentication: keep it on loopback or a Unix socket",
 };
+/// `<queues><maxmessages>`.
+pub const QUEUES_MAX_MESSAGES: Numeric<usize> = count(
+    "queues/maxmessages",
+    100_000,
+    1,
+    100_000_000,
+    "Most messages in one queue, ready and leased",
+);
+/// `<queues><maxbytes>`.
+pub const QUEUES_MAX_BYTES: Numeric<usize> = count(
+    "queues/maxbytes",
+    64 * MIB,
+    KIB,
+    16 * GIB,
+    "Most bytes of messages in one queue, ready and leased",
+);
+/// `<queues><maxmessagesize>`.
+pub const QUEUES_MAX_MESSAGE_SIZE: Numeric<usize> = count(
+    "queues/maxmessagesize",
+    MIB,
+    1,
+    GIB,
+    "Largest message in bytes (a message is also one line, under <maxlinelength>)",
+);
+/// `<queues><overflow>`.
+pub const QUEUES_OVERFLOW: Choice<Overflow> = Choice {
+    element: "queues/overflow",
+    default: Overflow::Reject,
+    options: &[
+        ("reject", Overflow::Reject),
+        ("drop_oldest", Overflow::DropOldest),
+    ],
+    doc: "A message for a full queue: reject (the sender gets OVERHEAD E queue_full) or \
+          drop_oldest (the oldest ready messages make room)",
+};
+/// `<queues><maxdeliveries>`.
+pub const QUEUES_MAX_DELIVERIES: Numeric<usize> = count(
+    "queues/maxdeliveries",
+    5,
+    1,
+    1_000_000,
+    "A leased message handed out this many times and not acknowledged moves to <queue>::dead",
+);
+/// `<queues><maxqueues>`.
+pub const QUEUES_MAX_QUEUES: Numeric<usize> = count(
+    "queues/maxqueues",
+    10_000,
+    1,
+    10_000_000,
+    "Most queues on this server; a new one beyond them is refused (too_many_queues)",
+);
+/// `<queues><maxtotalbytes>`.
+pub const QUEUES_MAX_TOTAL_BYTES: Numeric<usize> = count(
+    "queues/maxtotalbytes",
+    256 * MIB,
+    KIB,
+    64 * GIB,
+    "Most bytes of messages in all queues together",
+);
+/// `<queues><maxwaits>`.
+pub const QUEUES_MAX_WAITS: Numeric<usize> = count(
+    "queues/maxwaits",
+    1_000,
+    1,
+    1_000_000,
+    "Most waiting receives of one connection (too_many_waits)",
+);
+/// `<queues>` (extension).
+pub const QUEUES: Section = Section {
+    element: "queues",
+    children: &[
+        Entry::Count(QUEUES_MAX_MESSAGES),
+        Entry::Bytes(QUEUES_MAX_BYTES),
+        Entry::Bytes(QUEUES_MAX_MESSAGE_SIZE),
+        Entry::Overflow(QUEUES_OVERFLOW),
+        Entry::Count(QUEUES_MAX_DELIVERIES),
+        Entry::Count(QUEUES_MAX_QUEUES),
+        Entry::Bytes(QUEUES_MAX_TOTAL_BYTES),
+        Entry::Count(QUEUES_MAX_WAITS),
+    ],
+    examples: &[&[
+        "maxmessages",
+        "maxbytes",
+        "maxmessagesize",
+        "overflow",
+        "maxdeliveries",
+        "maxqueues",
+        "maxtotalbytes",
+        "maxwaits",
+    ]],
+    doc: "Limits of the work queues (QSEND, QRECV); every child has its default when absent",
+};
+/// `<queueprefix><prefix>`.
+pub const QUEUEPREFIX_PREFIX: Text = text(
+    "queueprefix/prefix",
+    "Telemetry::",
+    "The queues whose names start with this (required)",
+);
+/// `<queueprefix><maxmessages>`.
+pub const QUEUEPREFIX_MAX_MESSAGES: Numeric<usize> = Numeric {
+    element: "queueprefix/maxmessages",
+    doc: "Their <maxmessages> (absent: that of <queues>)",
+    ..QUEUES_MAX_MESSAGES
+};
+/// `<queueprefix><maxbytes>`.
+pub const QUEUEPREFIX_MAX_BYTES: Numeric<usize> = Numeric {
+    element: "queueprefix/maxbytes",
+    doc: "Their <maxbytes> (absent: that of <queues>)",
+    ..QUEUES_MAX_BYTES
+};
+/// `<queueprefix><maxmessagesize>`.
+pub const QUEUEPREFIX_MAX_MESSAGE_SIZE: Numeric<usize> = Numeric {
+    element: "queueprefix/maxmessagesize",
+    doc: "Their <maxmessagesize> (absent: that of <queues>)",
+    ..QUEUES_MAX_MESSAGE_SIZE
+};
+/// `<queueprefix><overflow>`.
+pub const QUEUEPREFIX_OVERFLOW: Choice<Overflow> = Choice {
+    element: "queueprefix/overflow",
+    doc: "Their <overflow> (absent: that of <queues>)",
+    ..QUEUES_OVERFLOW
+};
+/// `<queueprefix>` (extension, repeatable).
+pub const QUEUEPREFIX: Section = Section {
+    element: "queueprefix",
+    children: &[
+        Entry::Text(QUEUEPREFIX_PREFIX),
+        Entry::Count(QUEUEPREFIX_MAX_MESSAGES),
+        Entry::Bytes(QUEUEPREFIX_MAX_BYTES),
+        Entry::Bytes(QUEUEPREFIX_MAX_MESSAGE_SIZE),
+        Entry::Overflow(QUEUEPREFIX_OVERFLOW),
+    ],
+    examples: &[&[
+        "prefix",
+        "maxmessages",
+        "maxbytes",
+        "maxmessagesize",
+        "overflow",
+    ]],
+    doc: "Other limits for the queues whose names start with <prefix>, repeatable; the longest \
+          matching prefix applies",
+};
 /// `<hosts>`.
 pub const HOSTS: Text = text(
     "hosts",
@@ -516,6 +658,10 @@ pub const GROUPS: &[Group] = &[
     Group {
         title: "The memcached listener (clacksd only)",
         entries: &[Entry::Section(MEMCACHED)],
+    },
+    Group {
+        title: "Work queues (clacksd only)",
+        entries: &[Entry::Section(QUEUES), Entry::Section(QUEUEPREFIX)],
     },
     Group {
         title: "Per-host settings, and elements of the Perl server without effect here",

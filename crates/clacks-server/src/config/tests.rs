@@ -115,6 +115,10 @@ fn with_element(element: &str, value: &str) -> String {
              <memcached><socket>m</socket><{e}>{value}</{e}></memcached>"
         ),
         Some(("master", e)) => format!("<master><ip>10.0.0.1</ip><{e}>{value}</{e}></master>"),
+        Some(("queues", e)) => format!("<queues><{e}>{value}</{e}></queues>"),
+        Some(("queueprefix", e)) => {
+            format!("<queueprefix><prefix>p</prefix><{e}>{value}</{e}></queueprefix>")
+        }
         Some(_) => unreachable!("{element}"),
     };
     format!("<c><username>u</username><password>p</password><socket>s</socket>{inner}</c>")
@@ -366,4 +370,36 @@ fn the_protocol_docs_list_every_element() {
     }
     assert_eq!(code_spans("a <b><c> d <e>."), "a `<b><c>` d `<e>`.");
     assert_eq!(code_spans("x < y"), "x < y");
+}
+
+#[test]
+fn queue_limits_and_prefixes() {
+    use crate::config::{Overflow, QueueConfig};
+    let base = "<c><username>u</username><password>p</password><socket>s</socket>";
+    let parse = |extra: &str| Config::from_xml(&format!("{base}{extra}</c>"), "h");
+    assert_eq!(parse("").unwrap().queues, QueueConfig::default());
+    let c = parse(
+        "<queues><maxmessages>10</maxmessages><overflow>drop_oldest</overflow>\
+         <maxdeliveries>3</maxdeliveries></queues>\
+         <queueprefix><prefix>T::</prefix><maxmessages>5</maxmessages></queueprefix>\
+         <queueprefix><prefix>T::big::</prefix><overflow>reject</overflow></queueprefix>",
+    )
+    .unwrap();
+    let q = &c.queues;
+    assert_eq!(q.max_deliveries, 3);
+    let plain = q.limits_for(b"jobs");
+    assert_eq!(
+        (plain.max_messages, plain.overflow),
+        (10, Overflow::DropOldest)
+    );
+    // A prefix's limits start from those of <queues>; the longest prefix applies.
+    let t = q.limits_for(b"T::x");
+    assert_eq!((t.max_messages, t.overflow), (5, Overflow::DropOldest));
+    let big = q.limits_for(b"T::big::x");
+    assert_eq!((big.max_messages, big.overflow), (10, Overflow::Reject));
+    let err = |extra: &str| parse(extra).unwrap_err().to_string();
+    assert!(
+        err("<queueprefix><maxbytes>1</maxbytes></queueprefix>").contains("queueprefix[1]/prefix")
+    );
+    assert!(err("<queues><overflow>block</overflow></queues>").contains("<queues/overflow>"));
 }

@@ -196,6 +196,17 @@ pub(crate) fn forward(request: &Request) -> Forward {
         | Request::ClientDisconnect { .. }
         | Request::Flush { .. }
         | Request::Stats
+        // Work queues live on the server where they are used.
+        | Request::QSend { .. }
+        | Request::QRecv { .. }
+        | Request::QAck { .. }
+        | Request::QNack { .. }
+        | Request::QCancel { .. }
+        | Request::QStat { .. }
+        | Request::QList
+        | Request::QPurge { .. }
+        | Request::QDelete { .. }
+        | Request::QTemp
         | Request::Unknown { .. } => Forward::No,
     }
 }

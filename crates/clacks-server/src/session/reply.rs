@@ -42,6 +42,9 @@ pub(crate) enum ClientError<'a> {
     UnknownCommand(&'a Bytes),
     /// A write to this key was refused by the memory limit (`<maxmemory>`).
     OutOfMemory(&'a Bytes),
+    /// Any other refusal: an error token and what it is about (a queue name and, for some, an
+    /// id), as `OVERHEAD E <token> <about>…`.
+    Refused(&'static str, &'a [&'a [u8]]),
 }
 
 /// Counts a connection that has not logged in yet; `false` (logged, throttled) when there are
@@ -122,6 +125,14 @@ impl Session {
                 }
                 let mut v = b"out_of_memory ".to_vec();
                 v.extend_from_slice(key);
+                Bytes::from(v)
+            }
+            ClientError::Refused(token, about) => {
+                let mut v = token.as_bytes().to_vec();
+                for word in about {
+                    v.push(b' ');
+                    v.extend_from_slice(word);
+                }
                 Bytes::from(v)
             }
         };

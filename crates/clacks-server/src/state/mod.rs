@@ -8,6 +8,7 @@
 //! the handle.
 
 mod conns;
+pub(crate) mod queues;
 mod subs;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use clacks_store::{Cache, Cleaned, Clock};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use conns::{ConnId, Conns, Peer, NO_CONN};
+pub(crate) use queues::Queues;
 pub(crate) use subs::Subscriptions;
 
 use crate::auth::{Credentials, Perms};
@@ -33,6 +35,7 @@ pub(crate) struct State {
     pub(crate) conns: Conns,
     pub(crate) subs: Subscriptions,
     pub(crate) links: Links,
+    pub(crate) queues: Queues,
 }
 
 impl State {
@@ -48,11 +51,31 @@ impl State {
         (id, cid)
     }
 
-    /// Removes a connection from every part of the state.
+    /// Removes a connection from every part of the state: messages leased to it go back to
+    /// their queues (and may go to receives waiting elsewhere at once).
     pub(crate) fn unregister(&mut self, id: ConnId, note: Option<&str>) {
         self.subs.remove_conn(id);
         self.links.remove(id);
+        let mut notes = Vec::new();
+        self.queues
+            .remove_conn(id, tokio::time::Instant::now(), &mut notes);
+        self.send_notes(notes);
         self.conns.remove(id, note);
+    }
+
+    /// Sends the lines queue changes caused to their connections.
+    pub(crate) fn send_notes(&self, notes: Vec<queues::Note>) {
+        for (conn, reply) in notes {
+            self.conns.deliver(conn, &reply.to_bytes());
+        }
+    }
+
+    /// Ends the queue waits and leases whose time has come; returns when the next one is due.
+    pub(crate) fn fire_queue_timers(&mut self) -> Option<tokio::time::Instant> {
+        let mut notes = Vec::new();
+        let next = self.queues.fire(tokio::time::Instant::now(), &mut notes);
+        self.send_notes(notes);
+        next
     }
 }
 
@@ -99,6 +122,7 @@ impl Shared {
         }
         .encode(&mut greeting);
         let stats = Arc::new(Stats::default());
+        let queues = Queues::new(config.queues.clone(), stats.clone());
         Shared {
             config,
             clock,
@@ -108,6 +132,7 @@ impl Shared {
                 conns: Conns::new(stats),
                 subs: Subscriptions::default(),
                 links: Links::default(),
+                queues,
             }),
             credentials,
             serial: AtomicU64::new(0),

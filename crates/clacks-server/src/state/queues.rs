@@ -1,0 +1,885 @@
+//! Work queues: named FIFO queues of opaque messages, each message handed to exactly one
+//! receive (see `docs/queues.md`).
+//!
+//! Everything here is synchronous and runs under the state lock. What a change means for
+//! connections (a message for a waiting receive, `QEMPTY` for one that ended) is returned as
+//! [`Note`]s, which the caller sends: into its own replies when the note is for the connection
+//! running the command, otherwise into that connection's outbox. Deadlines (receive timeouts,
+//! leases) are kept in one ordered map; [`Queues::fire`] ends those that passed and says when the
+//! next one is due, and adding an earlier one wakes the timer task through [`Queues::wake`].
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clacks_proto::Reply;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::ConnId;
+use crate::config::{Overflow, QueueConfig, QueueLimits};
+use crate::stats::Stats;
+
+/// Names of temporary queues (`QTEMP`) start with this; no other queue may.
+pub(crate) const TEMP_PREFIX: &[u8] = b"Temp::";
+/// A message handed out `maxdeliveries` times without an ack moves to its queue's name + this.
+pub(crate) const DEAD_SUFFIX: &[u8] = b"::dead";
+
+/// Why a queue command was refused; each is one `OVERHEAD E` token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Empty, or with a space or `=` (`bad_name`).
+    BadName,
+    /// Over the queue's `maxmessagesize` (`message_too_large`).
+    TooLarge,
+    /// The queue (or all queues together) is full and its policy is `reject` (`queue_full`).
+    Full,
+    /// A new queue over `maxqueues` (`too_many_queues`).
+    TooManyQueues,
+    /// A waiting receive over `maxwaits` of this connection (`too_many_waits`).
+    TooManyWaits,
+    /// No message leased to this connection has that id (`unknown_message`).
+    UnknownMessage,
+    /// A temporary queue that does not exist (`unknown_queue`).
+    UnknownQueue,
+    /// Another connection's temporary queue (`permission_denied`).
+    NotOwner,
+}
+
+impl Refusal {
+    /// The error token.
+    pub(crate) fn token(self) -> &'static str {
+        match self {
+            Refusal::BadName => "bad_name",
+            Refusal::TooLarge => "message_too_large",
+            Refusal::Full => "queue_full",
+            Refusal::TooManyQueues => "too_many_queues",
+            Refusal::TooManyWaits => "too_many_waits",
+            Refusal::UnknownMessage => "unknown_message",
+            Refusal::UnknownQueue => "unknown_queue",
+            Refusal::NotOwner => "permission_denied",
+        }
+    }
+}
+
+/// A line for a connection, caused by a queue change.
+pub(crate) type Note = (ConnId, Reply);
+
+/// The figures of one queue, as `QSTATS` and `QLIST` show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Figures {
+    messages: usize,
+    bytes: usize,
+    waiting: usize,
+    leased: usize,
+    counters: Counters,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counters {
+    sent: u64,
+    received: u64,
+    acked: u64,
+    redelivered: u64,
+    rejected: u64,
+    dropped: u64,
+    dead: u64,
+}
+
+/// A message and how often it was handed out.
+#[derive(Debug, Clone)]
+struct Message {
+    id: u64,
+    value: Bytes,
+    deliveries: usize,
+}
+
+/// A receive waiting for a message.
+#[derive(Debug)]
+struct Wait {
+    conn: ConnId,
+    /// Zero: no lease.
+    lease: Duration,
+    /// Its timeout, if it has one.
+    timer: Option<TimerKey>,
+}
+
+/// A message handed out under a lease.
+#[derive(Debug)]
+struct Lease {
+    message: Message,
+    conn: ConnId,
+    timer: TimerKey,
+}
+
+#[derive(Debug)]
+struct Queue {
+    limits: QueueLimits,
+    ready: VecDeque<Message>,
+    /// Bytes of ready and leased messages.
+    bytes: usize,
+    leased: HashMap<u64, Lease>,
+    waits: VecDeque<(u64, Wait)>,
+    /// The connection a temporary queue belongs to.
+    owner: Option<ConnId>,
+    counters: Counters,
+}
+
+impl Queue {
+    fn new(limits: QueueLimits, owner: Option<ConnId>) -> Queue {
+        Queue {
+            limits,
+            ready: VecDeque::new(),
+            bytes: 0,
+            leased: HashMap::new(),
+            waits: VecDeque::new(),
+            owner,
+            counters: Counters::default(),
+        }
+    }
+
+    fn figures(&self) -> Figures {
+        let leased_bytes: usize = self.leased.values().map(|l| l.message.value.len()).sum();
+        Figures {
+            messages: self.ready.len(),
+            bytes: self.bytes - leased_bytes,
+            waiting: self.waits.len(),
+            leased: self.leased.len(),
+            counters: self.counters,
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.ready.len() + self.leased.len()
+    }
+}
+
+type TimerKey = (Instant, u64);
+
+#[derive(Debug)]
+enum Timer {
+    Wait { queue: Bytes, wait: u64 },
+    Lease { queue: Bytes, id: u64 },
+}
+
+/// The deadlines of waits and leases, in order.
+#[derive(Debug)]
+struct Timers {
+    map: BTreeMap<TimerKey, Timer>,
+    wake: Arc<Notify>,
+}
+
+impl Timers {
+    fn add(&mut self, at: Instant, seq: u64, timer: Timer) -> TimerKey {
+        let key = (at, seq);
+        let earliest = self
+            .map
+            .first_key_value()
+            .is_none_or(|(first, _)| key < *first);
+        self.map.insert(key, timer);
+        if earliest {
+            self.wake.notify_one();
+        }
+        key
+    }
+
+    fn remove(&mut self, key: Option<TimerKey>) {
+        if let Some(key) = key {
+            self.map.remove(&key);
+        }
+    }
+}
+
+/// What one connection has here, so that its end can undo it.
+#[derive(Debug, Default)]
+struct ConnUse {
+    waits: usize,
+    /// Queues where it waits or holds leases (some may be gone).
+    queues: HashSet<Bytes>,
+    /// Its temporary queues.
+    temps: Vec<Bytes>,
+}
+
+/// Every queue, with its waits and leases.
+pub(crate) struct Queues {
+    config: QueueConfig,
+    stats: Arc<Stats>,
+    queues: HashMap<Bytes, Queue>,
+    conns: HashMap<ConnId, ConnUse>,
+    timers: Timers,
+    /// Message ids, wait ids and timer sequence numbers.
+    serial: u64,
+    total_bytes: usize,
+}
+
+/// A name a queue may have: not empty, no space, no `=`.
+pub(crate) fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && !name.iter().any(|&b| b == b' ' || b == b'=')
+}
+
+impl Queues {
+    pub(crate) fn new(config: QueueConfig, stats: Arc<Stats>) -> Queues {
+        Queues {
+            config,
+            stats,
+            queues: HashMap::new(),
+            conns: HashMap::new(),
+            timers: Timers {
+                map: BTreeMap::new(),
+                wake: Arc::new(Notify::new()),
+            },
+            serial: 0,
+            total_bytes: 0,
+        }
+    }
+
+    /// Notified when a deadline earlier than all others was added.
+    pub(crate) fn wake(&self) -> Arc<Notify> {
+        self.timers.wake.clone()
+    }
+
+    fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    /// The queue called `name`, created if it may be.
+    fn open(&mut self, name: &Bytes) -> Result<&mut Queue, Refusal> {
+        if !valid_name(name) {
+            return Err(Refusal::BadName);
+        }
+        if !self.queues.contains_key(name) {
+            if name.starts_with(TEMP_PREFIX) {
+                return Err(Refusal::UnknownQueue);
+            }
+            if self.queues.len() >= self.config.max_queues {
+                return Err(Refusal::TooManyQueues);
+            }
+            let limits = self.config.limits_for(name);
+            self.queues.insert(name.clone(), Queue::new(limits, None));
+        }
+        Ok(self.queues.get_mut(name).expect("present"))
+    }
+
+    /// `QSEND`: appends `value`, or hands it straight to the first waiting receive.
+    pub(crate) fn send(
+        &mut self,
+        name: &Bytes,
+        value: Bytes,
+        now: Instant,
+        notes: &mut Vec<Note>,
+    ) -> Result<(), Refusal> {
+        let id = self.next_serial();
+        let room = self.config.max_total_bytes.saturating_sub(self.total_bytes);
+        let stats = self.stats.clone();
+        let q = self.open(name)?;
+        let len = value.len();
+        if len > q.limits.max_message_size {
+            q.counters.rejected += 1;
+            Stats::bump(&stats.queue_rejected);
+            return Err(Refusal::TooLarge);
+        }
+        // Room: a waiting receive takes the message at once; otherwise it must fit, for
+        // `drop_oldest` after the oldest ready messages were dropped.
+        let limits = q.limits;
+        let has_room = |held: usize, bytes: usize, freed: usize| {
+            held < limits.max_messages && bytes + len <= limits.max_bytes && len <= room + freed
+        };
+        let (mut held, mut bytes, mut freed, mut drop) = (q.held(), q.bytes, 0, 0);
+        if q.waits.is_empty() {
+            while !has_room(held, bytes, freed) {
+                if limits.overflow == Overflow::Reject || drop == q.ready.len() {
+                    q.counters.rejected += 1;
+                    Stats::bump(&stats.queue_rejected);
+                    return Err(Refusal::Full);
+                }
+                let size = q.ready[drop].value.len();
+                (held, bytes, freed, drop) = (held - 1, bytes - size, freed + size, drop + 1);
+            }
+            if drop > 0 {
+                q.ready.drain(..drop);
+                q.bytes -= freed;
+                q.counters.dropped += drop as u64;
+                Stats::add(&stats.queue_dropped, drop as u64);
+            }
+        }
+        q.counters.sent += 1;
+        q.bytes += len;
+        self.total_bytes = self.total_bytes + len - freed;
+        Stats::bump(&stats.queue_sent);
+        let message = Message {
+            id,
+            value,
+            deliveries: 0,
+        };
+        let q = self.queue_mut(name);
+        q.ready.push_back(message);
+        self.settle(name, now, notes);
+        Ok(())
+    }
+
+    fn queue_mut(&mut self, name: &Bytes) -> &mut Queue {
+        self.queues.get_mut(name).expect("queue present")
+    }
+
+    /// Hands ready messages to waiting receives, in order, while there are both.
+    fn settle(&mut self, name: &Bytes, now: Instant, notes: &mut Vec<Note>) {
+        loop {
+            let q = self.queue_mut(name);
+            if q.ready.is_empty() || q.waits.is_empty() {
+                return;
+            }
+            let message = q.ready.pop_front().expect("not empty");
+            let (_, wait) = q.waits.pop_front().expect("not empty");
+            self.timers.remove(wait.timer);
+            if let Some(u) = self.conns.get_mut(&wait.conn) {
+                u.waits -= 1;
+            }
+            self.deliver(name, message, wait.conn, wait.lease, now, notes);
+        }
+    }
+
+    /// Hands `message` (counted in its queue's bytes) to `conn`, under a lease if `lease` is not
+    /// zero (then it is kept until acknowledged), otherwise for good.
+    fn deliver(
+        &mut self,
+        name: &Bytes,
+        mut message: Message,
+        conn: ConnId,
+        lease: Duration,
+        now: Instant,
+        notes: &mut Vec<Note>,
+    ) {
+        message.deliveries += 1;
+        notes.push((
+            conn,
+            Reply::QMessage {
+                queue: name.clone(),
+                id: Bytes::from(message.id.to_string()),
+                value: message.value.clone(),
+            },
+        ));
+        Stats::bump(&self.stats.queue_received);
+        let seq = self.next_serial();
+        let q = self.queues.get_mut(name).expect("queue present");
+        q.counters.received += 1;
+        if lease.is_zero() {
+            q.bytes -= message.value.len();
+            self.total_bytes -= message.value.len();
+            return;
+        }
+        let id = message.id;
+        let queue = name.clone();
+        let timer = self
+            .timers
+            .add(now + lease, seq, Timer::Lease { queue, id });
+        q.leased.insert(
+            id,
+            Lease {
+                message,
+                conn,
+                timer,
+            },
+        );
+        let used = self.conns.entry(conn).or_default();
+        used.queues.insert(name.clone());
+    }
+
+    /// `QRECV`: the first ready message, or a wait for one (`timeout` `None`: until the
+    /// connection ends; zero: `QEMPTY` at once).
+    pub(crate) fn recv(
+        &mut self,
+        conn: ConnId,
+        name: &Bytes,
+        timeout: Option<Duration>,
+        lease: Duration,
+        now: Instant,
+        notes: &mut Vec<Note>,
+    ) -> Result<(), Refusal> {
+        let max_waits = self.config.max_waits;
+        let waits = self.conns.get(&conn).map_or(0, |u| u.waits);
+        let wait_id = self.next_serial();
+        let q = self.open(name)?;
+        if q.owner.is_some_and(|owner| owner != conn) {
+            return Err(Refusal::NotOwner);
+        }
+        if !q.ready.is_empty() {
+            let message = q.ready.pop_front().expect("not empty");
+            self.deliver(name, message, conn, lease, now, notes);
+            return Ok(());
+        }
+        if timeout.is_some_and(|t| t.is_zero()) {
+            notes.push((
+                conn,
+                Reply::QEmpty {
+                    queue: name.clone(),
+                },
+            ));
+            return Ok(());
+        }
+        if waits >= max_waits {
+            return Err(Refusal::TooManyWaits);
+        }
+        let timer = timeout.map(|t| {
+            let queue = name.clone();
+            let wait = wait_id;
+            self.timers
+                .add(now + t, wait_id, Timer::Wait { queue, wait })
+        });
+        let wait = Wait { conn, lease, timer };
+        self.queue_mut(name).waits.push_back((wait_id, wait));
+        let used = self.conns.entry(conn).or_default();
+        used.waits += 1;
+        used.queues.insert(name.clone());
+        Ok(())
+    }
+
+    /// The lease `id` of `conn` on queue `name`, taken off the queue.
+    fn take_lease(&mut self, conn: ConnId, name: &[u8], id: &[u8]) -> Result<Lease, Refusal> {
+        let id: u64 = std::str::from_utf8(id)
+            .ok()
+            .and_then(|id| id.parse().ok())
+            .ok_or(Refusal::UnknownMessage)?;
+        let q = self.queues.get_mut(name).ok_or(Refusal::UnknownMessage)?;
+        match q.leased.get(&id) {
+            Some(lease) if lease.conn == conn => {}
+            _ => return Err(Refusal::UnknownMessage),
+        }
+        let lease = q.leased.remove(&id).expect("present");
+        self.timers.remove(Some(lease.timer));
+        Ok(lease)
+    }
+
+    /// `QACK`: done with a leased message.
+    pub(crate) fn ack(&mut self, conn: ConnId, name: &Bytes, id: &[u8]) -> Result<(), Refusal> {
+        let lease = self.take_lease(conn, name, id)?;
+        let len = lease.message.value.len();
+        let q = self.queue_mut(name);
+        q.counters.acked += 1;
+        q.bytes -= len;
+        self.total_bytes -= len;
+        Stats::bump(&self.stats.queue_acked);
+        Ok(())
+    }
+
+    /// `QNACK`: a leased message goes back now.
+    pub(crate) fn nack(
+        &mut self,
+        conn: ConnId,
+        name: &Bytes,
+        id: &[u8],
+        now: Instant,
+        notes: &mut Vec<Note>,
+    ) -> Result<(), Refusal> {
+        let lease = self.take_lease(conn, name, id)?;
+        self.give_back(name, lease.message, now, notes);
+        self.settle(name, now, notes);
+        Ok(())
+    }
+
+    /// A message that was handed out under a lease and not acknowledged goes back to the head
+    /// of its queue (the caller then hands it to a waiting receive), or, handed out
+    /// `maxdeliveries` times already, to `<queue>::dead`.
+    fn give_back(&mut self, name: &Bytes, message: Message, now: Instant, notes: &mut Vec<Note>) {
+        let len = message.value.len();
+        let dead = message.deliveries >= self.config.max_deliveries && !name.ends_with(DEAD_SUFFIX);
+        let q = self.queue_mut(name);
+        if !dead {
+            q.counters.redelivered += 1;
+            q.ready.push_front(message);
+            Stats::bump(&self.stats.queue_redelivered);
+            return;
+        }
+        q.counters.dead += 1;
+        q.bytes -= len;
+        self.total_bytes -= len;
+        Stats::bump(&self.stats.queue_dead_lettered);
+        let dead_name = Bytes::from([&name[..], DEAD_SUFFIX].concat());
+        tracing::warn!(
+            queue = %String::from_utf8_lossy(name),
+            deliveries = message.deliveries,
+            "message handed out too often without an ack moved to the dead-letter queue"
+        );
+        // The dead-letter queue takes it under its own limits (and may refuse it).
+        if let Err(refusal) = self.send(&dead_name, message.value, now, notes) {
+            tracing::warn!(
+                queue = %String::from_utf8_lossy(&dead_name),
+                reason = refusal.token(),
+                "dead-letter queue refused a message; it is lost"
+            );
+        }
+    }
+
+    /// `QCANCEL`: `conn`'s waiting receives on `name` end (each gets `QEMPTY`).
+    pub(crate) fn cancel(&mut self, conn: ConnId, name: &Bytes, notes: &mut Vec<Note>) {
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
+        let mut ended = 0;
+        q.waits.retain(|(_, w)| {
+            if w.conn != conn {
+                return true;
+            }
+            self.timers.remove(w.timer);
+            notes.push((
+                conn,
+                Reply::QEmpty {
+                    queue: name.clone(),
+                },
+            ));
+            ended += 1;
+            false
+        });
+        if let Some(u) = self.conns.get_mut(&conn) {
+            u.waits -= ended;
+        }
+    }
+
+    /// A timed-out wait ends with `QEMPTY`.
+    fn end_wait(&mut self, name: &Bytes, wait_id: u64, notes: &mut Vec<Note>) {
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
+        let Some(i) = q.waits.iter().position(|(id, _)| *id == wait_id) else {
+            return;
+        };
+        let (_, wait) = q.waits.remove(i).expect("present");
+        if let Some(u) = self.conns.get_mut(&wait.conn) {
+            u.waits -= 1;
+        }
+        notes.push((
+            wait.conn,
+            Reply::QEmpty {
+                queue: name.clone(),
+            },
+        ));
+    }
+
+    /// Ends the waits and leases whose time has come; returns when the next one is due.
+    pub(crate) fn fire(&mut self, now: Instant, notes: &mut Vec<Note>) -> Option<Instant> {
+        while let Some(entry) = self.timers.map.first_entry() {
+            if entry.key().0 > now {
+                return Some(entry.key().0);
+            }
+            match entry.remove() {
+                Timer::Wait { queue, wait } => self.end_wait(&queue, wait, notes),
+                Timer::Lease { queue, id } => {
+                    let lease = self
+                        .queues
+                        .get_mut(&queue)
+                        .and_then(|q| q.leased.remove(&id));
+                    if let Some(lease) = lease {
+                        self.give_back(&queue, lease.message, now, notes);
+                        self.settle(&queue, now, notes);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// `QPURGE`: drops a queue's ready messages; returns how many.
+    pub(crate) fn purge(&mut self, name: &Bytes) -> usize {
+        let Some(q) = self.queues.get_mut(name) else {
+            return 0;
+        };
+        let freed: usize = q.ready.iter().map(|m| m.value.len()).sum();
+        let n = q.ready.len();
+        q.ready.clear();
+        q.bytes -= freed;
+        self.total_bytes -= freed;
+        n
+    }
+
+    /// `QDELETE`: the queue goes, with its messages (leased ones too); its waits end.
+    pub(crate) fn delete(&mut self, name: &Bytes, notes: &mut Vec<Note>) -> bool {
+        let Some(q) = self.queues.remove(name) else {
+            return false;
+        };
+        self.total_bytes -= q.bytes;
+        for (_, wait) in q.waits {
+            self.timers.remove(wait.timer);
+            if let Some(u) = self.conns.get_mut(&wait.conn) {
+                u.waits -= 1;
+            }
+            notes.push((
+                wait.conn,
+                Reply::QEmpty {
+                    queue: name.clone(),
+                },
+            ));
+        }
+        for lease in q.leased.into_values() {
+            self.timers.remove(Some(lease.timer));
+        }
+        true
+    }
+
+    /// `QTEMP`: a new queue only `conn` receives from, gone when `conn` ends.
+    pub(crate) fn temp(&mut self, conn: ConnId) -> Result<Bytes, Refusal> {
+        if self.queues.len() >= self.config.max_queues {
+            return Err(Refusal::TooManyQueues);
+        }
+        let serial = self.next_serial();
+        let name = Bytes::from(format!(
+            "{}{serial}.{:08x}",
+            String::from_utf8_lossy(TEMP_PREFIX),
+            rand::random::<u32>()
+        ));
+        let limits = self.config.limits_for(&name);
+        self.queues
+            .insert(name.clone(), Queue::new(limits, Some(conn)));
+        self.conns.entry(conn).or_default().temps.push(name.clone());
+        Ok(name)
+    }
+
+    /// A connection ended: its waits end, the messages leased to it go back to their queues
+    /// (to other waiting receives at once), its temporary queues go.
+    pub(crate) fn remove_conn(&mut self, conn: ConnId, now: Instant, notes: &mut Vec<Note>) {
+        let Some(used) = self.conns.remove(&conn) else {
+            return;
+        };
+        for name in &used.temps {
+            let mut ignored = Vec::new();
+            self.delete(name, &mut ignored);
+        }
+        let mut names: Vec<Bytes> = used.queues.into_iter().collect();
+        names.sort_unstable();
+        for name in names {
+            let Some(q) = self.queues.get_mut(&name) else {
+                continue;
+            };
+            let timers = &mut self.timers;
+            q.waits.retain(|(_, w)| {
+                let keep = w.conn != conn;
+                if !keep {
+                    timers.remove(w.timer);
+                }
+                keep
+            });
+            let mut ids: Vec<u64> = q
+                .leased
+                .iter()
+                .filter(|(_, l)| l.conn == conn)
+                .map(|(id, _)| *id)
+                .collect();
+            // Back in the order they were sent: the newest first, each to the head.
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            for id in ids {
+                let q = self.queue_mut(&name);
+                let lease = q.leased.remove(&id).expect("present");
+                self.timers.remove(Some(lease.timer));
+                self.give_back(&name, lease.message, now, notes);
+            }
+            self.settle(&name, now, notes);
+        }
+        // Notes for the connection that ended have nowhere to go.
+        notes.retain(|(to, _)| *to != conn);
+    }
+
+    /// The figures of queue `name` (zeros for one that does not exist) and its limits.
+    pub(crate) fn stat(&self, name: &[u8]) -> Bytes {
+        let limits = self.config.limits_for(name);
+        match self.queues.get(name) {
+            Some(q) => fields(&q.figures(), &q.limits),
+            None => fields(&Figures::default(), &limits),
+        }
+    }
+
+    /// Every queue with its figures, names in byte order.
+    pub(crate) fn list(&self) -> Vec<(Bytes, Bytes)> {
+        let mut names: Vec<&Bytes> = self.queues.keys().collect();
+        names.sort_unstable();
+        names
+            .into_iter()
+            .map(|name| {
+                let q = &self.queues[name];
+                (name.clone(), fields(&q.figures(), &q.limits))
+            })
+            .collect()
+    }
+}
+
+/// The `k=v;…` fields of `QSTATS` and `QUEUE` lines.
+fn fields(f: &Figures, limits: &QueueLimits) -> Bytes {
+    let c = &f.counters;
+    let overflow = match limits.overflow {
+        Overflow::Reject => "reject",
+        Overflow::DropOldest => "drop_oldest",
+    };
+    Bytes::from(format!(
+        "messages={};bytes={};waiting={};leased={};sent={};received={};acked={};\
+         redelivered={};rejected={};dropped={};dead={};max_messages={};max_bytes={};\
+         max_message_size={};overflow={overflow}",
+        f.messages,
+        f.bytes,
+        f.waiting,
+        f.leased,
+        c.sent,
+        c.received,
+        c.acked,
+        c.redelivered,
+        c.rejected,
+        c.dropped,
+        c.dead,
+        limits.max_messages,
+        limits.max_bytes,
+        limits.max_message_size,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    impl Queues {
+        /// The accounting agrees with what is held.
+        fn check(&self) {
+            let mut total = 0;
+            let mut waits: HashMap<ConnId, usize> = HashMap::new();
+            let mut timers = 0;
+            for q in self.queues.values() {
+                let ready: usize = q.ready.iter().map(|m| m.value.len()).sum();
+                let leased: usize = q.leased.values().map(|l| l.message.value.len()).sum();
+                assert_eq!(q.bytes, ready + leased);
+                assert!(q.ready.is_empty() || q.waits.is_empty());
+                total += q.bytes;
+                for (_, w) in &q.waits {
+                    *waits.entry(w.conn).or_default() += 1;
+                    timers += usize::from(w.timer.is_some());
+                }
+                timers += q.leased.len();
+            }
+            assert_eq!(self.total_bytes, total);
+            assert_eq!(self.timers.map.len(), timers);
+            for (conn, used) in &self.conns {
+                assert_eq!(used.waits, waits.get(conn).copied().unwrap_or(0), "{conn}");
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Send(u8, u8),
+        Recv(u8, u8, Option<u8>, u8),
+        Ack(u8, u8),
+        Nack(u8, u8),
+        Cancel(u8, u8),
+        Purge(u8),
+        Delete(u8),
+        Temp(u8),
+        Gone(u8),
+        Tick,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3u8, 0..12u8).prop_map(|(q, n)| Op::Send(q, n)),
+            4 => (0..3u8, 0..3u8, proptest::option::of(0..3u8), 0..3u8)
+                .prop_map(|(c, q, t, l)| Op::Recv(c, q, t, l)),
+            2 => (0..3u8, any::<u8>()).prop_map(|(c, i)| Op::Ack(c, i)),
+            2 => (0..3u8, any::<u8>()).prop_map(|(c, i)| Op::Nack(c, i)),
+            1 => (0..3u8, 0..3u8).prop_map(|(c, q)| Op::Cancel(c, q)),
+            1 => (0..3u8).prop_map(Op::Purge),
+            1 => (0..3u8).prop_map(Op::Delete),
+            1 => (0..3u8).prop_map(Op::Temp),
+            1 => (0..3u8).prop_map(Op::Gone),
+            2 => Just(Op::Tick),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn accounting_holds_and_every_message_is_handed_out_once(
+            ops in proptest::collection::vec(op(), 1..120)
+        ) {
+            let config = QueueConfig {
+                limits: QueueLimits {
+                    max_messages: 4,
+                    max_bytes: 30,
+                    max_message_size: 10,
+                    overflow: Overflow::Reject,
+                },
+                prefixes: vec![("q1".into(), QueueLimits {
+                    max_messages: 4,
+                    max_bytes: 30,
+                    max_message_size: 10,
+                    overflow: Overflow::DropOldest,
+                })],
+                max_deliveries: 2,
+                max_queues: 6,
+                max_total_bytes: 60,
+                max_waits: 3,
+            };
+            let mut queues = Queues::new(config, Arc::new(Stats::default()));
+            let mut now = Instant::now();
+            let name = |q: u8| Bytes::from(format!("q{q}"));
+            // Messages handed out and not given back, per connection: (queue, id).
+            let mut held: Vec<(ConnId, Bytes, Bytes)> = Vec::new();
+            for op in ops {
+                let mut notes = Vec::new();
+                match op {
+                    Op::Send(q, n) => {
+                        let _ = queues.send(&name(q), Bytes::from(vec![b'x'; n.into()]), now, &mut notes);
+                    }
+                    Op::Recv(c, q, t, l) => {
+                        let timeout = t.map(|t| Duration::from_secs(t.into()));
+                        let lease = Duration::from_secs(l.into());
+                        let _ = queues.recv(c.into(), &name(q), timeout, lease, now, &mut notes);
+                    }
+                    Op::Ack(c, i) | Op::Nack(c, i) if !held.is_empty() => {
+                        let (_, q, id) = held[usize::from(i) % held.len()].clone();
+                        let ok = if matches!(op, Op::Ack(..)) {
+                            queues.ack(c.into(), &q, &id).is_ok()
+                        } else {
+                            queues.nack(c.into(), &q, &id, now, &mut notes).is_ok()
+                        };
+                        if ok {
+                            held.retain(|(_, hq, hid)| !(hq == &q && hid == &id));
+                        }
+                    }
+                    Op::Ack(..) | Op::Nack(..) => {}
+                    Op::Cancel(c, q) => queues.cancel(c.into(), &name(q), &mut notes),
+                    Op::Purge(q) => {
+                        queues.purge(&name(q));
+                    }
+                    Op::Delete(q) => {
+                        queues.delete(&name(q), &mut notes);
+                    }
+                    Op::Temp(c) => {
+                        let _ = queues.temp(c.into());
+                    }
+                    Op::Gone(c) => queues.remove_conn(c.into(), now, &mut notes),
+                    Op::Tick => {
+                        now += Duration::from_millis(700);
+                        queues.fire(now, &mut notes);
+                    }
+                }
+                // A message is handed out at most once per change (a lease that ended may
+                // hand it out again, to the next receive).
+                let mut out_now = HashSet::new();
+                for (conn, reply) in notes {
+                    if let Reply::QMessage { queue, id, .. } = reply {
+                        let q = &queues.queues.get(&queue);
+                        let leased = q.is_some_and(|q| {
+                            q.leased.contains_key(&std::str::from_utf8(&id).unwrap().parse().unwrap())
+                        });
+                        prop_assert!(out_now.insert((queue.clone(), id.clone())));
+                        if leased {
+                            held.retain(|(_, hq, hid)| !(hq == &queue && hid == &id));
+                            held.push((conn, queue, id));
+                        }
+                    }
+                }
+                // What went back (lease over, receiver gone, queue deleted) is not held.
+                held.retain(|(_, q, id)| {
+                    let id: u64 = std::str::from_utf8(id).unwrap().parse().unwrap();
+                    queues.queues.get(q).is_some_and(|q| q.leased.contains_key(&id))
+                });
+                queues.check();
+            }
+        }
+    }
+}
