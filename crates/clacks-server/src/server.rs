@@ -67,16 +67,18 @@ impl Server {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
-        let (mut cache, save_now) = match &config.persistence_file {
+        let (mut cache, queues, save_now) = match &config.persistence_file {
             Some(path) => {
                 let loaded = persistence::load(path, clock.now(), config.persistence_on_error)?;
-                (loaded.cache, loaded.save_now)
+                (loaded.cache, loaded.queues, loaded.save_now)
             }
-            None => (Default::default(), false),
+            None => (Default::default(), Vec::new(), false),
         };
         apply_memory_limit(&config, &mut cache, clock.now());
+        let shared = Arc::new(Shared::new(config, clock, cache));
+        shared.lock().queues.restore(queues);
         Ok(Server {
-            shared: Arc::new(Shared::new(config, clock, cache)),
+            shared,
             tls,
             save_now,
         })

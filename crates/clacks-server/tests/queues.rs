@@ -489,3 +489,69 @@ async fn monitors_see_queue_commands() {
         }
     }
 }
+
+#[tokio::test]
+async fn queue_contents_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let persisted = |dir: &tempfile::TempDir| {
+        let file = dir.path().join("cache.dat");
+        move |c: &mut clacks_server::Config| c.persistence_file = Some(file)
+    };
+    let setup = persisted(&dir);
+    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    for value in ["first", "second=with equals", "third"] {
+        c.send(&format!("QSEND jobs={value}")).await;
+    }
+    c.send("QSEND other=x").await;
+    c.send("STORE k=v").await;
+    // Leased when the server stops: back as the head of its queue after the restart.
+    c.send("QRECV jobs 0 60").await;
+    assert_eq!(message(&c.line().await.unwrap(), "jobs").1, "first");
+    c.send("QTEMP").await;
+    let temp = c.expect_prefix("QTEMPNAME ").await;
+    c.send(&format!("QSEND {}=reply", &temp["QTEMPNAME ".len()..]))
+        .await;
+    c.expect_nothing().await;
+    let dir = server.shutdown().await;
+    let file = std::fs::read(dir.path().join("cache.dat.queues")).unwrap();
+    assert!(file.starts_with(b"clacksd-queues 1\n") && file.ends_with(b"end\n"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("cache.dat.queues"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let setup = persisted(&dir);
+    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    for want in ["first", "second=with equals", "third"] {
+        assert_eq!(recv_now(&mut c, "jobs").await.unwrap().1, want);
+    }
+    assert_eq!(recv_now(&mut c, "other").await.unwrap().1, "x");
+    c.send("RETRIEVE k").await;
+    c.expect("RETRIEVED k=v").await;
+    // Temporary queues end with their connection, and so with the server.
+    c.send("QLIST").await;
+    c.expect("QLISTSTART").await;
+    c.expect_prefix("QUEUE jobs ").await;
+    c.expect_prefix("QUEUE other ").await;
+    c.expect("QLISTEND").await;
+}
+
+#[tokio::test]
+async fn a_damaged_queue_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cache.dat.queues"),
+        b"clacksd-queues 1\njobs 0 5\nab",
+    )
+    .unwrap();
+    let mut config = common::base_config();
+    config.sockets = vec![dir.path().join("clacks.sock")];
+    config.persistence_file = Some(dir.path().join("cache.dat"));
+    let err = clacks_server::Server::new(config).unwrap_err().to_string();
+    assert!(err.contains("cache.dat.queues: at byte 26"), "{err}");
+    assert!(err.contains("<persistanceonerror>moveaside"), "{err}");
+}

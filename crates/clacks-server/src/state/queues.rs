@@ -66,6 +66,9 @@ impl Refusal {
 /// A line for a connection, caused by a queue change.
 pub(crate) type Note = (ConnId, Reply);
 
+/// A queue's messages as saved: its name, and each message's deliveries and value, in order.
+pub(crate) type Saved = (Bytes, Vec<(usize, Bytes)>);
+
 /// The figures of one queue, as `QSTATS` and `QLIST` show them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Figures {
@@ -211,6 +214,8 @@ pub(crate) struct Queues {
     /// Message ids, wait ids and timer sequence numbers.
     serial: u64,
     total_bytes: usize,
+    /// Moves at every change of what the queues hold (for the persistence loop).
+    generation: u64,
 }
 
 /// A name a queue may have: not empty, no space, no `=`.
@@ -231,6 +236,58 @@ impl Queues {
             },
             serial: 0,
             total_bytes: 0,
+            generation: 0,
+        }
+    }
+
+    /// Counter of changes to what the queues hold.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The messages of every queue but temporary ones, in order, leased ones first (they were
+    /// sent before the ready ones): what a restart gets back.
+    pub(crate) fn snapshot(&self) -> Vec<Saved> {
+        let mut names: Vec<&Bytes> = self.queues.keys().collect();
+        names.sort_unstable();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let q = &self.queues[name];
+                if q.owner.is_some() || q.held() == 0 {
+                    return None;
+                }
+                let mut leased: Vec<&Message> = q.leased.values().map(|l| &l.message).collect();
+                leased.sort_unstable_by_key(|m| m.id);
+                let messages = leased
+                    .into_iter()
+                    .chain(&q.ready)
+                    .map(|m| (m.deliveries, m.value.clone()))
+                    .collect();
+                Some((name.clone(), messages))
+            })
+            .collect()
+    }
+
+    /// Puts saved messages back (at start), with new ids, whatever the limits say now.
+    pub(crate) fn restore(&mut self, saved: Vec<Saved>) {
+        for (name, messages) in saved {
+            if !valid_name(&name) || name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let limits = self.config.limits_for(&name);
+            let mut q = Queue::new(limits, None);
+            for (deliveries, value) in messages {
+                self.serial += 1;
+                q.bytes += value.len();
+                self.total_bytes += value.len();
+                q.ready.push_back(Message {
+                    id: self.serial,
+                    value,
+                    deliveries,
+                });
+            }
+            self.queues.insert(name, q);
         }
     }
 
@@ -239,6 +296,7 @@ impl Queues {
         self.timers.wake.clone()
     }
 
+    /// A new message id, wait id or timer number.
     fn next_serial(&mut self) -> u64 {
         self.serial += 1;
         self.serial
@@ -315,6 +373,7 @@ impl Queues {
         };
         let q = self.queue_mut(name);
         q.ready.push_back(message);
+        self.generation += 1;
         self.settle(name, now, notes);
         Ok(())
     }
@@ -361,6 +420,7 @@ impl Queues {
             },
         ));
         Stats::bump(&self.stats.queue_received);
+        self.generation += 1;
         let seq = self.next_serial();
         let q = self.queues.get_mut(name).expect("queue present");
         q.counters.received += 1;
@@ -459,6 +519,7 @@ impl Queues {
         q.counters.acked += 1;
         q.bytes -= len;
         self.total_bytes -= len;
+        self.generation += 1;
         Stats::bump(&self.stats.queue_acked);
         Ok(())
     }
@@ -482,6 +543,7 @@ impl Queues {
     /// of its queue (the caller then hands it to a waiting receive), or, handed out
     /// `maxdeliveries` times already, to `<queue>::dead`.
     fn give_back(&mut self, name: &Bytes, message: Message, now: Instant, notes: &mut Vec<Note>) {
+        self.generation += 1;
         let len = message.value.len();
         let dead = message.deliveries >= self.config.max_deliveries && !name.ends_with(DEAD_SUFFIX);
         let q = self.queue_mut(name);
@@ -589,6 +651,7 @@ impl Queues {
         q.ready.clear();
         q.bytes -= freed;
         self.total_bytes -= freed;
+        self.generation += 1;
         n
     }
 
@@ -598,6 +661,7 @@ impl Queues {
             return false;
         };
         self.total_bytes -= q.bytes;
+        self.generation += 1;
         for (_, wait) in q.waits {
             self.timers.remove(wait.timer);
             if let Some(u) = self.conns.get_mut(&wait.conn) {

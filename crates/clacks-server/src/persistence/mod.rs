@@ -7,6 +7,11 @@
 //! loads, the damaged ones are first renamed aside (`<name>.bad-<unix time>`); when none loads,
 //! the server refuses to start unless `<persistanceonerror>` is `moveaside`, in which case the
 //! damaged files are renamed aside and the server starts empty.
+//!
+//! The work queues are saved with the cache, by the same rules, in a file of their own
+//! ([`queues`]), `<persistancefile>.queues`.
+
+mod queues;
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -19,6 +24,7 @@ use clacks_store::Cache;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PersistenceOnError;
+use crate::state::queues::Saved;
 use crate::state::Shared;
 use crate::stats::Stats;
 use crate::ServerError;
@@ -29,9 +35,16 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The queues' file beside the cache file `path`.
+fn queue_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".queues")
+}
+
 /// What loading found.
 pub(crate) struct Loaded {
     pub(crate) cache: Cache,
+    /// The work queues' messages.
+    pub(crate) queues: Vec<Saved>,
     /// Whether to save soon (loaded from a fallback, upgraded, or started empty).
     pub(crate) save_now: bool,
 }
@@ -42,15 +55,40 @@ struct Damaged {
     problem: String,
 }
 
-/// Loads the cache, trying the file, then `_bck`, then `_`. No file at all is a first start
-/// (empty cache). Files that exist but cannot be read are kept aside before a later one is
-/// used; if none can be read, `on_error` decides: refuse to start, or keep them aside and start
-/// empty.
+/// Loads the cache and the work queues (each from its file, then `_bck`, then `_`).
 pub(crate) fn load(
     path: &Path,
     now: f64,
     on_error: PersistenceOnError,
 ) -> Result<Loaded, ServerError> {
+    let decode_cache = |data: &[u8]| {
+        persist::decode(data, now)
+            .map(|(cache, format)| (cache, format == Format::Legacy))
+            .map_err(|e| e.to_string())
+    };
+    let (cache, upgraded) = load_chain(path, decode_cache, on_error)?;
+    let decode_queues = |data: &[u8]| queues::read(data).map(|q| (q, false));
+    let (saved, _) = load_chain(&queue_path(path), decode_queues, on_error)?;
+    let (cache, saved) = (cache.unwrap_or_default(), saved.unwrap_or_default());
+    let messages: usize = saved.iter().map(|(_, m)| m.len()).sum();
+    tracing::info!(file = %path.display(), entries = cache.len(), messages, "persistence loaded");
+    Ok(Loaded {
+        cache,
+        queues: saved,
+        save_now: upgraded,
+    })
+}
+
+/// Loads one file, trying it, then `_bck`, then `_`; `decode` says what it holds and whether
+/// to save soon (an old format). `None` and a save soon when no file is there yet (a first
+/// start) or none could be read and `on_error` says to start empty. Files that exist but cannot
+/// be read are kept aside before a later one is used; if none can be read, `on_error` decides:
+/// refuse to start, or keep them aside and start empty.
+fn load_chain<T>(
+    path: &Path,
+    decode: impl Fn(&[u8]) -> Result<(T, bool), String>,
+    on_error: PersistenceOnError,
+) -> Result<(Option<T>, bool), ServerError> {
     let candidates = [
         path.to_path_buf(),
         with_suffix(path, "_bck"),
@@ -69,8 +107,8 @@ pub(crate) fn load(
                 continue;
             }
         };
-        match persist::decode(&data, now) {
-            Ok((cache, format)) => {
+        match decode(&data) {
+            Ok((loaded, old_format)) => {
                 for d in &damaged {
                     let aside = move_aside(&d.path)?;
                     tracing::warn!(
@@ -81,24 +119,18 @@ pub(crate) fn load(
                         candidate.display()
                     );
                 }
-                tracing::info!(file = %candidate.display(), entries = cache.len(), ?format, "persistence file loaded");
-                return Ok(Loaded {
-                    cache,
-                    save_now: i > 0 || format == Format::Legacy,
-                });
+                tracing::debug!(file = %candidate.display(), "persistence file read");
+                return Ok((Some(loaded), i > 0 || old_format));
             }
-            Err(e) => damaged.push(Damaged {
+            Err(problem) => damaged.push(Damaged {
                 path: candidate.clone(),
-                problem: e.to_string(),
+                problem,
             }),
         }
     }
     if damaged.is_empty() {
-        tracing::info!(file = %path.display(), "no persistence file yet, starting with an empty cache");
-        return Ok(Loaded {
-            cache: Cache::default(),
-            save_now: true,
-        });
+        tracing::info!(file = %path.display(), "no persistence file yet, starting empty");
+        return Ok((None, true));
     }
     match on_error {
         PersistenceOnError::Refuse => Err(ServerError::Persistence {
@@ -119,11 +151,8 @@ pub(crate) fn load(
                     "damaged persistence file moved aside (persistanceonerror moveaside)"
                 );
             }
-            tracing::warn!(file = %path.display(), "starting with an empty cache");
-            Ok(Loaded {
-                cache: Cache::default(),
-                save_now: true,
-            })
+            tracing::warn!(file = %path.display(), "starting empty");
+            Ok((None, true))
         }
     }
 }
@@ -220,13 +249,17 @@ pub(crate) async fn persist_loop(
         .config
         .persistence_interval
         .max(Duration::from_millis(100));
-    let mut saved = shared.lock().cache.generation();
+    let generations = || {
+        let state = shared.lock();
+        (state.cache.generation(), state.queues.generation())
+    };
+    let mut saved = generations();
     loop {
         let stopping = tokio::select! {
             () = stop.cancelled() => true,
             () = tokio::time::sleep(interval) => false,
         };
-        let dirty = force || stopping || shared.lock().cache.generation() != saved;
+        let dirty = force || stopping || generations() != saved;
         if dirty {
             let (s, target) = (shared.clone(), path.clone());
             match tokio::task::spawn_blocking(move || save_snapshot(&s, &target)).await {
@@ -252,8 +285,9 @@ pub(crate) async fn persist_loop(
 /// Records copied per hold of the lock while taking a snapshot.
 const SNAPSHOT_CHUNK: usize = 2048;
 
-/// Takes a snapshot of the cache without stopping the server, and writes it to `path`.
-/// Returns the cache generation the snapshot is complete up to.
+/// Takes a snapshot of the cache without stopping the server, and writes it to `path`, then
+/// the work queues (copied in one hold of the lock) to their file. Returns the generations the
+/// snapshots are complete up to.
 ///
 /// Under the lock only cheap work is done: the records are copied in chunks of
 /// [`SNAPSHOT_CHUNK`] (values are reference-counted, so a copy is not a copy of the bytes;
@@ -266,7 +300,7 @@ const SNAPSHOT_CHUNK: usize = 2048;
 /// meanwhile may be missing. The generation returned is the one read with the first chunk: any
 /// change during the snapshot moves the cache past it, so the next interval saves again and
 /// the file catches up.
-fn save_snapshot(shared: &Shared, path: &Path) -> std::io::Result<u64> {
+fn save_snapshot(shared: &Shared, path: &Path) -> std::io::Result<(u64, u64)> {
     let started = std::time::Instant::now();
     let (generation, mut end) = {
         let state = shared.lock();
@@ -302,5 +336,10 @@ fn save_snapshot(shared: &Shared, path: &Path) -> std::io::Result<u64> {
         total_ms = started.elapsed().as_millis() as u64,
         "snapshot taken"
     );
-    Ok(generation)
+    let (queue_generation, saved) = {
+        let state = shared.lock();
+        (state.queues.generation(), state.queues.snapshot())
+    };
+    save(&queue_path(path), |out| queues::write(&saved, out))?;
+    Ok((generation, queue_generation))
 }
