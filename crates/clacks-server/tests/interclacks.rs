@@ -355,7 +355,7 @@ async fn while_the_master_syncs_other_commands_wait_and_then_run_in_order() {
         .expect(concat!(
             "CLACKS clacksd ",
             env!("CARGO_PKG_VERSION"),
-            " origin-times in interclacks client mode"
+            " origin-times queues in interclacks client mode"
         ))
         .await;
     let token = clacks_server::testing::token(ADMIN.0, ADMIN.1);

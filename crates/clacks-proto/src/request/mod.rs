@@ -218,6 +218,28 @@ pub enum Request {
     },
     /// `QTEMP`: a server-named queue only this connection receives from.
     QTemp,
+    /// `QFWD <tag> <hops> <line>` (interclacks, between `clacksd` servers): a queue command
+    /// a slave forwards towards the root for one of its clients (`tag`), `hops` servers so far.
+    QForward {
+        /// Names the client on the link that sent it.
+        tag: u64,
+        /// Servers the command has been forwarded through before.
+        hops: u8,
+        /// The command line.
+        line: Bytes,
+    },
+    /// `QREPLY <tag> <line>` (interclacks): an answer to a forwarded command.
+    QReply {
+        /// The client it is for, as named in its `QFWD`.
+        tag: u64,
+        /// The answer line.
+        line: Bytes,
+    },
+    /// `QDROP <tag>` (interclacks): the client the tag names is gone.
+    QDrop {
+        /// The client, as named in its `QFWD`.
+        tag: u64,
+    },
     /// Anything else.
     Unknown {
         /// The whole line.
@@ -260,6 +282,9 @@ impl Request {
             Some(b'Q') => first_of!(
                 queue::parse_send,
                 queue::parse_recv,
+                queue::parse_forward,
+                queue::parse_reply,
+                queue::parse_drop,
                 queue::parse_ack,
                 queue::parse_nack,
                 queue::parse_cancel,
@@ -351,6 +376,9 @@ impl Request {
             Request::QPurge { queue } => queue::encode_words(out, queue::QPURGE, &[queue]),
             Request::QDelete { queue } => queue::encode_words(out, queue::QDELETE, &[queue]),
             Request::QTemp => put_line(out, &[queue::QTEMP]),
+            Request::QForward { tag, hops, line } => queue::encode_forward(out, *tag, *hops, line),
+            Request::QReply { tag, line } => queue::encode_reply(out, *tag, line),
+            Request::QDrop { tag } => queue::encode_drop(out, *tag),
             Request::Unknown { line } => admin::encode_unknown(out, line),
         }
     }
@@ -379,7 +407,7 @@ mod tests {
     use super::*;
 
     /// Every verb the families parse, as they compare it.
-    const VERBS: [&[u8]; 36] = [
+    const VERBS: [&[u8]; 39] = [
         cache::STORE,
         cache::RETRIEVE,
         cache::REMOVE,
@@ -416,6 +444,9 @@ mod tests {
         queue::QPURGE,
         queue::QDELETE,
         queue::QTEMP,
+        queue::QFWD,
+        queue::QREPLY,
+        queue::QDROP,
     ];
 
     #[test]
@@ -432,6 +463,10 @@ mod tests {
         for verb in VERBS {
             let words: &[u8] = if [queue::QRECV, queue::QACK, queue::QNACK].contains(&verb) {
                 b"q 1"
+            } else if [queue::QFWD, queue::QREPLY].contains(&verb) {
+                b"1 1 QTEMP"
+            } else if verb == queue::QDROP {
+                b"1"
             } else {
                 b"1 2 U k=v k"
             };

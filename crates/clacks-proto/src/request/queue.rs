@@ -1,4 +1,6 @@
-//! Work-queue requests: QSEND, QRECV, QACK, QNACK, QCANCEL, QSTAT, QLIST, QPURGE, QDELETE, QTEMP.
+//! Work-queue requests: QSEND, QRECV, QACK, QNACK, QCANCEL, QSTAT, QLIST, QPURGE, QDELETE, QTEMP,
+//! and between `clacksd` servers QFWD, QREPLY and QDROP (a queue command forwarded towards the
+//! root for a client, its answers, the end of that client).
 //!
 //! A queue name is one word (the server refuses names with a space or `=`, see
 //! `docs/protocol.md`); timeouts, leases and message ids stay text here and are read by the
@@ -7,7 +9,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::Request;
-use crate::words::{after, nonempty, put_line, split_assign, word};
+use crate::words::{after, nonempty, put_line, split_assign, take_word, word};
 
 pub(crate) const QSEND: &[u8] = b"QSEND ";
 pub(crate) const QRECV: &[u8] = b"QRECV ";
@@ -19,6 +21,9 @@ pub(crate) const QLIST: &[u8] = b"QLIST";
 pub(crate) const QPURGE: &[u8] = b"QPURGE ";
 pub(crate) const QDELETE: &[u8] = b"QDELETE ";
 pub(crate) const QTEMP: &[u8] = b"QTEMP";
+pub(crate) const QFWD: &[u8] = b"QFWD ";
+pub(crate) const QREPLY: &[u8] = b"QREPLY ";
+pub(crate) const QDROP: &[u8] = b"QDROP ";
 
 /// The words of `rest` separated by single spaces: `None` if one is empty or there are more
 /// than `N`.
@@ -107,6 +112,56 @@ pub(super) fn parse_delete(line: &Bytes) -> Option<Request> {
 #[inline]
 pub(super) fn parse_temp(line: &Bytes) -> Option<Request> {
     word(line, QTEMP, || Request::QTemp)
+}
+
+/// A decimal number in a word.
+fn number<T: std::str::FromStr>(word: &[u8]) -> Option<T> {
+    std::str::from_utf8(word).ok()?.parse().ok()
+}
+
+/// `QFWD <tag> <hops> <line>`.
+#[inline]
+pub(super) fn parse_forward(line: &Bytes) -> Option<Request> {
+    let (tag, rest) = take_word(&after(line, QFWD)?)?;
+    let (hops, line) = take_word(&rest)?;
+    Some(Request::QForward {
+        tag: number(&tag)?,
+        hops: number(&hops)?,
+        line: nonempty(line)?,
+    })
+}
+
+/// `QREPLY <tag> <line>`.
+#[inline]
+pub(super) fn parse_reply(line: &Bytes) -> Option<Request> {
+    let (tag, line) = take_word(&after(line, QREPLY)?)?;
+    Some(Request::QReply {
+        tag: number(&tag)?,
+        line: nonempty(line)?,
+    })
+}
+
+/// `QDROP <tag>`.
+#[inline]
+pub(super) fn parse_drop(line: &Bytes) -> Option<Request> {
+    let tag = number(&after(line, QDROP)?)?;
+    Some(Request::QDrop { tag })
+}
+
+pub(super) fn encode_forward(out: &mut BytesMut, tag: u64, hops: u8, line: &[u8]) {
+    let (tag, hops) = (tag.to_string(), hops.to_string());
+    put_line(
+        out,
+        &[QFWD, tag.as_bytes(), b" ", hops.as_bytes(), b" ", line],
+    );
+}
+
+pub(super) fn encode_reply(out: &mut BytesMut, tag: u64, line: &[u8]) {
+    put_line(out, &[QREPLY, tag.to_string().as_bytes(), b" ", line]);
+}
+
+pub(super) fn encode_drop(out: &mut BytesMut, tag: u64) {
+    put_line(out, &[QDROP, tag.to_string().as_bytes()]);
 }
 
 pub(super) fn encode_send(out: &mut BytesMut, queue: &[u8], value: &[u8]) {
@@ -217,6 +272,27 @@ mod tests {
             ("QPURGE jobs".into(), Request::QPurge { queue: b("jobs") }),
             ("QDELETE jobs".into(), Request::QDelete { queue: b("jobs") }),
             ("QTEMP".into(), Request::QTemp),
+            (
+                "QFWD 7 1 QSEND a=b c".into(),
+                Request::QForward {
+                    tag: 7,
+                    hops: 1,
+                    line: b("QSEND a=b c"),
+                },
+            ),
+            unknown("QFWD x 1 QTEMP"),
+            unknown("QFWD 7 999 QTEMP"),
+            unknown("QFWD 7 1 "),
+            (
+                "QREPLY 7 QEMPTY a".into(),
+                Request::QReply {
+                    tag: 7,
+                    line: b("QEMPTY a"),
+                },
+            ),
+            unknown("QREPLY 7"),
+            ("QDROP 7".into(), Request::QDrop { tag: 7 }),
+            unknown("QDROP -1"),
         ];
         let cases = cases.iter().map(|(l, r)| (l.as_str(), r.clone())).collect();
         assert_parses(cases);
@@ -237,6 +313,9 @@ mod tests {
             "QPURGE jobs",
             "QDELETE jobs",
             "QTEMP",
+            "QFWD 7 1 QSEND a=b c",
+            "QREPLY 7 QEMPTY a",
+            "QDROP 7",
         ]);
     }
 }

@@ -59,7 +59,11 @@ pub(crate) fn permission(request: &Request) -> Option<Need> {
         | Request::Stats
         | Request::QPurge { .. }
         | Request::QDelete { .. } => Some(Need::Manage),
-        Request::KeySync { .. } | Request::KeyIncrement { .. } => Some(Need::Interclacks),
+        Request::KeySync { .. }
+        | Request::KeyIncrement { .. }
+        | Request::QForward { .. }
+        | Request::QReply { .. }
+        | Request::QDrop { .. } => Some(Need::Interclacks),
         Request::Clacks { .. }
         | Request::Overhead { .. }
         | Request::OverheadWithoutValue
@@ -112,20 +116,22 @@ pub(crate) fn execute(
             result,
             key,
         } => keysync::key_increment(s, state, [cachetime, base, step, result], key, now),
-        Request::QSend { queue, value } => queue::send(s, state, queue, value),
-        Request::QRecv {
-            queue,
-            timeout,
-            lease,
-        } => queue::recv(s, state, queue, timeout, lease),
-        Request::QAck { queue, id } => queue::ack(s, state, queue, id),
-        Request::QNack { queue, id } => queue::nack(s, state, queue, id),
-        Request::QCancel { queue } => queue::cancel(s, state, queue),
-        Request::QStat { queue } => queue::stat(s, state, queue),
-        Request::QList => queue::list(s, state),
-        Request::QPurge { queue } => queue::purge(s, state, queue),
-        Request::QDelete { queue } => queue::delete(s, state, queue),
-        Request::QTemp => queue::temp(s, state),
+        Request::QSend { .. }
+        | Request::QRecv { .. }
+        | Request::QAck { .. }
+        | Request::QNack { .. }
+        | Request::QCancel { .. }
+        | Request::QStat { .. }
+        | Request::QList
+        | Request::QPurge { .. }
+        | Request::QDelete { .. }
+        | Request::QTemp => {
+            let ctx = queue::Ctx::here(s);
+            queue::run(s, state, ctx, line, request).unwrap_or(Flow::Continue)
+        }
+        Request::QForward { tag, hops, line } => queue::from_slave(s, state, tag, hops, line),
+        Request::QReply { tag, line } => queue::from_master(state, tag, line),
+        Request::QDrop { tag } => queue::dropped(s, state, tag),
         Request::Overhead { flags, value } => admin::overhead(s, state, flags, value, now),
         Request::Monitor => admin::monitor(s, state, true),
         Request::Unmonitor => admin::monitor(s, state, false),
@@ -136,7 +142,10 @@ pub(crate) fn execute(
         Request::NoPing => admin::no_ping(s, state),
         Request::Quit => admin::quit(s),
         Request::Timeout => admin::timeout(s, line),
-        Request::Flush { id } => admin::flush(s, id),
+        Request::Flush { id } => {
+            let ctx = queue::Ctx::here(s);
+            queue::flush(state, ctx, line).unwrap_or_else(|| admin::flush(s, id))
+        }
         // Handled before login (`CLACKS`), ignored (`OVERHEAD` without a value).
         Request::Clacks { .. } | Request::OverheadWithoutValue => Flow::Continue,
         Request::Unknown { .. } => unknown(s, line),

@@ -1,54 +1,123 @@
 //! Work queues: `QSEND`, `QRECV`, `QACK`, `QNACK`, `QCANCEL`, `QSTAT`, `QLIST`, `QPURGE`,
-//! `QDELETE`, `QTEMP` (the queues themselves are [`crate::state::queues`]).
+//! `QDELETE`, `QTEMP` (the queues themselves are [`crate::state::queues`]), and between our
+//! servers `QFWD`, `QREPLY`, `QDROP` (see [`crate::interclacks::queues`]).
 //!
-//! A change can answer other connections (a message for a receive waiting elsewhere, `QEMPTY`
-//! for a receive that ended): those lines go to their outboxes; lines for this connection go
-//! into its replies, in order.
+//! Each command runs for an [`Owner`]: this connection, or a client of a slave that forwarded
+//! it. A command for a queue our master holds is forwarded to it instead of run here. A change
+//! can answer other owners (a message for a receive waiting elsewhere, `QEMPTY` for a receive
+//! that ended); lines for this connection go into its replies, in order.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use clacks_proto::Reply;
+use clacks_proto::{Flags, Reply, Request};
 use tokio::time::Instant;
 
+use crate::interclacks::queues::{Route, MAX_HOPS};
 use crate::session::{ClientError, Flow, Session};
-use crate::state::queues::{valid_name, Note, Refusal};
+use crate::state::queues::{valid_name, Note, Owner, Refusal, TEMP_PREFIX};
 use crate::state::State;
+use crate::stats::Stats;
 
 /// The longest receive timeout or lease, in seconds (a year).
 const MAX_SECONDS: f64 = 365.0 * 86_400.0;
 
-/// Sends the lines a queue change caused.
-fn answer(s: &mut Session, state: &State, notes: Vec<Note>) {
-    for (conn, reply) in notes {
-        if conn == s.id {
-            s.reply(reply);
-        } else {
-            state.conns.deliver(conn, &reply.to_bytes());
+/// Whom a command runs for, and through how many servers it came.
+#[derive(Clone, Copy)]
+pub(super) struct Ctx {
+    owner: Owner,
+    hops: u8,
+}
+
+impl Ctx {
+    /// A command of this connection's own.
+    pub(super) fn here(s: &Session) -> Ctx {
+        Ctx {
+            owner: Owner::here(s.id),
+            hops: 0,
         }
+    }
+}
+
+/// Sends `reply` to `owner`: into this connection's replies, or to the owner's connection (for
+/// a client behind a link, as `QREPLY <tag> <line>`).
+fn answer(s: &mut Session, state: &State, owner: Owner, reply: Reply) {
+    if owner == Owner::here(s.id) {
+        s.reply(reply);
+    } else {
+        state.send_note(owner, &reply);
+    }
+}
+
+/// Sends the lines a queue change caused.
+fn answer_all(s: &mut Session, state: &State, notes: Vec<Note>) {
+    for (owner, reply) in notes {
+        answer(s, state, owner, reply);
     }
 }
 
 /// `OVERHEAD E <token> <queue>[ <id>]`, logged (within the connection's log budget) when a
 /// limit refused it.
-fn refused(s: &mut Session, refusal: Refusal, queue: &[u8], id: Option<&[u8]>) {
+fn refuse(s: &mut Session, state: &State, ctx: Ctx, refusal: Refusal, about: &[&[u8]]) {
     let limit = matches!(
         refusal,
         Refusal::Full | Refusal::TooLarge | Refusal::TooManyQueues | Refusal::TooManyWaits
     );
     if limit && s.may_log() {
-        tracing::warn!(
-            cid = %s.cid_str(),
-            queue = %String::from_utf8_lossy(queue),
-            reason = refusal.token(),
-            "queue command refused by a limit"
-        );
+        let queue = about.first().map(|q| String::from_utf8_lossy(q));
+        tracing::warn!(cid = %s.cid_str(), queue = ?queue, reason = refusal.token(), "queue command refused by a limit");
     }
-    match (refusal, id) {
-        (Refusal::NotOwner, _) => s.error(ClientError::PermissionDenied),
-        (_, Some(id)) => s.error(ClientError::Refused(refusal.token(), &[queue, id])),
-        (_, None) => s.error(ClientError::Refused(refusal.token(), &[queue])),
+    let refused = if refusal == Refusal::NotOwner {
+        ClientError::PermissionDenied
+    } else {
+        ClientError::Refused(refusal.token(), about)
+    };
+    if ctx.owner == Owner::here(s.id) {
+        return s.error(refused);
     }
+    if refusal == Refusal::NotOwner {
+        Stats::bump(&s.shared.stats.permission_denied);
+    }
+    let value = refused.text();
+    let reply = Reply::Overhead {
+        flags: Flags::ERROR,
+        value,
+    };
+    answer(s, state, ctx.owner, reply);
+}
+
+/// Runs `line` at our master when it holds `queue` (`true`: forwarded, or refused because the
+/// link is down); `receive`: the line is a receive on that queue.
+fn forwarded(s: &mut Session, state: &mut State, ctx: Ctx, queue: &[u8], line: &Bytes) -> bool {
+    let has_master = s.shared.config.master.is_some();
+    let link = match state.routes.route(has_master, queue) {
+        Route::Here => return false,
+        Route::Up(link) if ctx.hops < MAX_HOPS => link,
+        Route::Up(_) | Route::Unavailable => {
+            refuse(s, state, ctx, Refusal::Unavailable, &[queue]);
+            return true;
+        }
+    };
+    let receive = line
+        .starts_with(b"QRECV ")
+        .then(|| Bytes::copy_from_slice(queue));
+    let tag = state.routes.tag_for(ctx.owner, receive.as_ref());
+    let up = Request::QForward {
+        tag,
+        hops: ctx.hops + 1,
+        line: line.clone(),
+    };
+    state.conns.deliver(link, &up.to_bytes());
+    true
+}
+
+/// A queue name the server can hold, else `bad_name` (and `false`).
+fn named(s: &mut Session, state: &State, ctx: Ctx, queue: &[u8]) -> bool {
+    if valid_name(queue) {
+        return true;
+    }
+    refuse(s, state, ctx, Refusal::BadName, &[queue]);
+    false
 }
 
 /// A timeout or lease: seconds, decimals allowed, from 0 to a year.
@@ -57,21 +126,22 @@ fn seconds(text: &[u8]) -> Option<Duration> {
     (secs.is_finite() && (0.0..=MAX_SECONDS).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
-/// A queue name the server can hold, else `bad_name` (and `None`).
-fn named(s: &mut Session, queue: &[u8]) -> Option<()> {
-    if valid_name(queue) {
-        return Some(());
+pub(super) fn send(
+    s: &mut Session,
+    state: &mut State,
+    ctx: Ctx,
+    line: &Bytes,
+    queue: Bytes,
+    value: Bytes,
+) -> Flow {
+    if forwarded(s, state, ctx, &queue, line) {
+        return Flow::Continue;
     }
-    refused(s, Refusal::BadName, queue, None);
-    None
-}
-
-pub(super) fn send(s: &mut Session, state: &mut State, queue: Bytes, value: Bytes) -> Flow {
     let mut notes = Vec::new();
     let sent = state.queues.send(&queue, value, Instant::now(), &mut notes);
-    answer(s, state, notes);
+    answer_all(s, state, notes);
     if let Err(refusal) = sent {
-        refused(s, refusal, &queue, None);
+        refuse(s, state, ctx, refusal, &[&queue]);
     }
     Flow::Continue
 }
@@ -79,9 +149,10 @@ pub(super) fn send(s: &mut Session, state: &mut State, queue: Bytes, value: Byte
 pub(super) fn recv(
     s: &mut Session,
     state: &mut State,
+    ctx: Ctx,
+    line: &Bytes,
     queue: Bytes,
-    timeout: Option<Bytes>,
-    lease: Option<Bytes>,
+    [timeout, lease]: [Option<Bytes>; 2],
 ) -> Flow {
     let read = |text: Option<Bytes>| match text {
         None => Ok(None),
@@ -90,88 +161,219 @@ pub(super) fn recv(
     let (timeout, lease) = match (read(timeout), read(lease)) {
         (Ok(timeout), Ok(lease)) => (timeout, lease.unwrap_or_default()),
         (Err(bad), _) | (_, Err(bad)) => {
-            s.error(ClientError::Refused("bad_argument", &[&queue, &bad]));
+            let reply = Reply::Overhead {
+                flags: Flags::ERROR,
+                value: ClientError::Refused("bad_argument", &[&queue, &bad]).text(),
+            };
+            answer(s, state, ctx.owner, reply);
             return Flow::Continue;
         }
     };
+    if forwarded(s, state, ctx, &queue, line) {
+        return Flow::Continue;
+    }
     let mut notes = Vec::new();
     let now = Instant::now();
     let received = state
         .queues
-        .recv(s.id, &queue, timeout, lease, now, &mut notes);
-    answer(s, state, notes);
+        .recv(ctx.owner, &queue, timeout, lease, now, &mut notes);
+    answer_all(s, state, notes);
     if let Err(refusal) = received {
-        refused(s, refusal, &queue, None);
+        refuse(s, state, ctx, refusal, &[&queue]);
     }
     Flow::Continue
 }
 
-pub(super) fn ack(s: &mut Session, state: &mut State, queue: Bytes, id: Bytes) -> Flow {
-    if let Err(refusal) = state.queues.ack(s.id, &queue, &id) {
-        refused(s, refusal, &queue, Some(&id));
+/// `QACK` (`nack` false) or `QNACK`.
+pub(super) fn ack(
+    s: &mut Session,
+    state: &mut State,
+    ctx: Ctx,
+    line: &Bytes,
+    [queue, id]: [Bytes; 2],
+    nack: bool,
+) -> Flow {
+    if forwarded(s, state, ctx, &queue, line) {
+        return Flow::Continue;
     }
-    Flow::Continue
-}
-
-pub(super) fn nack(s: &mut Session, state: &mut State, queue: Bytes, id: Bytes) -> Flow {
     let mut notes = Vec::new();
-    let given_back = state
-        .queues
-        .nack(s.id, &queue, &id, Instant::now(), &mut notes);
-    answer(s, state, notes);
-    if let Err(refusal) = given_back {
-        refused(s, refusal, &queue, Some(&id));
+    let done = if nack {
+        state
+            .queues
+            .nack(ctx.owner, &queue, &id, Instant::now(), &mut notes)
+    } else {
+        state.queues.ack(ctx.owner, &queue, &id)
+    };
+    answer_all(s, state, notes);
+    if let Err(refusal) = done {
+        refuse(s, state, ctx, refusal, &[&queue, &id]);
     }
     Flow::Continue
 }
 
-pub(super) fn cancel(s: &mut Session, state: &mut State, queue: Bytes) -> Flow {
+pub(super) fn cancel(
+    s: &mut Session,
+    state: &mut State,
+    ctx: Ctx,
+    line: &Bytes,
+    queue: Bytes,
+) -> Flow {
+    if forwarded(s, state, ctx, &queue, line) {
+        return Flow::Continue;
+    }
     let mut notes = Vec::new();
-    state.queues.cancel(s.id, &queue, &mut notes);
-    answer(s, state, notes);
+    state.queues.cancel(ctx.owner, &queue, &mut notes);
+    answer_all(s, state, notes);
     Flow::Continue
 }
 
-pub(super) fn stat(s: &mut Session, state: &mut State, queue: Bytes) -> Flow {
-    if named(s, &queue).is_some() {
+pub(super) fn stat(
+    s: &mut Session,
+    state: &mut State,
+    ctx: Ctx,
+    line: &Bytes,
+    queue: Bytes,
+) -> Flow {
+    if named(s, state, ctx, &queue) && !forwarded(s, state, ctx, &queue, line) {
         let fields = state.queues.stat(&queue);
-        s.reply(Reply::QStats { queue, fields });
+        answer(s, state, ctx.owner, Reply::QStats { queue, fields });
     }
     Flow::Continue
 }
 
-pub(super) fn list(s: &mut Session, state: &mut State) -> Flow {
-    s.reply(Reply::QListStart);
+/// `QLIST`: the queues of the server that holds the root's queues (a slave's `Local::` queues
+/// show with `QSTAT`).
+pub(super) fn list(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -> Flow {
+    if forwarded(s, state, ctx, b"", line) {
+        return Flow::Continue;
+    }
+    answer(s, state, ctx.owner, Reply::QListStart);
     for (queue, fields) in state.queues.list() {
-        s.reply(Reply::Queue { queue, fields });
+        answer(s, state, ctx.owner, Reply::Queue { queue, fields });
     }
-    s.reply(Reply::QListEnd);
+    answer(s, state, ctx.owner, Reply::QListEnd);
     Flow::Continue
 }
 
-pub(super) fn purge(s: &mut Session, state: &mut State, queue: Bytes) -> Flow {
-    if named(s, &queue).is_some() {
-        let purged = state.queues.purge(&queue);
-        tracing::info!(cid = %s.cid_str(), queue = %String::from_utf8_lossy(&queue), purged, "queue purged");
+/// `QPURGE` (`delete` false) or `QDELETE`.
+pub(super) fn purge(
+    s: &mut Session,
+    state: &mut State,
+    ctx: Ctx,
+    line: &Bytes,
+    queue: Bytes,
+    delete: bool,
+) -> Flow {
+    if !named(s, state, ctx, &queue) || forwarded(s, state, ctx, &queue, line) {
+        return Flow::Continue;
     }
-    Flow::Continue
-}
-
-pub(super) fn delete(s: &mut Session, state: &mut State, queue: Bytes) -> Flow {
-    if named(s, &queue).is_some() {
+    let name = String::from_utf8_lossy(&queue);
+    if delete {
         let mut notes = Vec::new();
         if state.queues.delete(&queue, &mut notes) {
-            tracing::info!(cid = %s.cid_str(), queue = %String::from_utf8_lossy(&queue), "queue deleted");
+            tracing::info!(cid = %s.cid_str(), queue = %name, "queue deleted");
         }
-        answer(s, state, notes);
+        answer_all(s, state, notes);
+    } else {
+        let purged = state.queues.purge(&queue);
+        tracing::info!(cid = %s.cid_str(), queue = %name, purged, "queue purged");
     }
     Flow::Continue
 }
 
-pub(super) fn temp(s: &mut Session, state: &mut State) -> Flow {
-    match state.queues.temp(s.id) {
-        Ok(queue) => s.reply(Reply::QTempName { queue }),
-        Err(refusal) => refused(s, refusal, b"QTEMP", None),
+pub(super) fn temp(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -> Flow {
+    if forwarded(s, state, ctx, TEMP_PREFIX, line) {
+        return Flow::Continue;
     }
+    match state.queues.temp(ctx.owner) {
+        Ok(queue) => answer(s, state, ctx.owner, Reply::QTempName { queue }),
+        Err(refusal) => refuse(s, state, ctx, refusal, &[b"QTEMP"]),
+    }
+    Flow::Continue
+}
+
+/// `FLUSH` of an owner that forwarded queue commands goes the same way, so that it is answered
+/// after them; `None` when it is answered here.
+pub(super) fn flush(state: &mut State, ctx: Ctx, line: &Bytes) -> Option<Flow> {
+    let (link, tag) = state.routes.forwarding(ctx.owner)?;
+    let up = Request::QForward {
+        tag,
+        hops: ctx.hops + 1,
+        line: line.clone(),
+    };
+    state.conns.deliver(link, &up.to_bytes());
+    Some(Flow::Continue)
+}
+
+/// `QFWD <tag> <hops> <line>` from a slave: runs a queue command (or `FLUSH`) for its client.
+pub(super) fn from_slave(
+    s: &mut Session,
+    state: &mut State,
+    tag: u64,
+    hops: u8,
+    line: Bytes,
+) -> Flow {
+    let ctx = Ctx {
+        owner: Owner { conn: s.id, tag },
+        hops,
+    };
+    match Request::parse(line.clone()) {
+        Request::Flush { id } => {
+            if flush(state, ctx, &line).is_none() {
+                answer(s, state, ctx.owner, Reply::Flushed { id });
+            }
+            Flow::Continue
+        }
+        request => match run(s, state, ctx, &line, request) {
+            Some(flow) => flow,
+            None => {
+                if s.may_log() {
+                    tracing::warn!(cid = %s.cid_str(), line = %String::from_utf8_lossy(&line), "QFWD of a line that is no queue command ignored");
+                }
+                Flow::Continue
+            }
+        },
+    }
+}
+
+/// Runs a queue command for `ctx`; `None` for any other request.
+pub(super) fn run(
+    s: &mut Session,
+    state: &mut State,
+    ctx: Ctx,
+    line: &Bytes,
+    request: Request,
+) -> Option<Flow> {
+    Some(match request {
+        Request::QSend { queue, value } => send(s, state, ctx, line, queue, value),
+        Request::QRecv {
+            queue,
+            timeout,
+            lease,
+        } => recv(s, state, ctx, line, queue, [timeout, lease]),
+        Request::QAck { queue, id } => ack(s, state, ctx, line, [queue, id], false),
+        Request::QNack { queue, id } => ack(s, state, ctx, line, [queue, id], true),
+        Request::QCancel { queue } => cancel(s, state, ctx, line, queue),
+        Request::QStat { queue } => stat(s, state, ctx, line, queue),
+        Request::QList => list(s, state, ctx, line),
+        Request::QPurge { queue } => purge(s, state, ctx, line, queue, false),
+        Request::QDelete { queue } => purge(s, state, ctx, line, queue, true),
+        Request::QTemp => temp(s, state, ctx, line),
+        _ => return None,
+    })
+}
+
+/// `QREPLY <tag> <line>` from our master: an answer for one of our clients (or for a client of
+/// a slave of ours).
+pub(super) fn from_master(state: &mut State, tag: u64, line: Bytes) -> Flow {
+    if let Some(owner) = state.routes.owner_of(tag) {
+        state.send_line(owner, line);
+    }
+    Flow::Continue
+}
+
+/// `QDROP <tag>` from a slave: that client is gone.
+pub(super) fn dropped(s: &mut Session, state: &mut State, tag: u64) -> Flow {
+    state.owner_gone(Owner { conn: s.id, tag });
     Flow::Continue
 }

@@ -8,18 +8,18 @@ use clacks_client::{Target, TlsVerify};
 use clacks_proto::{Flags, Request};
 use rand::Rng;
 
-use super::ORIGIN_TIMES;
 use crate::config::Master;
 use crate::listen::Accepting;
 use crate::state::{Peer, Shared, SERVER_INFO};
 
-/// What we send first on the link: `CLACKS … origin-times in interclacks client mode`, our
+/// What we send first on the link: `CLACKS … origin-times queues in interclacks client mode`, our
 /// login and `OVERHEAD I 1`.
 pub(crate) fn hello(shared: &Shared) -> BytesMut {
     let mut hello = BytesMut::new();
     Request::Clacks {
         info: Bytes::from(format!(
-            "{SERVER_INFO} {ORIGIN_TIMES} in interclacks client mode"
+            "{SERVER_INFO} {} in interclacks client mode",
+            super::words()
         )),
     }
     .encode(&mut hello);

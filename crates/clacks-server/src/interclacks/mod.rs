@@ -12,6 +12,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod master;
+pub(crate) mod queues;
 pub(crate) mod sync;
 
 use std::collections::HashMap;
@@ -40,10 +41,14 @@ pub(crate) enum Link {
 /// their origin times (`KEYINCREMENT`). A v36 server does neither.
 pub(crate) const ORIGIN_TIMES: &str = "origin-times";
 
-/// Whether a peer's `CLACKS` line says it handles [`ORIGIN_TIMES`].
-pub(crate) fn has_origin_times(info: &[u8]) -> bool {
-    info.split(|&b| b == b' ')
-        .any(|word| word == ORIGIN_TIMES.as_bytes())
+/// Whether a peer's `CLACKS` line has the word `word` (like [`ORIGIN_TIMES`]).
+pub(crate) fn says(info: &[u8], word: &str) -> bool {
+    info.split(|&b| b == b' ').any(|w| w == word.as_bytes())
+}
+
+/// What our side of a link says of itself in its `CLACKS` line, after the server's name.
+pub(crate) fn words() -> String {
+    format!("{ORIGIN_TIMES} {}", queues::QUEUES)
 }
 
 /// A connection's side of a link (its session holds one).
@@ -52,6 +57,8 @@ pub(crate) struct LinkSide {
     /// Whether the peer said it handles [`ORIGIN_TIMES`] (in its last `CLACKS` line before
     /// the link was in place).
     pub(crate) origin_times: bool,
+    /// Whether the peer said it takes forwarded queue commands ([`queues::QUEUES`]).
+    pub(crate) queues: bool,
     /// The link is in place (forwarding): a later `CLACKS` line changes nothing.
     pub(crate) settled: bool,
     /// When the next keepalive PING goes out.
@@ -72,6 +79,7 @@ impl LinkSide {
         LinkSide {
             kind,
             origin_times: false,
+            queues: false,
             settled: false,
             next_ping: Instant::now() + ping_interval(config),
             sync_seen: None,
@@ -196,7 +204,11 @@ pub(crate) fn forward(request: &Request) -> Forward {
         | Request::ClientDisconnect { .. }
         | Request::Flush { .. }
         | Request::Stats
-        // Work queues live on the server where they are used.
+        // Work queue commands go to the server that holds the queue (see `queues`), not to
+        // every peer.
+        | Request::QForward { .. }
+        | Request::QReply { .. }
+        | Request::QDrop { .. }
         | Request::QSend { .. }
         | Request::QRecv { .. }
         | Request::QAck { .. }

@@ -12,7 +12,7 @@ use clacks_store::number::format_float;
 use clacks_store::{newer, same_write, Cache, Entry};
 use tokio::time::Instant;
 
-use super::{ping_interval, Link, ORIGIN_TIMES};
+use super::{ping_interval, Link};
 use crate::mutation::keysync;
 use crate::session::Session;
 use crate::state::{State, SERVER_INFO};
@@ -30,7 +30,8 @@ pub(crate) fn slave_linked(s: &mut Session, state: &mut State) {
     let mut out = BytesMut::new();
     Reply::Clacks {
         info: Bytes::from(format!(
-            "{SERVER_INFO} {ORIGIN_TIMES} in interclacks master mode"
+            "{SERVER_INFO} {} in interclacks master mode",
+            super::words()
         )),
     }
     .encode(&mut out);
@@ -103,6 +104,7 @@ pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
     // answer above, with the times they were made: forwarded as commands before the sync, they
     // would have run on the master with its (later) clock.
     state.links.add(&mut state.conns, s.id, s.link.origin_times);
+    state.routes.master_linked(s.id, s.link.queues);
     s.link.settled = true;
 }
 

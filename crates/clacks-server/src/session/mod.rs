@@ -312,7 +312,8 @@ impl Session {
         if let Request::Clacks { info } = &request {
             // A link's kind never changes once it is in place.
             if !self.link.settled {
-                self.link.origin_times = interclacks::has_origin_times(info);
+                self.link.origin_times = interclacks::says(info, interclacks::ORIGIN_TIMES);
+                self.link.queues = interclacks::says(info, interclacks::queues::QUEUES);
             }
             let info: Vec<u8> = info
                 .iter()

@@ -47,6 +47,24 @@ pub(crate) enum ClientError<'a> {
     Refused(&'static str, &'a [&'a [u8]]),
 }
 
+impl ClientError<'_> {
+    /// The value of its `OVERHEAD E` line: the token, then what it is about.
+    pub(crate) fn text(&self) -> Bytes {
+        let (token, about): (&[u8], &[&[u8]]) = match self {
+            ClientError::PermissionDenied => (b"permission_denied", &[]),
+            ClientError::UnknownCommand(line) => (b"unknown_command", &[&line[..]]),
+            ClientError::OutOfMemory(key) => (b"out_of_memory", &[&key[..]]),
+            ClientError::Refused(token, about) => (token.as_bytes(), about),
+        };
+        let mut v = token.to_vec();
+        for word in about {
+            v.push(b' ');
+            v.extend_from_slice(word);
+        }
+        Bytes::from(v)
+    }
+}
+
 /// Counts a connection that has not logged in yet; `false` (logged, throttled) when there are
 /// already `maxunauthenticated` of them.
 pub(super) fn admit_unauthenticated(shared: &Shared) -> bool {
@@ -103,18 +121,12 @@ impl Session {
     /// Sends an error reply (and counts it).
     pub(crate) fn error(&mut self, err: ClientError<'_>) {
         let stats = &self.shared.stats;
-        let value = match err {
+        match err {
             ClientError::PermissionDenied => {
                 Stats::bump(&stats.permission_denied);
                 self.denials += 1;
-                Bytes::from_static(b"permission_denied")
             }
-            ClientError::UnknownCommand(line) => {
-                Stats::bump(&stats.unknown_commands);
-                let mut v = b"unknown_command ".to_vec();
-                v.extend_from_slice(line);
-                Bytes::from(v)
-            }
+            ClientError::UnknownCommand(_) => Stats::bump(&stats.unknown_commands),
             ClientError::OutOfMemory(key) => {
                 // Counted by the cache (`writes_refused_memory`). A refused write is not
                 // replicated; an interclacks peer gets no error line (it would only log it).
@@ -123,22 +135,12 @@ impl Session {
                 if self.link.is_link() {
                     return;
                 }
-                let mut v = b"out_of_memory ".to_vec();
-                v.extend_from_slice(key);
-                Bytes::from(v)
             }
-            ClientError::Refused(token, about) => {
-                let mut v = token.as_bytes().to_vec();
-                for word in about {
-                    v.push(b' ');
-                    v.extend_from_slice(word);
-                }
-                Bytes::from(v)
-            }
-        };
+            ClientError::Refused(..) => {}
+        }
         self.reply(Reply::Overhead {
             flags: Flags::ERROR,
-            value,
+            value: err.text(),
         });
     }
 

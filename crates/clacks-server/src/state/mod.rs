@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use clacks_proto::Reply;
+use clacks_proto::{Reply, Request};
 use clacks_store::{Cache, Cleaned, Clock};
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +24,7 @@ pub(crate) use queues::Queues;
 pub(crate) use subs::Subscriptions;
 
 use crate::auth::{Credentials, Perms};
+use crate::interclacks::queues::Routes;
 use crate::interclacks::Links;
 use crate::outbox::Outbox;
 use crate::stats::Stats;
@@ -36,6 +37,8 @@ pub(crate) struct State {
     pub(crate) subs: Subscriptions,
     pub(crate) links: Links,
     pub(crate) queues: Queues,
+    /// Which queue commands go to our master, and for whom.
+    pub(crate) routes: Routes,
 }
 
 impl State {
@@ -51,8 +54,10 @@ impl State {
         (id, cid)
     }
 
-    /// Removes a connection from every part of the state: messages leased to it go back to
-    /// their queues (and may go to receives waiting elsewhere at once).
+    /// Removes a connection from every part of the state: messages leased to it (or to the
+    /// clients of a slave behind it) go back to their queues, and may go to receives waiting
+    /// elsewhere at once; our master forgets its clients; if it was our master's link, our
+    /// clients' receives there have ended.
     pub(crate) fn unregister(&mut self, id: ConnId, note: Option<&str>) {
         self.subs.remove_conn(id);
         self.links.remove(id);
@@ -60,14 +65,71 @@ impl State {
         self.queues
             .remove_conn(id, tokio::time::Instant::now(), &mut notes);
         self.send_notes(notes);
+        if self.routes.is_master(id) {
+            for (owner, queues) in self.routes.master_lost() {
+                for queue in queues {
+                    let value = Bytes::from([&b"queue_unavailable "[..], &queue].concat());
+                    let flags = clacks_proto::Flags::ERROR;
+                    self.send_note(owner, &Reply::Overhead { flags, value });
+                }
+            }
+        } else {
+            for tag in self.routes.drop_conn(id) {
+                self.drop_upstream(tag);
+            }
+        }
         self.conns.remove(id, note);
     }
 
-    /// Sends the lines queue changes caused to their connections.
-    pub(crate) fn send_notes(&self, notes: Vec<queues::Note>) {
-        for (conn, reply) in notes {
-            self.conns.deliver(conn, &reply.to_bytes());
+    /// A client of a slave behind a link is gone: as for a connection that closed.
+    pub(crate) fn owner_gone(&mut self, owner: queues::Owner) {
+        let mut notes = Vec::new();
+        self.queues
+            .remove_owner(owner, tokio::time::Instant::now(), &mut notes);
+        self.send_notes(notes);
+        if let Some(tag) = self.routes.drop_owner(owner) {
+            self.drop_upstream(tag);
         }
+    }
+
+    /// Tells our master that the client it knows as `tag` is gone.
+    fn drop_upstream(&self, tag: u64) {
+        if let Some((link, _)) = self.routes.master_link() {
+            self.conns.deliver(link, &Request::QDrop { tag }.to_bytes());
+        }
+    }
+
+    /// Sends the lines queue changes caused to their owners.
+    pub(crate) fn send_notes(&self, notes: Vec<queues::Note>) {
+        for (owner, reply) in notes {
+            self.send_note(owner, &reply);
+        }
+    }
+
+    /// Sends `reply` to `owner`: to its connection, or, for a client of a slave, to the link as
+    /// `QREPLY <tag> <line>`.
+    pub(crate) fn send_note(&self, owner: queues::Owner, reply: &Reply) {
+        if owner.tag == 0 {
+            self.conns.deliver(owner.conn, &reply.to_bytes());
+        } else {
+            let mut line = reply.to_bytes();
+            line.truncate(line.len() - clacks_proto::CRLF.len());
+            self.send_line(owner, line);
+        }
+    }
+
+    /// Sends a line (without CR LF) that came for `owner` from our master.
+    pub(crate) fn send_line(&self, owner: queues::Owner, line: Bytes) {
+        let out = if owner.tag == 0 {
+            crate::mutation::with_crlf(&line)
+        } else {
+            Request::QReply {
+                tag: owner.tag,
+                line,
+            }
+            .to_bytes()
+        };
+        self.conns.deliver(owner.conn, &out);
     }
 
     /// Ends the queue waits and leases whose time has come; returns when the next one is due.
@@ -133,6 +195,7 @@ impl Shared {
                 subs: Subscriptions::default(),
                 links: Links::default(),
                 queues,
+                routes: Routes::default(),
             }),
             credentials,
             serial: AtomicU64::new(0),

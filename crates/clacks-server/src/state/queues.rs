@@ -45,6 +45,8 @@ pub(crate) enum Refusal {
     UnknownQueue,
     /// Another connection's temporary queue (`permission_denied`).
     NotOwner,
+    /// The queue is held by our master, and the link to it is down (`queue_unavailable`).
+    Unavailable,
 }
 
 impl Refusal {
@@ -59,12 +61,28 @@ impl Refusal {
             Refusal::UnknownMessage => "unknown_message",
             Refusal::UnknownQueue => "unknown_queue",
             Refusal::NotOwner => "permission_denied",
+            Refusal::Unavailable => "queue_unavailable",
         }
     }
 }
 
-/// A line for a connection, caused by a queue change.
-pub(crate) type Note = (ConnId, Reply);
+/// Who receives, holds leases and owns temporary queues: a connection here (`tag` 0), or a
+/// client of a slave, which that slave's link forwards for under `tag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Owner {
+    pub(crate) conn: ConnId,
+    pub(crate) tag: u64,
+}
+
+impl Owner {
+    /// A connection of this server.
+    pub(crate) fn here(conn: ConnId) -> Owner {
+        Owner { conn, tag: 0 }
+    }
+}
+
+/// A line for an owner, caused by a queue change.
+pub(crate) type Note = (Owner, Reply);
 
 /// A queue's messages as saved: its name, and each message's deliveries and value, in order.
 pub(crate) type Saved = (Bytes, Vec<(usize, Bytes)>);
@@ -101,7 +119,7 @@ struct Message {
 /// A receive waiting for a message.
 #[derive(Debug)]
 struct Wait {
-    conn: ConnId,
+    conn: Owner,
     /// Zero: no lease.
     lease: Duration,
     /// Its timeout, if it has one.
@@ -112,7 +130,7 @@ struct Wait {
 #[derive(Debug)]
 struct Lease {
     message: Message,
-    conn: ConnId,
+    conn: Owner,
     timer: TimerKey,
 }
 
@@ -124,13 +142,13 @@ struct Queue {
     bytes: usize,
     leased: HashMap<u64, Lease>,
     waits: VecDeque<(u64, Wait)>,
-    /// The connection a temporary queue belongs to.
-    owner: Option<ConnId>,
+    /// The owner a temporary queue belongs to.
+    owner: Option<Owner>,
     counters: Counters,
 }
 
 impl Queue {
-    fn new(limits: QueueLimits, owner: Option<ConnId>) -> Queue {
+    fn new(limits: QueueLimits, owner: Option<Owner>) -> Queue {
         Queue {
             limits,
             ready: VecDeque::new(),
@@ -194,7 +212,7 @@ impl Timers {
     }
 }
 
-/// What one connection has here, so that its end can undo it.
+/// What one owner has here, so that its end can undo it.
 #[derive(Debug, Default)]
 struct ConnUse {
     waits: usize,
@@ -209,7 +227,7 @@ pub(crate) struct Queues {
     config: QueueConfig,
     stats: Arc<Stats>,
     queues: HashMap<Bytes, Queue>,
-    conns: HashMap<ConnId, ConnUse>,
+    conns: HashMap<Owner, ConnUse>,
     timers: Timers,
     /// Message ids, wait ids and timer sequence numbers.
     serial: u64,
@@ -405,7 +423,7 @@ impl Queues {
         &mut self,
         name: &Bytes,
         mut message: Message,
-        conn: ConnId,
+        conn: Owner,
         lease: Duration,
         now: Instant,
         notes: &mut Vec<Note>,
@@ -450,7 +468,7 @@ impl Queues {
     /// connection ends; zero: `QEMPTY` at once).
     pub(crate) fn recv(
         &mut self,
-        conn: ConnId,
+        conn: Owner,
         name: &Bytes,
         timeout: Option<Duration>,
         lease: Duration,
@@ -496,7 +514,7 @@ impl Queues {
     }
 
     /// The lease `id` of `conn` on queue `name`, taken off the queue.
-    fn take_lease(&mut self, conn: ConnId, name: &[u8], id: &[u8]) -> Result<Lease, Refusal> {
+    fn take_lease(&mut self, conn: Owner, name: &[u8], id: &[u8]) -> Result<Lease, Refusal> {
         let id: u64 = std::str::from_utf8(id)
             .ok()
             .and_then(|id| id.parse().ok())
@@ -512,7 +530,7 @@ impl Queues {
     }
 
     /// `QACK`: done with a leased message.
-    pub(crate) fn ack(&mut self, conn: ConnId, name: &Bytes, id: &[u8]) -> Result<(), Refusal> {
+    pub(crate) fn ack(&mut self, conn: Owner, name: &Bytes, id: &[u8]) -> Result<(), Refusal> {
         let lease = self.take_lease(conn, name, id)?;
         let len = lease.message.value.len();
         let q = self.queue_mut(name);
@@ -527,7 +545,7 @@ impl Queues {
     /// `QNACK`: a leased message goes back now.
     pub(crate) fn nack(
         &mut self,
-        conn: ConnId,
+        conn: Owner,
         name: &Bytes,
         id: &[u8],
         now: Instant,
@@ -574,7 +592,7 @@ impl Queues {
     }
 
     /// `QCANCEL`: `conn`'s waiting receives on `name` end (each gets `QEMPTY`).
-    pub(crate) fn cancel(&mut self, conn: ConnId, name: &Bytes, notes: &mut Vec<Note>) {
+    pub(crate) fn cancel(&mut self, conn: Owner, name: &Bytes, notes: &mut Vec<Note>) {
         let Some(q) = self.queues.get_mut(name) else {
             return;
         };
@@ -681,7 +699,7 @@ impl Queues {
     }
 
     /// `QTEMP`: a new queue only `conn` receives from, gone when `conn` ends.
-    pub(crate) fn temp(&mut self, conn: ConnId) -> Result<Bytes, Refusal> {
+    pub(crate) fn temp(&mut self, conn: Owner) -> Result<Bytes, Refusal> {
         if self.queues.len() >= self.config.max_queues {
             return Err(Refusal::TooManyQueues);
         }
@@ -698,9 +716,26 @@ impl Queues {
         Ok(name)
     }
 
-    /// A connection ended: its waits end, the messages leased to it go back to their queues
-    /// (to other waiting receives at once), its temporary queues go.
+    /// A connection ended: so did every owner it stood for (itself, and the clients of a slave
+    /// behind a link).
     pub(crate) fn remove_conn(&mut self, conn: ConnId, now: Instant, notes: &mut Vec<Note>) {
+        let mut owners: Vec<Owner> = self
+            .conns
+            .keys()
+            .filter(|o| o.conn == conn)
+            .copied()
+            .collect();
+        owners.sort_unstable();
+        for owner in owners {
+            self.remove_owner(owner, now, notes);
+        }
+        // Notes for what ended have nowhere to go.
+        notes.retain(|(to, _)| to.conn != conn);
+    }
+
+    /// An owner ended: its waits end, the messages leased to it go back to their queues (to
+    /// other waiting receives at once), its temporary queues go.
+    pub(crate) fn remove_owner(&mut self, conn: Owner, now: Instant, notes: &mut Vec<Note>) {
         let Some(used) = self.conns.remove(&conn) else {
             return;
         };
@@ -738,7 +773,6 @@ impl Queues {
             }
             self.settle(&name, now, notes);
         }
-        // Notes for the connection that ended have nowhere to go.
         notes.retain(|(to, _)| *to != conn);
     }
 
@@ -802,7 +836,7 @@ mod tests {
         /// The accounting agrees with what is held.
         fn check(&self) {
             let mut total = 0;
-            let mut waits: HashMap<ConnId, usize> = HashMap::new();
+            let mut waits: HashMap<Owner, usize> = HashMap::new();
             let mut timers = 0;
             for q in self.queues.values() {
                 let ready: usize = q.ready.iter().map(|m| m.value.len()).sum();
@@ -819,7 +853,11 @@ mod tests {
             assert_eq!(self.total_bytes, total);
             assert_eq!(self.timers.map.len(), timers);
             for (conn, used) in &self.conns {
-                assert_eq!(used.waits, waits.get(conn).copied().unwrap_or(0), "{conn}");
+                assert_eq!(
+                    used.waits,
+                    waits.get(conn).copied().unwrap_or(0),
+                    "{conn:?}"
+                );
             }
         }
     }
@@ -879,9 +917,14 @@ mod tests {
             };
             let mut queues = Queues::new(config, Arc::new(Stats::default()));
             let mut now = Instant::now();
+            // Owners 0 and 2 are both behind connection 0 (as clients of a slave are).
+            let owner = |c: u8| Owner {
+                conn: u64::from(c % 2),
+                tag: u64::from(c / 2),
+            };
             let name = |q: u8| Bytes::from(format!("q{q}"));
             // Messages handed out and not given back, per connection: (queue, id).
-            let mut held: Vec<(ConnId, Bytes, Bytes)> = Vec::new();
+            let mut held: Vec<(Owner, Bytes, Bytes)> = Vec::new();
             for op in ops {
                 let mut notes = Vec::new();
                 match op {
@@ -891,21 +934,21 @@ mod tests {
                     Op::Recv(c, q, t, l) => {
                         let timeout = t.map(|t| Duration::from_secs(t.into()));
                         let lease = Duration::from_secs(l.into());
-                        let _ = queues.recv(c.into(), &name(q), timeout, lease, now, &mut notes);
+                        let _ = queues.recv(owner(c), &name(q), timeout, lease, now, &mut notes);
                     }
                     Op::Ack(c, i) | Op::Nack(c, i) if !held.is_empty() => {
                         let (_, q, id) = held[usize::from(i) % held.len()].clone();
                         let ok = if matches!(op, Op::Ack(..)) {
-                            queues.ack(c.into(), &q, &id).is_ok()
+                            queues.ack(owner(c), &q, &id).is_ok()
                         } else {
-                            queues.nack(c.into(), &q, &id, now, &mut notes).is_ok()
+                            queues.nack(owner(c), &q, &id, now, &mut notes).is_ok()
                         };
                         if ok {
                             held.retain(|(_, hq, hid)| !(hq == &q && hid == &id));
                         }
                     }
                     Op::Ack(..) | Op::Nack(..) => {}
-                    Op::Cancel(c, q) => queues.cancel(c.into(), &name(q), &mut notes),
+                    Op::Cancel(c, q) => queues.cancel(owner(c), &name(q), &mut notes),
                     Op::Purge(q) => {
                         queues.purge(&name(q));
                     }
@@ -913,9 +956,10 @@ mod tests {
                         queues.delete(&name(q), &mut notes);
                     }
                     Op::Temp(c) => {
-                        let _ = queues.temp(c.into());
+                        let _ = queues.temp(owner(c));
                     }
-                    Op::Gone(c) => queues.remove_conn(c.into(), now, &mut notes),
+                    Op::Gone(2) => queues.remove_owner(owner(2), now, &mut notes),
+                    Op::Gone(c) => queues.remove_conn(u64::from(c), now, &mut notes),
                     Op::Tick => {
                         now += Duration::from_millis(700);
                         queues.fire(now, &mut notes);
