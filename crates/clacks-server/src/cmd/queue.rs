@@ -138,7 +138,9 @@ pub(super) fn send(
         return Flow::Continue;
     }
     let mut notes = Vec::new();
-    let sent = state.queues.send(&queue, value, Instant::now(), &mut notes);
+    let sent = state
+        .queues
+        .send(&queue, &value, Instant::now(), &mut notes);
     answer_all(s, state, notes);
     if let Err(refusal) = sent {
         refuse(s, state, ctx, refusal, &[&queue]);

@@ -320,36 +320,42 @@ impl Queues {
         self.serial
     }
 
-    /// The queue called `name`, created if it may be.
-    fn open(&mut self, name: &Bytes) -> Result<&mut Queue, Refusal> {
+    /// The queue called `name`, created if it may be: its name as the queue holds it, which is
+    /// what anything kept is to refer to it by (the name in a command points into the input
+    /// buffer, which it would keep alive).
+    fn open(&mut self, name: &[u8]) -> Result<Bytes, Refusal> {
+        if let Some((held, _)) = self.queues.get_key_value(name) {
+            return Ok(held.clone());
+        }
         if !valid_name(name) {
             return Err(Refusal::BadName);
         }
-        if !self.queues.contains_key(name) {
-            if name.starts_with(TEMP_PREFIX) {
-                return Err(Refusal::UnknownQueue);
-            }
-            if self.queues.len() >= self.config.max_queues {
-                return Err(Refusal::TooManyQueues);
-            }
-            let limits = self.config.limits_for(name);
-            self.queues.insert(name.clone(), Queue::new(limits, None));
+        if name.starts_with(TEMP_PREFIX) {
+            return Err(Refusal::UnknownQueue);
         }
-        Ok(self.queues.get_mut(name).expect("present"))
+        if self.queues.len() >= self.config.max_queues {
+            return Err(Refusal::TooManyQueues);
+        }
+        let held = Bytes::copy_from_slice(name);
+        let limits = self.config.limits_for(name);
+        self.queues.insert(held.clone(), Queue::new(limits, None));
+        Ok(held)
     }
 
-    /// `QSEND`: appends `value`, or hands it straight to the first waiting receive.
+    /// `QSEND`: appends `value` (a copy: it points into the input buffer), or hands it straight
+    /// to the first waiting receive.
     pub(crate) fn send(
         &mut self,
-        name: &Bytes,
-        value: Bytes,
+        name: &[u8],
+        value: &[u8],
         now: Instant,
         notes: &mut Vec<Note>,
     ) -> Result<(), Refusal> {
         let id = self.next_serial();
         let room = self.config.max_total_bytes.saturating_sub(self.total_bytes);
         let stats = self.stats.clone();
-        let q = self.open(name)?;
+        let name = &self.open(name)?;
+        let q = self.queue_mut(name);
         let len = value.len();
         if len > q.limits.max_message_size {
             q.counters.rejected += 1;
@@ -386,7 +392,7 @@ impl Queues {
         Stats::bump(&stats.queue_sent);
         let message = Message {
             id,
-            value,
+            value: Bytes::copy_from_slice(value),
             deliveries: 0,
         };
         let q = self.queue_mut(name);
@@ -469,7 +475,7 @@ impl Queues {
     pub(crate) fn recv(
         &mut self,
         conn: Owner,
-        name: &Bytes,
+        name: &[u8],
         timeout: Option<Duration>,
         lease: Duration,
         now: Instant,
@@ -478,7 +484,8 @@ impl Queues {
         let max_waits = self.config.max_waits;
         let waits = self.conns.get(&conn).map_or(0, |u| u.waits);
         let wait_id = self.next_serial();
-        let q = self.open(name)?;
+        let name = &self.open(name)?;
+        let q = self.queue_mut(name);
         if q.owner.is_some_and(|owner| owner != conn) {
             return Err(Refusal::NotOwner);
         }
@@ -513,27 +520,36 @@ impl Queues {
         Ok(())
     }
 
-    /// The lease `id` of `conn` on queue `name`, taken off the queue.
-    fn take_lease(&mut self, conn: Owner, name: &[u8], id: &[u8]) -> Result<Lease, Refusal> {
+    /// The lease `id` of `conn` on queue `name`, taken off the queue, and the queue's name as
+    /// it holds it.
+    fn take_lease(
+        &mut self,
+        conn: Owner,
+        name: &[u8],
+        id: &[u8],
+    ) -> Result<(Bytes, Lease), Refusal> {
         let id: u64 = std::str::from_utf8(id)
             .ok()
             .and_then(|id| id.parse().ok())
             .ok_or(Refusal::UnknownMessage)?;
-        let q = self.queues.get_mut(name).ok_or(Refusal::UnknownMessage)?;
-        match q.leased.get(&id) {
-            Some(lease) if lease.conn == conn => {}
-            _ => return Err(Refusal::UnknownMessage),
+        let (held, q) = self
+            .queues
+            .get_key_value(name)
+            .ok_or(Refusal::UnknownMessage)?;
+        if q.leased.get(&id).is_none_or(|lease| lease.conn != conn) {
+            return Err(Refusal::UnknownMessage);
         }
-        let lease = q.leased.remove(&id).expect("present");
+        let held = held.clone();
+        let lease = self.queue_mut(&held).leased.remove(&id).expect("present");
         self.timers.remove(Some(lease.timer));
-        Ok(lease)
+        Ok((held, lease))
     }
 
     /// `QACK`: done with a leased message.
-    pub(crate) fn ack(&mut self, conn: Owner, name: &Bytes, id: &[u8]) -> Result<(), Refusal> {
-        let lease = self.take_lease(conn, name, id)?;
+    pub(crate) fn ack(&mut self, conn: Owner, name: &[u8], id: &[u8]) -> Result<(), Refusal> {
+        let (name, lease) = self.take_lease(conn, name, id)?;
         let len = lease.message.value.len();
-        let q = self.queue_mut(name);
+        let q = self.queue_mut(&name);
         q.counters.acked += 1;
         q.bytes -= len;
         self.total_bytes -= len;
@@ -546,14 +562,14 @@ impl Queues {
     pub(crate) fn nack(
         &mut self,
         conn: Owner,
-        name: &Bytes,
+        name: &[u8],
         id: &[u8],
         now: Instant,
         notes: &mut Vec<Note>,
     ) -> Result<(), Refusal> {
-        let lease = self.take_lease(conn, name, id)?;
-        self.give_back(name, lease.message, now, notes);
-        self.settle(name, now, notes);
+        let (name, lease) = self.take_lease(conn, name, id)?;
+        self.give_back(&name, lease.message, now, notes);
+        self.settle(&name, now, notes);
         Ok(())
     }
 
@@ -582,7 +598,7 @@ impl Queues {
             "message handed out too often without an ack moved to the dead-letter queue"
         );
         // The dead-letter queue takes it under its own limits (and may refuse it).
-        if let Err(refusal) = self.send(&dead_name, message.value, now, notes) {
+        if let Err(refusal) = self.send(&dead_name, &message.value, now, notes) {
             tracing::warn!(
                 queue = %String::from_utf8_lossy(&dead_name),
                 reason = refusal.token(),
@@ -929,7 +945,7 @@ mod tests {
                 let mut notes = Vec::new();
                 match op {
                     Op::Send(q, n) => {
-                        let _ = queues.send(&name(q), Bytes::from(vec![b'x'; n.into()]), now, &mut notes);
+                        let _ = queues.send(&name(q), &vec![b'x'; n.into()], now, &mut notes);
                     }
                     Op::Recv(c, q, t, l) => {
                         let timeout = t.map(|t| Duration::from_secs(t.into()));
