@@ -5,7 +5,8 @@
 # summary.json, summary.md, chart.png).
 #
 #   bench/compare.sh [--perl /path/to/lib] [--duration SECONDS] [--connections N] [--runs N]
-#                    [--only "fanout cache connections"]   (re-run some workloads, keep the rest)
+#                    [--only "fanout cache connections queue"]   (re-run some workloads, keep the rest)
+#                    [--out DIR]   (results somewhere else than bench/results, e.g. for a trial run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,8 @@ PERL_LIB=""
 DURATION=5
 CONNS=10000
 RUNS=3
-ONLY="fanout cache connections"
+ONLY="fanout cache connections queue"
+OUT=bench/results
 while [ $# -gt 0 ]; do
   case "$1" in
     --perl) PERL_LIB="$2"; shift 2 ;;
@@ -21,6 +23,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNS="$2"; shift 2 ;;
     --runs) RUNS="$2"; shift 2 ;;
     --only) ONLY="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -37,7 +40,6 @@ cargo build --release --locked -q -p clacksd -p clacks-bench
 
 ulimit -n 65536 || ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
-OUT=bench/results
 RUNDIR=$OUT/runs
 mkdir -p "$RUNDIR"
 for w in $ONLY; do rm -f "$RUNDIR"/"$w"*.json; done
@@ -118,6 +120,19 @@ for p in 1 16; do
   bench "cache-p$p.redis-unix" "$REDIS" redis "$R_UNIX" cache --pipeline "$p"
   bench "cache-p$p.memcached-unix" "$MEMCACHED" memcached "$M_UNIX" cache --pipeline "$p"
   if [ -n "$PERL" ]; then bench "cache-p$p.perl-unix" "$PERL" clacks "unix:$WORK/perl.sock" cache --pipeline "$p"; fi
+done
+fi
+# Work queues: one producer, 4 competing consumers, 32-byte messages; at most once (Clacks
+# QSEND/QRECV, Redis LPUSH/BRPOP) and acknowledged (Clacks QRECV with a lease + QACK, Redis
+# streams XADD/XREADGROUP/XACK). First as fast as a window of 256 messages in flight allows
+# (throughput), then at 50,000 messages/s, which both servers sustain (CPU per message and
+# latency at the same load).
+if wants queue; then
+for m in once acked; do
+  bench "queue-$m.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" queue --mode "$m"
+  bench "queue-$m.redis-unix" "$REDIS" redis "$R_UNIX" queue --mode "$m"
+  bench "queue-$m-50k.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" queue --mode "$m" --rate 50000
+  bench "queue-$m-50k.redis-unix" "$REDIS" redis "$R_UNIX" queue --mode "$m" --rate 50000
 done
 fi
 # Memory is measured on a fresh clacksd for every run: memory freed by an earlier run stays in the

@@ -24,10 +24,14 @@ def metric(label, key):
 
 rows = []  # (what, clacksd, peer name, peer value, ratio, target, higher_is_better)
 def compare(what, ours, peer, key, target, higher=True):
+    """target None: a comparison without a target (reported, not judged)."""
     a, b = metric(ours, key), metric(peer, key)
+    if a is None and b is None:
+        return  # a workload that was not run (e.g. --only into a fresh --out directory)
     ratio = (a / b if higher else b / a) if a and b else None
+    met = None if target is None else ratio is not None and ratio >= target
     rows.append({"what": what, "clacksd": a, "peer": peer.split(".")[1], "peer_value": b,
-                 "ratio": ratio, "target": target, "met": ratio is not None and ratio >= target})
+                 "ratio": ratio, "target": target, "met": met})
 
 D = "delivered_per_server_cpu_s"
 for n in (10, 100):
@@ -45,10 +49,22 @@ for p in (1, 16):
     compare(f"cache p{p}, memcached protocol, ops/s", f"cache-p{p}.clacksd-memcached-unix", f"cache-p{p}.memcached-unix", "ops_per_s", 1.0)
 if "cache-p1.perl-unix" in runs:
     compare("cache p1, vs Perl", "cache-p1.clacksd-unix", "cache-p1.perl-unix", O, 10.0)
+# Work queues (no targets yet): throughput with a window of 256 messages in flight, then CPU
+# per message and latency at the same load, 50,000 messages/s.
+for m, name in (("once", "at most once, Redis LPUSH/BRPOP"), ("acked", "acked, Redis streams")):
+    ours, peer = f"queue-{m}.clacksd-unix", f"queue-{m}.redis-unix"
+    compare(f"queue {name}, msgs/CPU-s", ours, peer, D, None)
+    compare(f"queue {name}, msgs/s", ours, peer, "delivered_per_s", None)
+    ours, peer = f"queue-{m}-50k.clacksd-unix", f"queue-{m}-50k.redis-unix"
+    compare(f"queue {name}, at 50k msgs/s, msgs/CPU-s", ours, peer, D, None)
+    compare(f"queue {name}, at 50k msgs/s, p50 latency (lower wins)", ours, peer, "latency.p50_us", None, higher=False)
+    compare(f"queue {name}, at 50k msgs/s, p99 latency (lower wins)", ours, peer, "latency.p99_us", None, higher=False)
 K = "server_kib_per_connection"
 absolute = []
 for label, limit in (("connections.clacksd-unix", 2.0), ("connections.clacksd-tls", 16.0)):
     v = metric(label, K)
+    if v is None:
+        continue
     absolute.append({"what": f"{label.split('.')[1]}: KiB per idle connection", "value": v,
                      "limit": limit, "met": v is not None and v <= limit})
 peers_kib = {l.split(".")[1]: metric(l, K) for l in runs if l.startswith("connections.")}
@@ -62,12 +78,23 @@ def fmt(v):
 
 lines = ["| comparison | clacksd | peer | peer value | ratio | target | met |", "|---|---|---|---|---|---|---|"]
 for r in rows:
+    target = "–" if r["target"] is None else f"≥ {r['target']}×"
+    met = "–" if r["met"] is None else "yes" if r["met"] else "no"
     lines.append(f"| {r['what']} | {fmt(r['clacksd'])} | {r['peer']} | {fmt(r['peer_value'])} | "
-                 f"{fmt(r['ratio'])}× | ≥ {r['target']}× | {'yes' if r['met'] else 'no'} |")
-lines += ["", "| memory | KiB per connection | limit | met |", "|---|---|---|---|"]
+                 f"{fmt(r['ratio'])}× | {target} | {met} |")
+if absolute:
+    lines += ["", "| memory | KiB per connection | limit | met |", "|---|---|---|---|"]
 for a in absolute:
     lines.append(f"| {a['what']} | {fmt(a['value'])} | ≤ {a['limit']} | {'yes' if a['met'] else 'no'} |")
-lines += ["", "KiB per idle connection by server: " + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(peers_kib.items()))]
+if peers_kib:
+    lines += ["", "KiB per idle connection by server: " + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(peers_kib.items()))]
+queue_labels = sorted(l for l in runs if l.startswith("queue-"))
+if queue_labels:
+    lines += ["", "| queue run | msgs/s | msgs/CPU-s | p50 µs | p99 µs | lost | other processes, CPU-s per run |",
+              "|---|---|---|---|---|---|---|"]
+    for l in queue_labels:
+        cells = [metric(l, k) for k in ("delivered_per_s", D, "latency.p50_us", "latency.p99_us", "lost", "noise.other_cpu_s")]
+        lines.append(f"| {l} | " + " | ".join(fmt(v) for v in cells) + " |")
 m = (meta or {}).get("machine", {})
 lines += ["", f"Machine: {m.get('cpu_model', '?')}, {m.get('cpus', '?')} CPUs, host {m.get('hostname', '?')}; "
           f"commit {(meta or {}).get('commit', '?')}; medians of {max((len(v) for v in runs.values()), default=0)} runs; "
@@ -78,7 +105,7 @@ if not chart_only:
     print(table)
     open(os.path.join(out, "summary.md"), "w").write(table + "\n")
 json.dump({"comparisons": rows, "memory": absolute, "kib_per_connection": peers_kib,
-           "medians": {l: {k: metric(l, k) for k in (D, O, K, "latency.p99_us", "delivered_per_s", "ops_per_s")} for l in runs},
+           "medians": {l: {k: metric(l, k) for k in (D, O, K, "latency.p50_us", "latency.p99_us", "delivered_per_s", "ops_per_s")} for l in runs},
            "machine": m, "commit": (meta or {}).get("commit")},
           open(os.path.join(out, "summary.json"), "w"), indent=2)
 
@@ -95,13 +122,14 @@ def chart():
     import matplotlib.pyplot as plt
     names = [f"{r['what']}\nvs {r['peer']}" for r in rows]
     ratios = [r["ratio"] or 0 for r in rows]
-    colors = ["tab:green" if r["met"] else "tab:red" for r in rows]
+    colors = ["tab:gray" if r["met"] is None else "tab:green" if r["met"] else "tab:red" for r in rows]
     fig, ax = plt.subplots(figsize=(12, 0.6 * len(rows) + 1.5))
     ax.barh(names, ratios, color=colors)
     for i, r in enumerate(rows):
-        ax.plot([r["target"], r["target"]], [i - 0.4, i + 0.4], color="black")
+        if r["target"] is not None:
+            ax.plot([r["target"], r["target"]], [i - 0.4, i + 0.4], color="black")
     ax.set_xscale("log")
-    ax.set_xlabel("clacksd ÷ peer (log scale; black line = target)")
+    ax.set_xlabel("clacksd ÷ peer (log scale; black line = target; gray = no target)")
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(os.path.join(out, "chart.png"), dpi=100)

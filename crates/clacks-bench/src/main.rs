@@ -5,6 +5,7 @@
 //! clacks-bench --proto clacks --target unix:clacks-data/clacks.sock --user U --password P fanout --listeners 100
 //! clacks-bench --proto redis --target unix:/tmp/redis.sock cache --pipeline 16
 //! clacks-bench --proto memcached --target tcp:127.0.0.1:11211 connections --count 10000
+//! clacks-bench --proto redis --target unix:/tmp/redis.sock queue --mode acked --consumers 4
 //! ```
 //!
 //! Each run prints a summary and writes a JSON result (machine, commit, command line, server
@@ -14,6 +15,7 @@
 mod cache;
 mod connections;
 mod fanout;
+mod queue;
 mod report;
 mod stall;
 mod sys;
@@ -139,6 +141,10 @@ enum Workload {
         #[arg(long)]
         round_trips: Option<u64>,
     },
+    /// One producer, C competing consumers of one work queue: at most once (Clacks
+    /// `QSEND`/`QRECV`, Redis `LPUSH`/`BRPOP`) or acknowledged (`QRECV` with a lease + `QACK`,
+    /// Redis streams `XADD`/`XREADGROUP`/`XACK`).
+    Queue(queue::Options),
     /// N idle connections (logged in) and the server memory they cost.
     Connections {
         /// Connections to open.
@@ -236,6 +242,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             ("stall", params, r)
         }
+        Workload::Queue(options) => (
+            "queue",
+            options.params(),
+            queue::run(&ep, c, &options, duration).await?,
+        ),
         Workload::Connections { count } => {
             let params = json!({"count": count});
             (

@@ -62,6 +62,42 @@ impl CpuWindow {
     }
 }
 
+/// What else ran on the machine meanwhile: CPU time used by every process but the server and
+/// this one, and time stolen by the hypervisor (both in CPU-seconds), to judge how noisy a run
+/// was.
+pub(crate) struct NoiseWindow {
+    server: CpuWindow,
+    me: CpuWindow,
+    machine: Option<(f64, f64)>,
+}
+
+impl NoiseWindow {
+    pub(crate) fn start(server_pid: Option<u32>) -> Self {
+        NoiseWindow {
+            server: CpuWindow::start(server_pid),
+            me: CpuWindow::start(Some(std::process::id())),
+            machine: sys::machine_cpu_seconds(),
+        }
+    }
+
+    /// `{"other_cpu_s", "steal_cpu_s", "load_generator_cpu_s"}` since the start.
+    pub(crate) fn used(&self) -> serde_json::Value {
+        let round = |v: f64| (v * 100.0).round() / 100.0;
+        let (Some((busy0, steal0)), Some((busy1, steal1))) =
+            (self.machine, sys::machine_cpu_seconds())
+        else {
+            return serde_json::Value::Null;
+        };
+        let me = self.me.used().unwrap_or(0.0);
+        let server = self.server.used().unwrap_or(0.0);
+        json!({
+            "other_cpu_s": round((busy1 - busy0 - me - server).max(0.0)),
+            "steal_cpu_s": round(steal1 - steal0),
+            "load_generator_cpu_s": round(me),
+        })
+    }
+}
+
 /// `work` per server CPU-second, `null` when the CPU time is unknown.
 pub(crate) fn per_cpu(work: u64, cpu: Option<f64>) -> serde_json::Value {
     match cpu {

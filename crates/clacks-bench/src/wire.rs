@@ -241,6 +241,87 @@ pub(crate) fn barrier(proto: Proto, out: &mut Vec<u8>) -> bool {
     false
 }
 
+/// Appends a Redis command: an array of bulk strings.
+pub(crate) fn command(args: &[&[u8]], out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// What a RESP value is, by its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RespKind {
+    /// `+…`
+    Simple,
+    /// `-…`
+    Error,
+    /// `:…`
+    Integer,
+    /// `$…` with data.
+    Bulk,
+    /// `*…` with elements.
+    Array,
+    /// `$-1` or `*-1`.
+    Null,
+}
+
+/// The first complete RESP value in `buf`: its length in bytes and its kind, with the data of
+/// every bulk string inside it appended to `bulks`, in order (as ranges of `buf`). `None` while
+/// it is incomplete (then `bulks` may hold a part: clear it before the next try).
+pub(crate) fn resp_value(
+    buf: &[u8],
+    bulks: &mut Vec<std::ops::Range<usize>>,
+) -> Option<(usize, RespKind)> {
+    let end = resp_walk(buf, 0, bulks)?;
+    let kind = match buf[0] {
+        b'+' => RespKind::Simple,
+        b'-' => RespKind::Error,
+        b':' => RespKind::Integer,
+        b'$' | b'*' if buf[1] == b'-' => RespKind::Null,
+        b'$' => RespKind::Bulk,
+        _ => RespKind::Array,
+    };
+    Some((end, kind))
+}
+
+/// The end of the RESP value that starts at `pos`, or `None` if it is incomplete.
+fn resp_walk(buf: &[u8], pos: usize, bulks: &mut Vec<std::ops::Range<usize>>) -> Option<usize> {
+    let nl = pos + memchr::memchr(b'\n', buf.get(pos..)?)?;
+    let head = buf[pos + 1..nl]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[pos + 1..nl]);
+    let next = nl + 1;
+    let count = || -> i64 {
+        std::str::from_utf8(head)
+            .ok()
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(-1)
+    };
+    match buf[pos] {
+        b'$' => {
+            let Ok(len) = usize::try_from(count()) else {
+                return Some(next);
+            };
+            if buf.len() < next + len + 2 {
+                return None;
+            }
+            bulks.push(next..next + len);
+            Some(next + len + 2)
+        }
+        b'*' => {
+            let mut p = next;
+            for _ in 0..count().max(0) {
+                p = resp_walk(buf, p, bulks)?;
+            }
+            Some(p)
+        }
+        _ => Some(next),
+    }
+}
+
 /// Removes complete replies from `buf`; returns how many. A reply is one line, except for a
 /// memcached `VALUE` (until `END`) and a Redis bulk string (length line plus data).
 pub(crate) fn take_replies(proto: Proto, buf: &mut BytesMut) -> usize {
@@ -289,5 +370,38 @@ mod tests {
         assert_eq!(take_replies(Proto::Redis, &mut b), 3);
         let mut b = BytesMut::from(&b"RETRIEVED k=v\r\nNOTRETRIEVED x\r\nFLU"[..]);
         assert_eq!(take_replies(Proto::Clacks, &mut b), 2);
+    }
+
+    #[test]
+    fn resp_values_are_walked_whole() {
+        let mut bulks = Vec::new();
+        let stream = b"*1\r\n*2\r\n$1\r\nq\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nd\r\n$4\r\nab\r\n\r\n:1\r\n";
+        let (len, kind) = resp_value(stream, &mut bulks).unwrap();
+        assert_eq!(kind, RespKind::Array);
+        let parts: Vec<&[u8]> = bulks.iter().map(|r| &stream[r.clone()]).collect();
+        assert_eq!(parts, [&b"q"[..], b"1-0", b"d", b"ab\r\n"]);
+        assert_eq!(
+            resp_value(&stream[len..], &mut bulks).unwrap(),
+            (4, RespKind::Integer)
+        );
+        for cut in 0..len {
+            bulks.clear();
+            assert!(resp_value(&stream[..cut], &mut bulks).is_none(), "{cut}");
+        }
+        assert_eq!(
+            resp_value(b"*-1\r\n", &mut bulks).unwrap(),
+            (5, RespKind::Null)
+        );
+        assert_eq!(
+            resp_value(b"$-1\r\n", &mut bulks).unwrap(),
+            (5, RespKind::Null)
+        );
+        assert_eq!(
+            resp_value(b"-ERR x\r\n", &mut bulks).unwrap(),
+            (8, RespKind::Error)
+        );
+        let mut out = Vec::new();
+        command(&[b"BRPOP", b"q", b"0"], &mut out);
+        assert_eq!(out, b"*3\r\n$5\r\nBRPOP\r\n$1\r\nq\r\n$1\r\n0\r\n");
     }
 }

@@ -73,6 +73,33 @@ fn every_workload_runs_and_counts_add_up() {
     );
     assert_eq!(r["results"]["operations"], 500);
 
+    for mode in ["once", "acked"] {
+        let r = bench(
+            &server,
+            dir.path(),
+            &[
+                "queue",
+                "--mode",
+                mode,
+                "--consumers",
+                "4",
+                "--messages",
+                "2000",
+                "--window",
+                "100",
+            ],
+        );
+        assert_eq!(r["workload"], "queue");
+        let q = &r["results"];
+        assert_eq!(q["mode"], mode);
+        assert_eq!(q["messages_sent"], 2000, "{q}");
+        assert_eq!(q["messages_delivered"], 2000, "{q}");
+        assert_eq!(q["lost"], 0, "{q}");
+        assert_eq!(q["duplicates"], 0, "{q}");
+        assert_eq!(q["errors"], 0, "{q}");
+        assert_eq!(q["latency"]["samples"], 2000, "{q}");
+    }
+
     let r = bench(&server, dir.path(), &["connections", "--count", "50"]);
     assert_eq!(r["results"]["connections"], 50);
     assert!(r["results"]["server_kib_per_connection"].is_number());
