@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clacks_proto::Reply;
+use foldhash::fast::RandomState;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -140,7 +141,7 @@ struct Queue {
     ready: VecDeque<Message>,
     /// Bytes of ready and leased messages.
     bytes: usize,
-    leased: HashMap<u64, Lease>,
+    leased: HashMap<u64, Lease, RandomState>,
     waits: VecDeque<(u64, Wait)>,
     /// The owner a temporary queue belongs to.
     owner: Option<Owner>,
@@ -153,7 +154,7 @@ impl Queue {
             limits,
             ready: VecDeque::new(),
             bytes: 0,
-            leased: HashMap::new(),
+            leased: HashMap::default(),
             waits: VecDeque::new(),
             owner,
             counters: Counters::default(),
@@ -217,7 +218,7 @@ impl Timers {
 struct ConnUse {
     waits: usize,
     /// Queues where it waits or holds leases (some may be gone).
-    queues: HashSet<Bytes>,
+    queues: HashSet<Bytes, RandomState>,
     /// Its temporary queues.
     temps: Vec<Bytes>,
 }
@@ -226,8 +227,8 @@ struct ConnUse {
 pub(crate) struct Queues {
     config: QueueConfig,
     stats: Arc<Stats>,
-    queues: HashMap<Bytes, Queue>,
-    conns: HashMap<Owner, ConnUse>,
+    queues: HashMap<Bytes, Queue, RandomState>,
+    conns: HashMap<Owner, ConnUse, RandomState>,
     timers: Timers,
     /// Message ids, wait ids and timer sequence numbers.
     serial: u64,
@@ -246,8 +247,8 @@ impl Queues {
         Queues {
             config,
             stats,
-            queues: HashMap::new(),
-            conns: HashMap::new(),
+            queues: HashMap::default(),
+            conns: HashMap::default(),
             timers: Timers {
                 map: BTreeMap::new(),
                 wake: Arc::new(Notify::new()),
@@ -439,7 +440,7 @@ impl Queues {
             conn,
             Reply::QMessage {
                 queue: name.clone(),
-                id: Bytes::from(message.id.to_string()),
+                id: Bytes::copy_from_slice(itoa::Buffer::new().format(message.id).as_bytes()),
                 value: message.value.clone(),
             },
         ));
