@@ -4,6 +4,7 @@
 //! its Unix socket and generated credentials, so `clacksd` in one terminal and `clacks get x` in
 //! another just works.
 
+mod queues;
 mod shell;
 
 use std::io::Write;
@@ -16,9 +17,9 @@ use clacks_client::{Client, ClientError, ConnectOptions, Event, Events};
 use clap::{Args, Parser, Subcommand};
 
 /// Exit statuses, shown by `--help`.
-const EXIT_STATUSES: &str = "Exit status: 0 done, 1 not found (get), 2 usage error, \
+const EXIT_STATUSES: &str = "Exit status: 0 done, 1 not found (get, qrecv), 2 usage error, \
 3 connection failed, timed out or outcome unknown, 4 refused by the server (permission, login, \
-limits).";
+limits), 5 the worker answered the request with an error.";
 
 /// Command-line client for Clacks servers.
 #[derive(Parser, Debug)]
@@ -67,9 +68,10 @@ struct Conn {
     /// Accept only this TLS certificate (PEM).
     #[arg(long, global = true, env = "CLACKS_PIN")]
     pin: Option<PathBuf>,
-    /// Seconds to wait for connecting and for each answer (over 0).
-    #[arg(long, global = true, default_value_t = 10.0, value_parser = positive_seconds)]
-    timeout: f64,
+    /// Seconds to wait for connecting and for each answer (over 0; default 10). For qrecv
+    /// and request, see there.
+    #[arg(long, global = true, value_parser = seconds)]
+    timeout: Option<f64>,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -144,6 +146,76 @@ enum Command {
     },
     /// Interactive prompt with history and completion; shows signals as they arrive.
     Shell,
+    /// QSEND VALUE to a work queue (VALUE omitted or `-`: one message per line of standard
+    /// input).
+    Qsend {
+        queue: String,
+        value: Option<String>,
+    },
+    /// Take messages from a work queue and print their values, one per line (exit status 1
+    /// when none came).
+    Qrecv {
+        queue: String,
+        /// Seconds to wait for each message (0: take one only if one is ready; default: wait
+        /// until one comes). Connecting and answers keep 10 s.
+        #[arg(long, value_parser = seconds)]
+        timeout: Option<f64>,
+        /// Take each message under a lease of this many seconds, and acknowledge it once it
+        /// is printed (default: no lease: a message is gone once taken).
+        #[arg(long, value_parser = positive_seconds)]
+        lease: Option<f64>,
+        /// Take this many messages, then exit.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
+        /// One JSON object per message: queue, id, value.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the figures of a work queue.
+    Qstat {
+        queue: String,
+        /// A JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every work queue with its figures.
+    Queues {
+        /// A JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send VALUE as a request to the workers of a queue and print their reply (exit status
+    /// 3 when none came in time).
+    Request {
+        queue: String,
+        value: String,
+        /// Seconds to wait for the reply, and for connecting (over 0; default 10).
+        #[arg(long, value_parser = positive_seconds)]
+        timeout: Option<f64>,
+        /// VALUE is JSON, and the reply is printed as JSON (else VALUE is sent as a JSON
+        /// string, and a string reply printed as it is).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run COMMAND once for each message of a queue (its exit status 0 acknowledges it).
+    ///
+    /// The message and a line end are COMMAND's standard input; exit status 0 acknowledges
+    /// the message (and prints COMMAND's output), any other gives it back. For a request (see
+    /// `request`) the input is the request's body and the reply is COMMAND's output, one
+    /// final line end dropped. A request past its deadline is dropped unanswered.
+    Work {
+        queue: String,
+        /// Seconds each message is leased for while COMMAND runs; when it runs out, the
+        /// message goes back to the queue.
+        #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
+        lease: f64,
+        /// Stop after this many messages.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// The command and its arguments, after `--`.
+        #[arg(required = true, last = true, num_args = 1..)]
+        command: Vec<String>,
+    },
 }
 
 /// How a command ended when it did not fail.
@@ -159,6 +231,23 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if (0.0..=86_400.0).contains(&t) => Ok(t),
+        _ => Err("seconds, from 0 to 86400".into()),
+    }
+}
+
+/// Seconds to wait for connecting and for each answer: `--timeout` (10 by default), except
+/// for qrecv, whose `--timeout` is how long to wait for a message.
+fn answer_timeout(conn: &Conn, command: &Command) -> anyhow::Result<f64> {
+    match (command, conn.timeout) {
+        (Command::Qrecv { .. }, _) | (_, None) => Ok(10.0),
+        (_, Some(t)) if t > 0.0 => Ok(t),
+        _ => bail!("--timeout: seconds, over 0 and at most 86400"),
+    }
+}
+
 /// The exit status for a failure (see [`EXIT_STATUSES`]).
 pub(crate) fn exit_status(e: &anyhow::Error) -> u8 {
     use clacks_client::ErrorKind as K;
@@ -168,6 +257,7 @@ pub(crate) fn exit_status(e: &anyhow::Error) -> u8 {
     match client.kind() {
         K::Refused | K::Auth => 4,
         K::Usage => 2,
+        K::Worker => 5,
         _ => 3,
     }
 }
@@ -200,8 +290,9 @@ fn main() -> ExitCode {
 }
 
 /// Connection options from flags (which clap fills from the `CLACKS_*` variables too) and the
-/// data directory, resolved by the library as [`ConnectOptions::from_env`] does.
-fn options(conn: &Conn) -> anyhow::Result<ConnectOptions> {
+/// data directory, resolved by the library as [`ConnectOptions::from_env`] does; `timeout` for
+/// connecting and each answer.
+fn options(conn: &Conn, timeout: f64) -> anyhow::Result<ConnectOptions> {
     let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
     let mut opts = ConnectOptions::from_vars(|name| match name {
         "CLACKS_URL" => conn.url.clone(),
@@ -218,19 +309,24 @@ fn options(conn: &Conn) -> anyhow::Result<ConnectOptions> {
     .context(
         "no usable connection settings (flags, CLACKS_* variables or a zero-config data directory)",
     )?;
-    let timeout = Duration::from_secs_f64(conn.timeout);
+    let timeout = Duration::from_secs_f64(timeout);
     opts = opts
         .client_name("clacks-cli")
         .request_timeout(timeout)
         .confirm_writes(true);
     opts.connect_timeout = timeout;
-    // A one-shot command does not wait for the server to come back.
-    opts.offline_queue = 0;
     Ok(opts)
 }
 
+/// Connects for the shell.
 pub(crate) async fn connect(conn: &Conn) -> anyhow::Result<(Client, Events)> {
-    let opts = options(conn)?;
+    let mut opts = options(conn, answer_timeout(conn, &Command::Shell)?)?;
+    // A command does not wait for the server to come back.
+    opts.offline_queue = 0;
+    connect_with(opts).await
+}
+
+async fn connect_with(opts: ConnectOptions) -> anyhow::Result<(Client, Events)> {
     let where_ = match &opts.target {
         clacks_client::Target::Unix(p) => p.display().to_string(),
         clacks_client::Target::Tls { host, port, .. } => format!("{host}:{port}"),
@@ -242,7 +338,13 @@ pub(crate) async fn connect(conn: &Conn) -> anyhow::Result<(Client, Events)> {
 
 async fn one_shot(conn: &Conn, command: &Command) -> anyhow::Result<Outcome> {
     let command = &with_stdin_value(command)?;
-    let (client, mut events) = connect(conn).await?;
+    let mut opts = options(conn, answer_timeout(conn, command)?)?;
+    // A one-shot command does not wait for the server to come back; a worker does, as a
+    // listener does.
+    if !matches!(command, Command::Work { .. }) {
+        opts.offline_queue = 0;
+    }
+    let (client, mut events) = connect_with(opts).await?;
     let outcome = match command {
         Command::Listen { names, json, count } => {
             for name in names {
@@ -449,6 +551,42 @@ pub(crate) async fn execute(
         }
         Command::Monitor { .. } => client.monitor(true).await?,
         Command::Shell => bail!("already in the shell"),
+        Command::Qsend { queue, value } => queues::qsend(client, queue, value.as_deref()).await?,
+        Command::Qrecv {
+            queue,
+            timeout,
+            lease,
+            count,
+            json,
+        } => {
+            let recv = queues::Recv {
+                timeout: timeout.map(Duration::from_secs_f64),
+                lease: lease.map(Duration::from_secs_f64),
+                count: *count,
+                json: *json,
+            };
+            return queues::qrecv(client, queue, &recv, out).await;
+        }
+        Command::Qstat { queue, json } => queues::qstat(client, queue, *json, out).await?,
+        Command::Queues { json } => queues::list(client, *json, out).await?,
+        Command::Request {
+            queue,
+            value,
+            timeout,
+            json,
+        } => {
+            let deadline = Duration::from_secs_f64(timeout.unwrap_or(10.0));
+            queues::request(client, queue, value, deadline, *json, out).await?
+        }
+        Command::Work {
+            queue,
+            lease,
+            count,
+            command,
+        } => {
+            let lease = Duration::from_secs_f64(*lease);
+            queues::work(client, queue, lease, *count, command, out).await?
+        }
     }
     Ok(Outcome::Done)
 }

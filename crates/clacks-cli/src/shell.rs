@@ -183,6 +183,12 @@ fn run_line(runtime: &tokio::runtime::Runtime, client: &Client, line: &str) -> b
             return true;
         }
     };
+    if let Command::Qsend { value, .. } = &parsed.command {
+        if value.as_deref().is_none_or(|v| v == "-") {
+            println!("error: qsend needs a VALUE in the shell");
+            return true;
+        }
+    }
     let mut out = std::io::stdout();
     match runtime.block_on(execute(client, &parsed.command, &mut out)) {
         Ok(Outcome::Done) => {}

@@ -17,12 +17,36 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
+        Env::with(|_| {})
+    }
+
+    /// A server whose config `tweak` changed.
+    fn with(tweak: impl FnOnce(&mut clacks_server::Config)) -> Env {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let server = runtime.block_on(TestServer::start());
+        let server = runtime.block_on(TestServer::start_with(tweak));
         Env {
             runtime,
             server: Some(server),
         }
+    }
+
+    /// `clacks ARGS` with `input` on its standard input.
+    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .clacks(ADMIN, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
     }
 
     fn server(&self) -> &TestServer {
@@ -505,4 +529,158 @@ fn shell_on_a_terminal_keeps_typed_ahead_lines() {
     assert!(status.success());
     assert_eq!(ok(env.run(&["keys"])), "a\nb\nc\nn\n");
     assert_eq!(ok(env.run(&["get", "n"])), "2\n");
+}
+
+/// `qstat QUEUE --json` as JSON.
+fn qstat(env: &Env, queue: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(env.run(&["qstat", queue, "--json"]))).unwrap()
+}
+
+#[test]
+fn queue_subcommands() {
+    let env = Env::with(|c| c.queues.limits.max_messages = 3);
+    assert_eq!(ok(env.run(&["qsend", "jobs", "a=1"])), "");
+    ok(env.run_with_input(&["qsend", "jobs"], "b 2\r\nc\n"));
+    let stat = ok(env.run(&["qstat", "jobs"]));
+    assert!(stat.starts_with("messages 3\nbytes 7\n"), "{stat}");
+    assert!(
+        stat.contains("\nsent 3\n") && stat.ends_with("overflow reject\n"),
+        "{stat}"
+    );
+    // The queue is full.
+    let full = env.run(&["qsend", "jobs", "d"]);
+    assert_eq!(full.status.code(), Some(4), "{}", stderr(&full));
+    assert!(
+        stderr(&full).contains("queue_full jobs"),
+        "{}",
+        stderr(&full)
+    );
+
+    let table = ok(env.run(&["queues"]));
+    let mut lines = table.lines();
+    assert!(
+        lines.next().unwrap().starts_with("QUEUE  MESSAGES  BYTES"),
+        "{table}"
+    );
+    assert!(
+        lines.next().unwrap().starts_with("jobs   3         7"),
+        "{table}"
+    );
+    let all: serde_json::Value = serde_json::from_str(&ok(env.run(&["queues", "--json"]))).unwrap();
+    assert_eq!(all[0]["queue"], "jobs");
+    assert_eq!(all[0]["max_messages"], 3);
+
+    assert_eq!(
+        ok(env.run(&["qrecv", "jobs", "--count", "2"])),
+        "a=1\nb 2\n"
+    );
+    let line = ok(env.run(&["qrecv", "jobs", "--json", "--lease", "5"]));
+    let message: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (&message["queue"], &message["value"]),
+        (&"jobs".into(), &"c".into())
+    );
+    assert!(message["id"].is_u64(), "{line}");
+    let stats = qstat(&env, "jobs");
+    assert_eq!(
+        (&stats["acked"], &stats["leased"], &stats["messages"]),
+        (&1.into(), &0.into(), &0.into())
+    );
+
+    // Nothing ready: exit status 1, at once or after the wait.
+    for wait in ["0", "0.2"] {
+        let none = env.run(&["qrecv", "jobs", "--timeout", wait]);
+        assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
+        assert_eq!(stdout(&none), "");
+    }
+    // A zero timeout is for qrecv only.
+    let zero = env.run(&["qstat", "jobs", "--timeout", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
+    let bad = env.run(&["qsend", "a b", "x"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
+#[test]
+fn work_runs_a_command_per_message() {
+    let env = Env::new();
+    ok(env.run(&["qsend", "jobs", "one"]));
+    ok(env.run(&["qsend", "jobs", "two"]));
+    let out = ok(env.run(&["work", "jobs", "--count", "2", "--", "cat"]));
+    assert_eq!(out, "one\ntwo\n");
+    let stats = qstat(&env, "jobs");
+    assert_eq!(
+        (&stats["acked"], &stats["messages"]),
+        (&2.into(), &0.into())
+    );
+
+    // A command that fails gives the message back.
+    ok(env.run(&["qsend", "jobs", "bad"]));
+    let failed = env.run(&[
+        "work",
+        "jobs",
+        "--count",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "cat >/dev/null; exit 3",
+    ]);
+    assert!(failed.status.success(), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("given back"),
+        "{}",
+        stderr(&failed)
+    );
+    let stats = qstat(&env, "jobs");
+    assert_eq!(
+        (&stats["redelivered"], &stats["messages"], &stats["acked"]),
+        (&1.into(), &1.into(), &2.into())
+    );
+    // A command that cannot run: usage error, and the message is given back.
+    let missing = env.run(&["work", "jobs", "--count", "1", "--", "/nonexistent/command"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert_eq!(qstat(&env, "jobs")["messages"], 1);
+}
+
+#[test]
+fn request_is_answered_by_a_worker() {
+    let env = Env::new();
+    let (_out, _err, _worker) = env.spawn(&["work", "upper", "--", "tr", "a-z", "A-Z"]);
+    assert_eq!(
+        ok(env.run(&["request", "upper", "hello world"])),
+        "HELLO WORLD\n"
+    );
+    assert_eq!(
+        ok(env.run(&["request", "upper", "again", "--timeout", "5"])),
+        "AGAIN\n"
+    );
+    // JSON in, JSON out: the command gets the body as JSON text, its output is a string.
+    assert_eq!(
+        ok(env.run(&["request", "upper", "--json", r#"{"a":"b"}"#])),
+        "\"{\\\"A\\\":\\\"B\\\"}\"\n"
+    );
+
+    // A worker that stops after one request.
+    let (_out, err, mut once) = env.spawn(&[
+        "work",
+        "greet",
+        "--count",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "read name; echo \"hello $name\"",
+    ]);
+    assert_eq!(ok(env.run(&["request", "greet", "bob"])), "hello bob\n");
+    assert_eq!(
+        wait_for_exit(&mut once.0).code(),
+        Some(0),
+        "{:?}",
+        err.try_iter().collect::<Vec<_>>()
+    );
+
+    // Nobody serves: a timeout, exit status 3.
+    let none = env.run(&["request", "nobody", "x", "--timeout", "0.3"]);
+    assert_eq!(none.status.code(), Some(3), "{}", stderr(&none));
+    assert!(stderr(&none).contains("timed out"), "{}", stderr(&none));
 }

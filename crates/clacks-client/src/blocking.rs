@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clacks_proto::ClientEntry;
 
-use crate::{ClientError, ConnectOptions, Event, Events};
+use crate::{ClientError, ConnectOptions, Event, Events, Message, QueueStats};
 
 /// A blocking client: the async [`crate::Client`] on its own background runtime. Cheap to
 /// clone; clones share the connection and the event stream.
@@ -157,6 +157,14 @@ impl Client {
         send_raw(line: &str) -> ();
         /// See [`crate::Client::raw`].
         raw(line: &str) -> Vec<String>;
+        /// See [`crate::Client::send`].
+        send(queue: &str, value: impl AsRef<[u8]>) -> ();
+        /// See [`crate::Client::recv`].
+        recv(queue: &str, timeout: Option<Duration>) -> Option<Message>;
+        /// See [`crate::Client::stat`].
+        stat(queue: &str) -> QueueStats;
+        /// See [`crate::Client::list`].
+        list() -> Vec<(String, QueueStats)>;
         /// See [`crate::Client::disconnect`].
         disconnect() -> ();
     }

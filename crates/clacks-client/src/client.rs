@@ -25,20 +25,26 @@ use crate::{ClientError, ConnectOptions, Events, Subscription};
 /// server's verdict and returns the refusal as the call's error.
 #[derive(Debug, Clone)]
 pub struct Client {
-    tx: mpsc::Sender<Control>,
-    shared: Arc<Shared>,
+    pub(crate) tx: mpsc::Sender<Control>,
+    pub(crate) shared: Arc<Shared>,
     confirm: bool,
 }
 
 #[derive(Debug)]
-struct Shared {
-    request_timeout: Duration,
+pub(crate) struct Shared {
+    pub(crate) request_timeout: Duration,
     max_line_length: usize,
     event_capacity: usize,
     connected: Arc<AtomicBool>,
     subscription_ids: AtomicU64,
     server_info: Arc<Mutex<Option<String>>>,
     flush_ids: AtomicU64,
+    /// The connection's number (see `conn::Task::epoch`).
+    #[cfg(feature = "json")]
+    pub(crate) epoch: Arc<AtomicU64>,
+    /// Requests waiting for their replies (see `rpc`).
+    #[cfg(feature = "json")]
+    pub(crate) replies: crate::rpc::Replies,
 }
 
 /// Checks a signal name or cache key: not empty, no line break, no `=` (it ends a name on the
@@ -57,13 +63,21 @@ fn check_name(name: &str) -> Result<(), ClientError> {
 
 /// Checks a value: no line break (it would end the command and start another). Use the
 /// [`crate::value`] encodings for multi-line text.
-fn check_value(value: &[u8]) -> Result<(), ClientError> {
+pub(crate) fn check_value(value: &[u8]) -> Result<(), ClientError> {
     if value.iter().any(|&c| c == b'\r' || c == b'\n') {
         return Err(ClientError::InvalidArgument(
             "value contains a line break; encode it (see clacks_client::value)".into(),
         ));
     }
     Ok(())
+}
+
+/// Whether the server may answer `request` with `OVERHEAD E …`.
+fn can_fail(request: &Request) -> bool {
+    !matches!(
+        request,
+        Request::Ping | Request::NoPing | Request::Flush { .. } | Request::Quit
+    )
 }
 
 /// Formats an INCREMENT/DECREMENT step as the Perl client does (`0 + $step`).
@@ -75,7 +89,7 @@ fn format_step(step: f64) -> String {
     }
 }
 
-fn b(s: &str) -> Bytes {
+pub(crate) fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
@@ -87,6 +101,7 @@ impl Client {
         let (etx, erx) = feed(opts.event_capacity);
         let connected = Arc::new(AtomicBool::new(true));
         let server_info = Arc::new(Mutex::new(None));
+        let epoch = Arc::new(AtomicU64::new(0));
         let confirm = opts.confirm_writes;
         let shared = Arc::new(Shared {
             request_timeout: opts.request_timeout,
@@ -96,9 +111,13 @@ impl Client {
             subscription_ids: AtomicU64::new(0),
             server_info: server_info.clone(),
             flush_ids: AtomicU64::new(0),
+            #[cfg(feature = "json")]
+            epoch: epoch.clone(),
+            #[cfg(feature = "json")]
+            replies: Default::default(),
         });
         let (first_tx, first_rx) = oneshot::channel();
-        let task = Task::new(opts, rx, etx, server_info, connected);
+        let task = Task::new(opts, rx, etx, server_info, connected, epoch);
         tokio::spawn(task.run(first_tx));
         match first_rx.await {
             Ok(Ok(())) => Ok((
@@ -201,7 +220,8 @@ impl Client {
         self.shared.server_info.lock().ok().and_then(|s| s.clone())
     }
 
-    async fn request(
+    /// Sends `request` and waits for its answer.
+    pub(crate) async fn call(
         &self,
         request: Request,
         expect: Expect,
@@ -210,22 +230,21 @@ impl Client {
     ) -> Result<Response, ClientError> {
         let mut line = BytesMut::new();
         request.encode(&mut line);
-        let can_fail = !matches!(
-            request,
-            Request::Ping | Request::NoPing | Request::Flush { .. } | Request::Quit
-        );
-        self.send(line.freeze(), expect, label, can_fail, change)
+        let can_fail = can_fail(&request);
+        self.send_line(line.freeze(), expect, label, can_fail, change, None)
             .await
     }
 
-    async fn send(
+    /// A command for the connection task and where its answer comes, or the line is too long.
+    pub(crate) fn command(
         &self,
         line: Bytes,
         expect: Expect,
         label: String,
         can_fail: bool,
         change: Change,
-    ) -> Result<Response, ClientError> {
+        epoch: Option<u64>,
+    ) -> Result<(Command, oneshot::Receiver<Result<Response, ClientError>>), ClientError> {
         let limit = self.shared.max_line_length;
         let longest = line
             .split(|&b| b == b'\n')
@@ -245,8 +264,22 @@ impl Client {
             label,
             can_fail,
             change,
+            epoch,
             done: Some(done),
         };
+        Ok((cmd, rx))
+    }
+
+    async fn send_line(
+        &self,
+        line: Bytes,
+        expect: Expect,
+        label: String,
+        can_fail: bool,
+        change: Change,
+        epoch: Option<u64>,
+    ) -> Result<Response, ClientError> {
+        let (cmd, rx) = self.command(line, expect, label, can_fail, change, epoch)?;
         let timeout = self.shared.request_timeout;
         let wait = async {
             self.tx
@@ -269,19 +302,45 @@ impl Client {
         label: String,
         change: Change,
     ) -> Result<(), ClientError> {
+        self.fire_on(request, label, change, None).await
+    }
+
+    /// [`Client::fire`], sent only on connection `epoch` if one is given.
+    pub(crate) async fn fire_on(
+        &self,
+        request: Request,
+        label: String,
+        change: Change,
+        epoch: Option<u64>,
+    ) -> Result<(), ClientError> {
+        let can_fail = can_fail(&request);
+        let mut line = BytesMut::new();
+        request.encode(&mut line);
         if !self.confirm {
             return self
-                .request(request, Expect::Written, label, change)
+                .send_line(
+                    line.freeze(),
+                    Expect::Written,
+                    label,
+                    can_fail,
+                    change,
+                    epoch,
+                )
                 .await
                 .map(|_| ());
         }
-        let mut line = BytesMut::new();
-        request.encode(&mut line);
         let id = self.next_flush_id();
         Request::Flush { id: id.clone() }.encode(&mut line);
-        self.send(line.freeze(), Expect::Confirm(id), label, true, change)
-            .await
-            .map(|_| ())
+        self.send_line(
+            line.freeze(),
+            Expect::Confirm(id),
+            label,
+            true,
+            change,
+            epoch,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `NOTIFY name`: tells every listener of `name` (but not us) that something happened.
@@ -376,7 +435,7 @@ impl Client {
         check_name(key)?;
         let req = Request::Retrieve { key: b(key) };
         match self
-            .request(
+            .call(
                 req,
                 Expect::Retrieve(b(key)),
                 format!("RETRIEVE {key}"),
@@ -425,7 +484,7 @@ impl Client {
     /// `KEYLIST`: every key, removed ones included (as the server lists them).
     pub async fn keylist(&self) -> Result<Vec<String>, ClientError> {
         match self
-            .request(
+            .call(
                 Request::KeyList,
                 Expect::KeyList,
                 "KEYLIST".into(),
@@ -444,7 +503,7 @@ impl Client {
     /// `CLIENTLIST`: the server's connections (manage permission).
     pub async fn clientlist(&self) -> Result<Vec<ClientEntry>, ClientError> {
         match self
-            .request(
+            .call(
                 Request::ClientList,
                 Expect::ClientList,
                 "CLIENTLIST".into(),
@@ -468,7 +527,7 @@ impl Client {
     /// `STATS` (clacksd only): the server's counters.
     pub async fn stats(&self) -> Result<Vec<(String, String)>, ClientError> {
         match self
-            .request(Request::Stats, Expect::Stats, "STATS".into(), Change::None)
+            .call(Request::Stats, Expect::Stats, "STATS".into(), Change::None)
             .await?
         {
             Response::Stats(s) => Ok(s),
@@ -486,7 +545,7 @@ impl Client {
         .await
     }
 
-    fn next_flush_id(&self) -> Bytes {
+    pub(crate) fn next_flush_id(&self) -> Bytes {
         let n = self.shared.flush_ids.fetch_add(1, Ordering::Relaxed);
         Bytes::from(format!("rs{}-{n}", std::process::id()))
     }
@@ -495,7 +554,7 @@ impl Client {
     pub async fn flush(&self) -> Result<(), ClientError> {
         let id = self.next_flush_id();
         let req = Request::Flush { id: id.clone() };
-        self.request(req, Expect::Flushed(id), "FLUSH".into(), Change::None)
+        self.call(req, Expect::Flushed(id), "FLUSH".into(), Change::None)
             .await
             .map(|_| ())
     }
@@ -528,12 +587,13 @@ impl Client {
         check_value(line.as_bytes())?;
         let mut bytes = BytesMut::from(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
-        self.send(
+        self.send_line(
             bytes.freeze(),
             Expect::Written,
             line.to_string(),
             true,
             Change::None,
+            None,
         )
         .await
         .map(|_| ())
@@ -548,12 +608,13 @@ impl Client {
         bytes.extend_from_slice(b"\r\n");
         Request::Flush { id: id.clone() }.encode(&mut bytes);
         match self
-            .send(
+            .send_line(
                 bytes.freeze(),
                 Expect::Raw(id),
                 line.to_string(),
                 false,
                 Change::None,
+                None,
             )
             .await?
         {
@@ -574,7 +635,7 @@ impl Client {
     }
 }
 
-fn unexpected(r: Response) -> ClientError {
+pub(crate) fn unexpected(r: Response) -> ClientError {
     ClientError::Protocol(format!("unexpected answer {r:?}"))
 }
 

@@ -57,6 +57,35 @@ pub enum ClientError {
         /// What the server said.
         reason: String,
     },
+    /// The server refused a work-queue command (`OVERHEAD E queue_full <queue>`, …).
+    #[error("refused by the server: {command}: {message}")]
+    QueueRefused {
+        /// The command (`QSEND jobs`, `QACK jobs 17`).
+        command: String,
+        /// The queue the refusal names.
+        queue: String,
+        /// Why.
+        reason: QueueRefusal,
+        /// What the server said.
+        message: String,
+    },
+    /// The command belonged to a connection that has been lost since, and was not sent: the
+    /// acknowledgement of a message leased on that connection (the lease ended with it and the
+    /// message went back to its queue), or a receive on its temporary queue (gone with it).
+    #[error("`{command}` was not sent: the connection it belonged to was lost")]
+    ConnectionLost {
+        /// The command.
+        command: String,
+    },
+    /// The worker that served a request answered with an error (see
+    /// `Client::request`, feature `json`).
+    #[error("request to {queue} failed: {message}")]
+    RequestFailed {
+        /// The queue the request was sent to.
+        queue: String,
+        /// The worker's error.
+        message: String,
+    },
     /// A name or value that cannot be sent (line breaks, `=` in a name, empty name).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -80,12 +109,56 @@ pub enum ClientError {
     Decode(String),
 }
 
+/// Why the server refused a work-queue command: the token of its `OVERHEAD E` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueRefusal {
+    /// `queue_full`: the queue (or all queues together) has no room and its policy is `reject`.
+    QueueFull,
+    /// `message_too_large`: over the queue's `maxmessagesize`.
+    MessageTooLarge,
+    /// `bad_name`: not a queue name (empty, or with a space or `=`).
+    BadName,
+    /// `unknown_message`: no message with that id is leased to this connection (the lease ran
+    /// out, or it was acknowledged already).
+    UnknownMessage,
+    /// `unknown_queue`: a temporary queue that does not exist (any more).
+    UnknownQueue,
+    /// `too_many_queues`: the server holds `maxqueues` queues.
+    TooManyQueues,
+    /// `too_many_waits`: this connection has `maxwaits` receives waiting.
+    TooManyWaits,
+    /// `bad_argument`: a timeout or lease the server does not take.
+    BadArgument,
+    /// `queue_unavailable`: the server that holds the queue cannot be reached.
+    QueueUnavailable,
+}
+
+impl QueueRefusal {
+    /// The refusal a token names.
+    pub(crate) fn from_token(token: &str) -> Option<QueueRefusal> {
+        use QueueRefusal as R;
+        Some(match token {
+            "queue_full" => R::QueueFull,
+            "message_too_large" => R::MessageTooLarge,
+            "bad_name" => R::BadName,
+            "unknown_message" => R::UnknownMessage,
+            "unknown_queue" => R::UnknownQueue,
+            "too_many_queues" => R::TooManyQueues,
+            "too_many_waits" => R::TooManyWaits,
+            "bad_argument" => R::BadArgument,
+            "queue_unavailable" => R::QueueUnavailable,
+            _ => return None,
+        })
+    }
+}
+
 /// What kind of failure a [`ClientError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// Connecting, TLS, or the connection was lost ([`ClientError::Io`], [`ClientError::Tls`],
-    /// [`ClientError::QueueFull`]).
+    /// [`ClientError::QueueFull`], [`ClientError::ConnectionLost`]).
     Connection,
     /// The login was refused.
     Auth,
@@ -93,7 +166,7 @@ pub enum ErrorKind {
     Timeout,
     /// The connection was lost while the command was under way.
     OutcomeUnknown,
-    /// The server refused the command (permission, unknown command, limits).
+    /// The server refused the command (permission, unknown command, limits, queue refusals).
     Refused,
     /// The call's arguments or the client's configuration (invalid names, lines over the limit,
     /// unreadable credentials).
@@ -102,6 +175,8 @@ pub enum ErrorKind {
     Protocol,
     /// The client was closed.
     Closed,
+    /// The worker that served a request answered with an error.
+    Worker,
 }
 
 impl ClientError {
@@ -109,16 +184,30 @@ impl ClientError {
     pub fn kind(&self) -> ErrorKind {
         use ClientError as E;
         match self {
-            E::Io(_) | E::Tls(_) | E::QueueFull(_) => ErrorKind::Connection,
+            E::Io(_) | E::Tls(_) | E::QueueFull(_) | E::ConnectionLost { .. } => {
+                ErrorKind::Connection
+            }
             E::AuthFailed => ErrorKind::Auth,
             E::Timeout(_) => ErrorKind::Timeout,
             E::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
-            E::PermissionDenied(_) | E::UnknownCommand(_) | E::Refused { .. } => ErrorKind::Refused,
+            E::PermissionDenied(_)
+            | E::UnknownCommand(_)
+            | E::Refused { .. }
+            | E::QueueRefused { .. } => ErrorKind::Refused,
             E::InvalidArgument(_) | E::LineTooLong { .. } | E::Credentials { .. } => {
                 ErrorKind::Usage
             }
             E::Protocol(_) | E::Decode(_) => ErrorKind::Protocol,
             E::Closed => ErrorKind::Closed,
+            E::RequestFailed { .. } => ErrorKind::Worker,
+        }
+    }
+
+    /// Why the server refused a work-queue command, if it did.
+    pub fn queue_refusal(&self) -> Option<QueueRefusal> {
+        match self {
+            ClientError::QueueRefused { reason, .. } => Some(*reason),
+            _ => None,
         }
     }
 
@@ -128,11 +217,13 @@ impl ClientError {
     }
 
     /// Whether the connection failed or was lost (the command may not have reached the server,
-    /// or its outcome is unknown).
+    /// or its outcome is unknown, or it belonged to the lost connection).
     pub fn is_disconnect(&self) -> bool {
         matches!(
             self,
-            ClientError::Io(_) | ClientError::OutcomeUnknown { .. }
+            ClientError::Io(_)
+                | ClientError::OutcomeUnknown { .. }
+                | ClientError::ConnectionLost { .. }
         )
     }
 

@@ -38,6 +38,17 @@ pub enum Event {
     },
     /// An informal message forwarded through the server (`OVERHEAD GM …`).
     Informal(String),
+    /// A work-queue message no receive call took: it was handed out, unleased, to a receive
+    /// whose call had given up (timed out or was dropped) before the client could cancel it,
+    /// or it answers a raw `QRECV`. It is off its queue: this event is the only copy.
+    QueueMessage {
+        /// The queue.
+        queue: String,
+        /// The message id.
+        id: String,
+        /// The message.
+        value: String,
+    },
     /// The server's greeting (`CLACKS <info>`), after every (re)connect.
     ServerInfo(String),
     /// The connection was lost; the client reconnects by itself.

@@ -12,6 +12,11 @@
 //! as the call's error. [`ClientError::kind`], [`ClientError::is_timeout`],
 //! [`ClientError::is_disconnect`] and [`ClientError::is_refused`] sort failures.
 //!
+//! Work queues (clacksd): [`Client::send`], [`Client::recv`], [`Client::recv_leased`] (a
+//! [`Job`] to [ack](Job::ack) or [nack](Job::nack)), [`Client::stat`], [`Client::list`]; with
+//! the `json` feature, requests with a reply ([`Client::request`]) and workers that answer them
+//! ([`Client::serve`]). See `docs/client-queues.md`.
+//!
 //! ```
 //! use clacks_client::{Client, ConnectOptions, Event};
 //! # #[tokio::main(flavor = "current_thread")]
@@ -62,13 +67,19 @@ mod event;
 #[cfg(feature = "json")]
 mod json;
 mod options;
+mod queue;
+#[cfg(feature = "json")]
+mod rpc;
 mod transport;
 pub mod value;
 
 pub use cache::{sanitize_key, Cache};
 pub use clacks_proto::ClientEntry;
 pub use client::Client;
-pub use error::{ClientError, ErrorKind};
+pub use error::{ClientError, ErrorKind, QueueRefusal};
 pub use event::{Event, Events, Subscription};
 pub use options::{ConnectOptions, Target, TlsVerify};
+pub use queue::{Job, Message, Overflow, QueueStats};
+#[cfg(feature = "json")]
+pub use rpc::{HandlerError, RequestEnvelope};
 pub use transport::{open as connect_stream, Stream};

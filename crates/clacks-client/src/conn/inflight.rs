@@ -1,12 +1,12 @@
-//! Commands on the wire: those being written and those waiting for an answer, and the FLUSH
-//! barrier that settles fire-and-forget commands.
+//! Commands on the wire: those being written and those waiting for an answer, the receives
+//! waiting for a message, and the FLUSH barrier that settles fire-and-forget commands.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use clacks_proto::{Reply, Request};
 
-use super::{Command, Expect, Response, Task};
+use super::{Command, Expect, Responder, Response, Task};
 
 /// Unanswered fire-and-forget commands tracked before a FLUSH barrier is sent to settle them.
 const BARRIER_AFTER: usize = 512;
@@ -27,6 +27,34 @@ pub(super) struct InFlight {
     pub(super) written: u64,
     /// Written commands that wait for an answer or may still draw an error.
     pub(super) pending: VecDeque<Pending>,
+    /// The receive on the wire for each queue: at most one per queue, so that the answers
+    /// (`QMESSAGE`/`QEMPTY <queue>`, which name no receive) are never mistaken (see
+    /// `conn::queue`).
+    pub(super) recvs: HashMap<Bytes, Slot>,
+    /// Receives that wait in the client while another one on their queue is on the wire, in
+    /// the order they were made.
+    pub(super) backlog: HashMap<Bytes, VecDeque<Command>>,
+}
+
+/// A receive on the wire, from the moment it is put in the write buffer until its answer.
+pub(super) struct Slot {
+    /// Its barrier's id (see [`super::RecvSpec`]).
+    pub(super) barrier: Bytes,
+    pub(super) label: String,
+    pub(super) leased: bool,
+    /// Its call, moved here once the command is written.
+    pub(super) done: Option<Responder>,
+    /// Its `FLUSHED` came without a refusal: the server has it.
+    pub(super) confirmed: bool,
+    /// `QCANCEL` was sent for it.
+    pub(super) cancelled: bool,
+}
+
+impl Slot {
+    /// Whether its call gave up (timed out or was dropped).
+    pub(super) fn abandoned(&self) -> bool {
+        self.done.as_ref().is_some_and(|d| d.is_closed())
+    }
 }
 
 impl InFlight {
@@ -40,19 +68,32 @@ impl InFlight {
         });
         if started {
             if let Some((_, cmd)) = self.writing.pop_front() {
-                self.pending.push_back(Pending {
-                    cmd,
-                    lines: Vec::new(),
-                    started: false,
-                });
+                self.push_pending(cmd);
             }
         }
+    }
+
+    /// A command now waits for its answer; a receive's call moves to its slot, where its
+    /// answer finds it.
+    pub(super) fn push_pending(&mut self, mut cmd: Command) {
+        if let Expect::Recv(spec) = &cmd.expect {
+            if let Some(slot) = self.recvs.get_mut(&spec.queue) {
+                if slot.barrier == spec.barrier {
+                    slot.done = cmd.done.take();
+                }
+            }
+        }
+        self.pending.push_back(Pending {
+            cmd,
+            lines: Vec::new(),
+            started: false,
+        });
     }
 }
 
 impl Task {
     /// A command was written: done if it waits for nothing, else it waits for its answer.
-    pub(super) fn written(&mut self, mut cmd: Command, pending: &mut VecDeque<Pending>) {
+    pub(super) fn written(&mut self, mut cmd: Command, flight: &mut InFlight) {
         if cmd.expect == Expect::Written {
             if let Some(done) = cmd.done.take() {
                 let _ = done.send(Ok(Response::Done));
@@ -61,11 +102,8 @@ impl Task {
                 return;
             }
         }
-        pending.push_back(Pending {
-            cmd,
-            lines: Vec::new(),
-            started: false,
-        });
+        flight.push_pending(cmd);
+        let pending = &flight.pending;
         let unsettled = pending
             .iter()
             .filter(|p| p.cmd.expect == Expect::Written)

@@ -4,21 +4,24 @@
 //! This module holds the commands a handle sends and the state the task keeps across
 //! connections (LISTENs, subscriptions, the queue). The task's life (login, backoff, the offline
 //! queue) is in `reconnect`, one connection in `serve`, the commands on the wire in `inflight`,
-//! and what the server's lines mean for them in `reply`.
+//! what the server's lines mean for them in `reply`, and work-queue receives in `queue`.
 
 mod inflight;
+mod queue;
 mod reconnect;
 mod reply;
 mod serve;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use clacks_proto::{ClientEntry, LineDecoder, Request};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::event::Feed;
 use crate::transport::Stream;
@@ -44,6 +47,79 @@ pub(crate) enum Expect {
     /// `FLUSHED <id>` after a write (a confirmed write): the server's refusal, if any, comes
     /// before it.
     Confirm(Bytes),
+    /// A receive, `QRECV` and a `FLUSH` barrier: its refusal, if any, comes before the
+    /// `FLUSHED`; its answer (`QMESSAGE`/`QEMPTY`) before or any time after it.
+    Recv(RecvSpec),
+    /// `QSTATS <queue> …`.
+    QStat(Bytes),
+    /// `QLISTSTART` … `QLISTEND`.
+    QList,
+    /// `QTEMPNAME <queue>`.
+    QTemp,
+}
+
+/// A receive as the call asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecvSpec {
+    pub(crate) queue: Bytes,
+    /// How long the call waits for a message; `None`: until one comes.
+    pub(crate) timeout: Option<Duration>,
+    /// The lease; zero: none.
+    pub(crate) lease: Duration,
+    /// When the call's timeout ends: a receive that waited in the client goes out with what is
+    /// left of it.
+    pub(crate) deadline: Option<Instant>,
+    /// The id of its `FLUSH` barrier, which also names its slot (see `InFlight::recvs`).
+    pub(crate) barrier: Bytes,
+}
+
+/// The longest timeout or lease the server takes, in seconds (a year): also the timeout of a
+/// leased receive that waits until a message comes (the line has no lease without a timeout).
+pub(crate) const MAX_SECONDS: u64 = 365 * 86_400;
+
+impl RecvSpec {
+    /// `QRECV <queue>[ <timeout>[ <lease>]]` waiting `timeout`, then `FLUSH <barrier>`.
+    pub(crate) fn line(&self, timeout: Option<Duration>) -> Bytes {
+        let leased = !self.lease.is_zero();
+        let timeout = match timeout {
+            None if leased => Some(Duration::from_secs(MAX_SECONDS)),
+            t => t,
+        };
+        let mut line = BytesMut::new();
+        Request::QRecv {
+            queue: self.queue.clone(),
+            timeout: timeout.map(seconds),
+            lease: leased.then(|| seconds(self.lease)),
+        }
+        .encode(&mut line);
+        Request::Flush {
+            id: self.barrier.clone(),
+        }
+        .encode(&mut line);
+        line.freeze()
+    }
+}
+
+/// Seconds as the queue verbs take them, rounded up to the millisecond: `2`, `0.25`.
+pub(crate) fn seconds(d: Duration) -> Bytes {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    let text = if ms % 1000 == 0 {
+        format!("{}", ms / 1000)
+    } else {
+        let frac = format!("{:03}", ms % 1000);
+        format!("{}.{}", ms / 1000, frac.trim_end_matches('0'))
+    };
+    Bytes::from(text)
+}
+
+/// A message handed to a receive.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub(crate) queue: Bytes,
+    pub(crate) id: Bytes,
+    pub(crate) value: Bytes,
+    /// The connection it came on (a lease is bound to it).
+    pub(crate) epoch: u64,
 }
 
 /// What a request got.
@@ -55,6 +131,17 @@ pub(crate) enum Response {
     Clients(Vec<ClientEntry>),
     Stats(Vec<(String, String)>),
     Lines(Vec<String>),
+    /// A receive's answer: a message, or none (`QEMPTY`).
+    Message(Option<Delivery>),
+    /// The fields of a `QSTATS` line.
+    QueueStats(Bytes),
+    /// Every `QUEUE <queue> <fields>` of a `QLIST`.
+    Queues(Vec<(Bytes, Bytes)>),
+    /// A temporary queue and the connection it belongs to.
+    TempQueue {
+        name: Bytes,
+        epoch: u64,
+    },
 }
 
 /// Connection state a command changes, restored after a reconnect.
@@ -78,6 +165,10 @@ pub(crate) struct Command {
     /// Whether the server may answer it with `OVERHEAD E …`.
     pub(crate) can_fail: bool,
     pub(crate) change: Change,
+    /// Sent only on this connection (see `Task::epoch`): an acknowledgement of a message
+    /// leased on it, a receive on its temporary queue. On a later one it fails with
+    /// [`ClientError::ConnectionLost`] unsent.
+    pub(crate) epoch: Option<u64>,
     pub(crate) done: Option<Responder>,
 }
 
@@ -91,6 +182,7 @@ impl Command {
             label: String::new(),
             can_fail: false,
             change: Change::None,
+            epoch: None,
             done: None,
         }
     }
@@ -114,6 +206,10 @@ pub(crate) enum Control {
     Unsubscribe {
         name: String,
         id: u64,
+    },
+    /// A receive on `queue` gave up or ran out of time: see `Task::reap`.
+    Reap {
+        queue: Bytes,
     },
     Close(oneshot::Sender<()>),
 }
@@ -145,6 +241,10 @@ pub(crate) struct Task {
     queue: VecDeque<Command>,
     closing: Option<Option<oneshot::Sender<()>>>,
     barrier: u64,
+    /// Counts connections: leases and temporary queues belong to one of them.
+    epoch: u64,
+    /// The current `epoch`, for the handles.
+    epoch_shared: Arc<AtomicU64>,
 }
 
 impl Task {
@@ -154,6 +254,7 @@ impl Task {
         events: Feed,
         server_info: Arc<Mutex<Option<String>>>,
         connected: Arc<AtomicBool>,
+        epoch_shared: Arc<AtomicU64>,
     ) -> Task {
         Task {
             opts,
@@ -168,6 +269,8 @@ impl Task {
             queue: VecDeque::new(),
             closing: None,
             barrier: 0,
+            epoch: 0,
+            epoch_shared,
         }
     }
 

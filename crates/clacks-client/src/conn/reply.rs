@@ -1,14 +1,12 @@
 //! The server's lines: signals and server messages become events, `OVERHEAD E` refusals find
 //! their command, and replies complete the request they answer.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use clacks_proto::{Flags, Reply};
 
 use super::inflight::{InFlight, Pending};
 use super::{Expect, Response, Task};
-use crate::{ClientError, Event};
+use crate::{ClientError, Event, QueueRefusal};
 
 impl Task {
     /// Handles one line from the server. Returns a reason when the server ends the connection.
@@ -35,6 +33,11 @@ impl Task {
                 }
                 self.emit(Event::ServerInfo(info));
             }
+            Reply::QMessage { queue, id, value } => {
+                let message = Some((id.clone(), value.clone()));
+                self.queue_answer(queue.clone(), message, reply, flight);
+            }
+            Reply::QEmpty { queue } => self.queue_answer(queue.clone(), None, reply, flight),
             Reply::Quit => return Some("quit".into()),
             Reply::Timeout => return Some("timeout".into()),
             Reply::Ping | Reply::Nop => {}
@@ -47,7 +50,7 @@ impl Task {
                     return Some("login failed".into());
                 }
             }
-            _ => self.answer(reply, &mut flight.pending),
+            _ => self.answer(reply, flight),
         }
         None
     }
@@ -56,8 +59,8 @@ impl Task {
     /// confirmed write keeps it until its `FLUSHED`).
     fn error_line(&mut self, message: String, reply: Reply, flight: &mut InFlight) {
         let can_take = |p: &Pending| {
-            // A confirmed write takes one refusal at most.
-            let settled = matches!(p.cmd.expect, Expect::Confirm(_)) && !p.lines.is_empty();
+            // A confirmed write (or a receive) takes one refusal at most.
+            let settled = barrier(&p.cmd.expect) && !p.lines.is_empty();
             p.cmd.can_fail && !settled
         };
         // A refusal that comes while the command is still being written (a line too long).
@@ -78,7 +81,7 @@ impl Task {
             });
             return;
         };
-        if matches!(pending[idx].cmd.expect, Expect::Confirm(_)) {
+        if barrier(&pending[idx].cmd.expect) {
             pending[idx].lines.push(reply);
             return;
         }
@@ -95,7 +98,8 @@ impl Task {
     }
 
     /// A reply line: settles the fire-and-forget commands before the request it answers.
-    fn answer(&mut self, reply: Reply, pending: &mut VecDeque<Pending>) {
+    fn answer(&mut self, reply: Reply, flight: &mut InFlight) {
+        let pending = &mut flight.pending;
         while pending
             .front()
             .is_some_and(|p| p.cmd.expect == Expect::Written)
@@ -106,6 +110,16 @@ impl Task {
             tracing::debug!(?reply, "reply without a request");
             return;
         };
+        if let (Expect::Recv(spec), Reply::Flushed { id }) = (&front.cmd.expect, &reply) {
+            if spec.barrier == id {
+                let refused = refused(front);
+                let Some(p) = pending.pop_front() else { return };
+                if let Expect::Recv(spec) = &p.cmd.expect {
+                    self.recv_settled(spec, refused, flight);
+                }
+                return;
+            }
+        }
         let response = match (&front.cmd.expect, reply) {
             (Expect::Retrieve(key), Reply::Retrieved { key: k, value }) if *key == k => {
                 Response::Value(Some(value))
@@ -140,20 +154,39 @@ impl Task {
                 front.lines.push(other);
                 return;
             }
+            (Expect::QStat(queue), Reply::QStats { queue: q, fields }) if *queue == q => {
+                Response::QueueStats(fields)
+            }
+            (Expect::QTemp, Reply::QTempName { queue }) => Response::TempQueue {
+                name: queue,
+                epoch: self.epoch,
+            },
             (Expect::KeyList, Reply::KeyListStart)
             | (Expect::ClientList, Reply::ClientListStart)
-            | (Expect::Stats, Reply::StatsStart) => {
+            | (Expect::Stats, Reply::StatsStart)
+            | (Expect::QList, Reply::QListStart) => {
                 front.started = true;
                 return;
             }
             (Expect::KeyList, r @ Reply::Key { .. })
             | (Expect::ClientList, r @ Reply::Client(_))
             | (Expect::Stats, r @ Reply::Stat { .. })
+            | (Expect::QList, r @ Reply::Queue { .. })
                 if front.started =>
             {
                 front.lines.push(r);
                 return;
             }
+            (Expect::QList, Reply::QListEnd) => Response::Queues(
+                front
+                    .lines
+                    .drain(..)
+                    .filter_map(|r| match r {
+                        Reply::Queue { queue, fields } => Some((queue, fields)),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
             (Expect::KeyList, Reply::KeyListEnd) => Response::Keys(
                 front
                     .lines
@@ -195,9 +228,15 @@ impl Task {
     }
 }
 
-/// What the server refused a confirmed write with, if it did.
+/// Whether the command ends with a `FLUSH` barrier that its refusal, if any, comes before: a
+/// confirmed write or a receive.
+fn barrier(expect: &Expect) -> bool {
+    matches!(expect, Expect::Confirm(_) | Expect::Recv(_))
+}
+
+/// What the server refused a confirmed write or a receive with, if it did.
 pub(super) fn refused(p: &Pending) -> Option<String> {
-    if !matches!(p.cmd.expect, Expect::Confirm(_)) {
+    if !barrier(&p.cmd.expect) {
         return None;
     }
     p.lines.iter().find_map(|r| match r {
@@ -206,20 +245,81 @@ pub(super) fn refused(p: &Pending) -> Option<String> {
     })
 }
 
-/// The error for a command the server refused with `OVERHEAD E <message>`.
+/// The error for a command the server refused with `OVERHEAD E <message>`: the one place where
+/// refusals become errors.
 pub(super) fn refusal(message: &str, command: String) -> ClientError {
+    let mut words = message.split(' ');
+    let token = words.next().unwrap_or_default();
     if message == "permission_denied" {
-        ClientError::PermissionDenied(command)
-    } else if message.starts_with("unknown_command") {
-        ClientError::UnknownCommand(command)
-    } else {
-        ClientError::Refused {
+        return ClientError::PermissionDenied(command);
+    }
+    if message.starts_with("unknown_command") {
+        return ClientError::UnknownCommand(command);
+    }
+    if let Some(reason) = QueueRefusal::from_token(token) {
+        return ClientError::QueueRefused {
             command,
-            reason: message.to_string(),
-        }
+            queue: words.next().unwrap_or_default().to_string(),
+            reason,
+            message: message.to_string(),
+        };
+    }
+    ClientError::Refused {
+        command,
+        reason: message.to_string(),
     }
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_become_typed_errors() {
+        let queue = |message: &str| match refusal(message, "QSEND jobs".into()) {
+            ClientError::QueueRefused {
+                queue,
+                reason,
+                message: m,
+                ..
+            } => {
+                assert_eq!(m, message);
+                Some((queue, reason))
+            }
+            _ => None,
+        };
+        assert_eq!(
+            queue("queue_full jobs"),
+            Some(("jobs".into(), QueueRefusal::QueueFull))
+        );
+        assert_eq!(
+            queue("bad_name a"),
+            Some(("a".into(), QueueRefusal::BadName))
+        );
+        assert_eq!(
+            queue("message_too_large jobs"),
+            Some(("jobs".into(), QueueRefusal::MessageTooLarge))
+        );
+        assert_eq!(
+            queue("unknown_message jobs 17"),
+            Some(("jobs".into(), QueueRefusal::UnknownMessage))
+        );
+        assert_eq!(
+            queue("bad_argument jobs 1e99"),
+            Some(("jobs".into(), QueueRefusal::BadArgument))
+        );
+        assert_eq!(queue("out_of_memory k"), None);
+        assert!(matches!(
+            refusal("permission_denied", "QRECV jobs".into()),
+            ClientError::PermissionDenied(c) if c == "QRECV jobs"
+        ));
+        assert!(matches!(
+            refusal("unknown_command QSEND jobs=x", "QSEND jobs".into()),
+            ClientError::UnknownCommand(_)
+        ));
+    }
 }

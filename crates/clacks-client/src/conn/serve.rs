@@ -22,6 +22,9 @@ const LAST_WORDS: Duration = Duration::from_millis(200);
 impl Task {
     /// Serves one connection until it is lost or the client closes.
     pub(super) async fn serve(&mut self, mut conn: Conn) -> Exit {
+        self.epoch += 1;
+        self.epoch_shared
+            .store(self.epoch, std::sync::atomic::Ordering::Relaxed);
         // Restore LISTENs, monitor mode and NOPING before anything queued.
         let names: BTreeSet<&String> = self.listens.iter().chain(self.subs.keys()).collect();
         let mut restore: Vec<Command> = names
@@ -58,10 +61,9 @@ impl Task {
                 let Some(cmd) = self.queue.pop_front() else {
                     break;
                 };
-                if cmd.done.as_ref().is_some_and(|d| d.is_closed()) {
-                    // Its call timed out or was dropped: never sent later.
+                let Some(cmd) = self.admit(cmd, &mut flight) else {
                     continue;
-                }
+                };
                 wbuf.extend_from_slice(&cmd.line);
                 appended += cmd.line.len() as u64;
                 flight.writing.push_back((appended, cmd));
@@ -84,6 +86,7 @@ impl Task {
                     Some(Control::Close(done)) => self.close(Some(done)),
                     Some(Control::Subscribe { name, id, feed }) => self.subscribe(name, id, feed),
                     Some(Control::Unsubscribe { name, id }) => self.unsubscribe(name, id),
+                    Some(Control::Reap { queue }) => self.reap(&queue, Some(&mut flight)),
                     None => self.close(None),
                 },
                 res = write_some(&mut conn.writer, &mut wbuf), if !wbuf.is_empty() || needs_flush => {
@@ -94,7 +97,7 @@ impl Task {
                             let written = flight.written;
                             while flight.writing.front().is_some_and(|(end, _)| *end <= written) {
                                 let Some((_, cmd)) = flight.writing.pop_front() else { break };
-                                self.written(cmd, &mut flight.pending);
+                                self.written(cmd, &mut flight);
                             }
                         }
                         Ok(None) => needs_flush = false,
@@ -128,32 +131,38 @@ impl Task {
         // At most once: nothing is sent twice. A command none of which was written goes out
         // on the next connection; one written (partly or wholly) and not answered may or may
         // not have run, and its call says so. Restored state (LISTENs, monitor mode) is
-        // rebuilt by the next connection.
+        // rebuilt by the next connection. Receives waiting in the server ended with the
+        // connection (leased messages went back to their queues).
+        let error = |command: String| match &exit {
+            Exit::Closed => ClientError::Closed,
+            Exit::Lost(reason) => ClientError::OutcomeUnknown {
+                command,
+                reason: reason.clone(),
+            },
+        };
         let lost = |cmd: Command| {
-            let err = match &exit {
-                Exit::Closed => ClientError::Closed,
-                Exit::Lost(reason) => ClientError::OutcomeUnknown {
-                    command: cmd.label.clone(),
-                    reason: reason.clone(),
-                },
-            };
+            let err = error(cmd.label.clone());
             cmd.finish(Err(err));
         };
-        let InFlight {
-            writing,
-            written,
-            pending,
-        } = flight;
+        let pending = std::mem::take(&mut flight.pending);
         for p in pending {
-            // A confirmed write the server refused before the connection went: known.
-            match refused(&p) {
-                Some(message) => {
+            // A confirmed write (or a receive) the server refused before the connection went:
+            // known.
+            match (refused(&p), &p.cmd.expect) {
+                (Some(message), Expect::Recv(spec)) => {
+                    Task::refused_recv(spec, &message, &mut flight);
+                }
+                (Some(message), _) => {
                     let err = refusal(&message, p.cmd.label.clone());
                     p.cmd.finish(Err(err));
                 }
-                None => lost(p.cmd),
+                (None, _) => lost(p.cmd),
             }
         }
+        let waiting = Task::end_recvs(&mut flight, error);
+        let InFlight {
+            writing, written, ..
+        } = flight;
         let mut unsent = Vec::new();
         for (end, cmd) in writing {
             if end - cmd.line.len() as u64 >= written {
@@ -162,6 +171,7 @@ impl Task {
                 lost(cmd);
             }
         }
+        unsent.extend(waiting);
         for cmd in unsent.into_iter().rev().filter(|c| c.done.is_some()) {
             self.queue.push_front(cmd);
         }

@@ -112,6 +112,7 @@ struct Counters {
 /// A message and how often it was handed out.
 #[derive(Debug, Clone)]
 struct Message {
+    /// New at every hand-out.
     id: u64,
     value: Bytes,
     deliveries: usize,
@@ -435,6 +436,9 @@ impl Queues {
         now: Instant,
         notes: &mut Vec<Note>,
     ) {
+        // Each hand-out has an id of its own: an ack for an earlier hand-out of the message (a
+        // lease that ran out) cannot end this one.
+        message.id = self.next_serial();
         message.deliveries += 1;
         notes.push((
             conn,
