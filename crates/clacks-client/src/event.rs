@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 /// Something the server told us without being asked.
@@ -40,14 +41,16 @@ pub enum Event {
     Informal(String),
     /// A work-queue message no receive call took: it was handed out, unleased, to a receive
     /// whose call had given up (timed out or was dropped) before the client could cancel it,
-    /// or it answers a raw `QRECV`. It is off its queue: this event is the only copy.
+    /// or it answers a raw `QRECV`. It is off its queue: this event is the only copy, and, like
+    /// every event, it is dropped (and counted in [`Event::Lagged`]) when the event reader falls
+    /// behind.
     QueueMessage {
         /// The queue.
         queue: String,
         /// The message id.
         id: String,
-        /// The message.
-        value: String,
+        /// The message, as it was sent.
+        value: Bytes,
     },
     /// The server's greeting (`CLACKS <info>`), after every (re)connect.
     ServerInfo(String),

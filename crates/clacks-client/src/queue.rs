@@ -18,7 +18,8 @@ use crate::{Client, ClientError};
 pub struct Message {
     /// The queue it came from.
     pub queue: String,
-    /// Its id, unique on the server (a message handed out again keeps it).
+    /// The id of this hand-out, unique on the server (a message handed out again gets a new
+    /// one).
     pub id: u64,
     /// The message as it was sent.
     pub value: Bytes,

@@ -261,6 +261,34 @@ impl Client {
         tokio::spawn(async move { client.pump(temp, epoch).await });
     }
 
+    /// The requests of connection `epoch` that wait for a reply get none: they fail with `e`.
+    fn fail_waiting(&self, epoch: u64, e: &ClientError) {
+        let Ok(mut w) = self.shared.replies.waiting.lock() else {
+            return;
+        };
+        let ids: Vec<String> = w
+            .calls
+            .iter()
+            .filter(|(_, c)| c.epoch == epoch)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            if let Some(call) = w.calls.remove(&id) {
+                let err = match e {
+                    ClientError::Closed => ClientError::Closed,
+                    other => ClientError::OutcomeUnknown {
+                        command: call.label,
+                        reason: other.to_string(),
+                    },
+                };
+                let _ = call.tx.send(Err(err));
+            }
+        }
+        if w.pump == Some(epoch) {
+            w.pump = None;
+        }
+    }
+
     /// Reads the reply queue of connection `epoch` and hands each reply to its request, while
     /// requests wait for replies there.
     async fn pump(self, temp: String, epoch: u64) {
@@ -298,29 +326,14 @@ impl Client {
                 Err(e) => {
                     // The reply queue is gone (or the client closed): no reply comes for the
                     // requests that named it.
-                    let Ok(mut w) = replies.waiting.lock() else {
-                        return;
-                    };
-                    let ids: Vec<String> = w
-                        .calls
-                        .iter()
-                        .filter(|(_, c)| c.epoch == epoch)
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    for id in ids {
-                        if let Some(call) = w.calls.remove(&id) {
-                            let err = match &e {
-                                ClientError::Closed => ClientError::Closed,
-                                other => ClientError::OutcomeUnknown {
-                                    command: call.label,
-                                    reason: other.to_string(),
-                                },
-                            };
-                            let _ = call.tx.send(Err(err));
+                    self.fail_waiting(epoch, &e);
+                    // Refused (the queue went: our server lost the link to the master that held
+                    // it): the next request makes a new one.
+                    if e.queue_refusal().is_some() {
+                        let mut made = replies.temp.lock().await;
+                        if made.as_ref().is_some_and(|(name, _)| *name == temp) {
+                            *made = None;
                         }
-                    }
-                    if w.pump == Some(epoch) {
-                        w.pump = None;
                     }
                     return;
                 }

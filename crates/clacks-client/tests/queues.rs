@@ -354,7 +354,7 @@ async fn a_raw_receive_answers_as_an_event() {
     within(other.send("jobs", "unasked")).await.unwrap();
     match event(&mut events).await {
         Event::QueueMessage { queue, value, .. } => {
-            assert_eq!((queue.as_str(), value.as_str()), ("jobs", "unasked"))
+            assert_eq!((queue.as_str(), &value[..]), ("jobs", &b"unasked"[..]))
         }
         other => panic!("{other:?}"),
     }
@@ -451,7 +451,7 @@ async fn a_message_for_a_receive_that_gave_up_is_given_back_or_reported() {
         Event::QueueMessage {
             queue: "q".into(),
             id: "8".into(),
-            value: "unleased".into()
+            value: bytes::Bytes::from_static(b"unleased")
         }
     );
 
@@ -481,4 +481,60 @@ async fn a_message_for_a_receive_that_gave_up_is_given_back_or_reported() {
     server.say(&flush.replace("FLUSH", "FLUSHED")).await;
     let err = within(call).await.unwrap().unwrap_err();
     assert_eq!(err.queue_refusal(), Some(QueueRefusal::TooManyWaits));
+}
+
+/// A slave of `root` (its `Local::` queues at most 4 bytes a message), and a client of it.
+async fn slave_of(root: &TestServer) -> (TestServer, Client) {
+    let master = clacks_server::config::Master::Unix(root.socket.clone());
+    let slave = TestServer::start_with(move |c| {
+        c.master = Some(master);
+        c.queues.limits.max_message_size = 4;
+    })
+    .await;
+    let (c, _) = connect(&slave, "behind a slave").await;
+    // Linked once a command for the root's queues is not refused.
+    within(async {
+        while c.stat("jobs").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    (slave, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_slave_each_refusal_goes_to_the_call_on_its_queue() {
+    let root = TestServer::start_with(|c| c.queues.limits.max_messages = 1).await;
+    let (_slave, c) = slave_of(&root).await;
+    within(c.send("jobs", "fills it")).await.unwrap();
+    // The first runs at the root, the second on the slave, whose refusal comes back first.
+    let (root_side, slave_side) =
+        within(async { tokio::join!(c.send("jobs", "no room"), c.send("Local::q", "too long")) })
+            .await;
+    assert_eq!(
+        root_side.unwrap_err().queue_refusal(),
+        Some(QueueRefusal::QueueFull)
+    );
+    assert_eq!(
+        slave_side.unwrap_err().queue_refusal(),
+        Some(QueueRefusal::MessageTooLarge)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receive_waiting_at_the_root_ends_when_the_slave_loses_it() {
+    let root = TestServer::start().await;
+    let (_slave, c) = slave_of(&root).await;
+    let waiting = {
+        let c = c.clone();
+        tokio::spawn(async move { c.recv("jobs", None).await })
+    };
+    until_stats(&c, "jobs", |s| s.waiting == 1).await;
+    root.shutdown().await;
+    let err = within(waiting).await.unwrap().unwrap_err();
+    assert_eq!(err.queue_refusal(), Some(QueueRefusal::QueueUnavailable));
+    // The queue's place on the wire is free again: a local queue still works.
+    within(c.send("Local::q", "ok")).await.unwrap();
+    let got = within(c.recv("Local::q", Some(SECOND))).await.unwrap();
+    assert_eq!(got.unwrap().text(), "ok");
 }

@@ -46,6 +46,7 @@ pub fn check(c: &Config) {
         ),
         (table::TLS_HANDSHAKE_TIMEOUT, c.tls_handshake_timeout),
         (table::AUTH_FAIL_DELAY, c.auth_fail_delay),
+        (table::QUEUES_IDLE_TIME, c.queues.idle_time),
     ];
     assert_eq!(
         seconds.len(),
@@ -68,7 +69,17 @@ pub fn check(c: &Config) {
             c.interclacks_max_out_buffer,
         ),
         (table::LOG_RATE_LIMIT, c.log_rate_limit),
+        (table::QUEUES_MAX_DELIVERIES, c.queues.max_deliveries),
+        (table::QUEUES_MAX_QUEUES, c.queues.max_queues),
+        (table::QUEUES_MAX_TOTAL_BYTES, c.queues.max_total_bytes),
+        (table::QUEUES_MAX_WAITS, c.queues.max_waits),
     ];
+    let prefixes = c.queues.prefixes.iter().map(|(_, limits)| limits);
+    for limits in std::iter::once(&c.queues.limits).chain(prefixes) {
+        counts.push((table::QUEUES_MAX_MESSAGES, limits.max_messages));
+        counts.push((table::QUEUES_MAX_BYTES, limits.max_bytes));
+        counts.push((table::QUEUES_MAX_MESSAGE_SIZE, limits.max_message_size));
+    }
     if let Some(m) = &c.memcached {
         counts.push((table::MEMCACHED_MAX_ITEM_SIZE, m.max_item_size));
         assert!(

@@ -69,6 +69,8 @@ counters! {
     queue_rejected: "Messages refused: queue full with the `reject` policy, or over `maxmessagesize`.",
     queue_dropped: "Ready messages dropped to make room (`drop_oldest`).",
     queue_dead_lettered: "Messages moved to `<queue>::dead` after `maxdeliveries` deliveries.",
+    queue_limit_refusals: "Queue commands refused by `maxqueues` or `maxwaits`.",
+    queues_dropped_idle: "Empty queues forgotten after `queues/idletime` unused.",
 }
 
 impl Stats {

@@ -197,3 +197,40 @@ async fn until_quiet(c: &mut Client) -> Vec<String> {
     }
     seen
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_in_flight_when_the_link_goes_are_all_answered() {
+    let root = TestServer::start().await;
+    let relay = Relay::start(root.socket.clone()).await;
+    let slave = TestServer::start_with(|c| {
+        c.master = Some(Master::Unix(relay.path.clone()));
+        c.interclacks_reconnect_timeout = Duration::from_millis(300);
+    })
+    .await;
+    links(&slave, 1).await;
+    let mut c = slave.login(Transport::Unix, ADMIN).await;
+    c.send("QSEND jobs=1").await;
+    c.expect_nothing().await;
+    // Held in transit, then the link goes: every command still waiting for its answer gets one,
+    // in order.
+    relay.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    for line in ["QSTAT jobs", "QRECV other", "QTEMP", "QLIST", "FLUSH f"] {
+        c.send(line).await;
+    }
+    relay.cut();
+    links(&slave, 0).await;
+    for want in [
+        "OVERHEAD E queue_unavailable jobs",
+        "OVERHEAD E queue_unavailable other",
+        "OVERHEAD E queue_unavailable QTEMP",
+        "OVERHEAD E queue_unavailable QLIST",
+        "FLUSHED f",
+    ] {
+        c.expect(want).await;
+    }
+    relay.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    relay.restore();
+    links(&slave, 1).await;
+    c.send("QSTAT jobs").await;
+    c.expect_prefix("QSTATS jobs messages=1;").await;
+}

@@ -559,3 +559,78 @@ async fn a_damaged_queue_file_stops_the_start() {
     assert!(err.contains("cache.dat.queues: at byte 26"), "{err}");
     assert!(err.contains("<persistanceonerror>moveaside"), "{err}");
 }
+
+#[tokio::test]
+async fn a_message_kept_for_a_leased_receive_counts_against_the_limits() {
+    let server = TestServer::start_with(|c| {
+        c.queues.limits.max_messages = 1;
+    })
+    .await;
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    let mut worker = server.login(Transport::Unix, ADMIN).await;
+    // Leased hand-outs are kept until acknowledged: the second does not fit.
+    for _ in 0..2 {
+        worker.send("QRECV q 30 60").await;
+    }
+    worker.expect_nothing().await;
+    c.send("QSEND q=1").await;
+    c.send("QSEND q=2").await;
+    c.expect("OVERHEAD E queue_full q").await;
+    worker.expect_prefix("QMESSAGE q ").await;
+    // Without a lease nothing is kept: any number go straight through.
+    let mut plain = server.login(Transport::Unix, ADMIN).await;
+    for _ in 0..3 {
+        plain.send("QRECV r 30").await;
+    }
+    plain.expect_nothing().await;
+    for i in 0..3 {
+        c.send(&format!("QSEND r={i}")).await;
+    }
+    c.expect_nothing().await;
+    for _ in 0..3 {
+        plain.expect_prefix("QMESSAGE r ").await;
+    }
+}
+
+#[tokio::test]
+async fn asking_makes_no_queue_and_empty_queues_are_forgotten() {
+    let server = TestServer::start_with(|c| {
+        c.queues.idle_time = Duration::from_millis(300);
+        c.cache_clean_interval = Duration::from_millis(100);
+    })
+    .await;
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    c.send("QRECV polled 0").await;
+    c.expect("QEMPTY polled").await;
+    c.send("QSTAT asked").await;
+    c.expect_prefix("QSTATS asked messages=0;").await;
+    c.send("QSEND full=x").await;
+    c.send("QSEND drained=x").await;
+    assert_eq!(recv_now(&mut c, "drained").await.unwrap().1, "x");
+    c.send("QLIST").await;
+    c.expect("QLISTSTART").await;
+    c.expect_prefix("QUEUE drained ").await;
+    c.expect_prefix("QUEUE full ").await;
+    c.expect("QLISTEND").await;
+    // The empty one goes once idle; the one holding a message stays.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        c.send("QLIST").await;
+        let mut names = Vec::new();
+        loop {
+            let line = c.line().await.unwrap();
+            if line == "QLISTEND" {
+                break;
+            }
+            if let Some(rest) = line.strip_prefix("QUEUE ") {
+                names.push(rest.split(' ').next().unwrap().to_string());
+            }
+        }
+        if names == ["full"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{names:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(server.stat("queues_dropped_idle") >= 1);
+}

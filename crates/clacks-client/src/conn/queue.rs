@@ -147,7 +147,7 @@ impl Task {
                 Some((id, value)) => self.emit(Event::QueueMessage {
                     queue: text(&queue),
                     id: text(&id),
-                    value: text(&value),
+                    value,
                 }),
                 None => tracing::debug!(queue = %text(&queue), "QEMPTY for no receive"),
             }
@@ -197,7 +197,7 @@ impl Task {
         self.emit(Event::QueueMessage {
             queue,
             id,
-            value: text(&d.value),
+            value: d.value,
         });
     }
 
@@ -232,6 +232,28 @@ impl Task {
         if cancel {
             self.cancel(&spec.queue, flight);
         }
+    }
+
+    /// `queue_unavailable <queue>` for our receive that waited at the root: our server lost its
+    /// link to the master, and the receive ended with it. Returns whether it was that.
+    pub(super) fn recv_cut_off(
+        &mut self,
+        message: &str,
+        queue: &str,
+        flight: &mut InFlight,
+    ) -> bool {
+        let queue = Bytes::copy_from_slice(queue.as_bytes());
+        let waited = flight.recvs.get(&queue).is_some_and(|slot| slot.confirmed);
+        if !message.starts_with("queue_unavailable ") || !waited {
+            return false;
+        }
+        if let Some(slot) = flight.recvs.remove(&queue) {
+            if let Some(done) = slot.done {
+                let _ = done.send(Err(refusal(message, slot.label)));
+            }
+        }
+        self.release(&queue, flight);
+        true
     }
 
     /// A receive on `queue` gave up or ran out of time: the ones that wait in the client and

@@ -56,8 +56,15 @@ impl Task {
     }
 
     /// `OVERHEAD E …`: belongs to the oldest command that can fail and is not settled yet (a
-    /// confirmed write keeps it until its `FLUSHED`).
+    /// confirmed write keeps it until its `FLUSHED`); a queue refusal, which names its queue,
+    /// to the oldest such command on that queue (through a slave, the answers to commands the
+    /// root runs can come after those to later commands run on the slave). `queue_unavailable`
+    /// can also end a receive that waited at the root.
     fn error_line(&mut self, message: String, reply: Reply, flight: &mut InFlight) {
+        let about = queue_refusal_of(&message);
+        if about.is_some_and(|q| self.recv_cut_off(&message, q, flight)) {
+            return;
+        }
         let can_take = |p: &Pending| {
             // A confirmed write (or a receive) takes one refusal at most.
             let settled = barrier(&p.cmd.expect) && !p.lines.is_empty();
@@ -74,7 +81,11 @@ impl Task {
                 return;
             }
         }
-        let Some(idx) = pending.iter().position(can_take) else {
+        let on_queue = |p: &Pending| can_take(p) && p.cmd.label.split(' ').nth(1) == about;
+        let idx = about
+            .and_then(|_| pending.iter().position(on_queue))
+            .or_else(|| pending.iter().position(can_take));
+        let Some(idx) = idx else {
             self.emit(Event::ErrorMessage {
                 message,
                 command: None,
@@ -272,6 +283,13 @@ pub(super) fn refusal(message: &str, command: String) -> ClientError {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The queue a queue refusal (`<token> <queue>…`) names.
+fn queue_refusal_of(message: &str) -> Option<&str> {
+    let (token, rest) = message.split_once(' ')?;
+    crate::QueueRefusal::from_token(token)?;
+    rest.split(' ').next()
 }
 
 #[cfg(test)]

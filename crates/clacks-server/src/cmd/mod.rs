@@ -130,7 +130,7 @@ pub(crate) fn execute(
             queue::run(s, state, ctx, line, request).unwrap_or(Flow::Continue)
         }
         Request::QForward { tag, hops, line } => queue::from_slave(s, state, tag, hops, line),
-        Request::QReply { tag, line } => queue::from_master(state, tag, line),
+        Request::QReply { tag, line } => queue::from_master(s, state, tag, line),
         Request::QDrop { tag } => queue::dropped(s, state, tag),
         Request::Overhead { flags, value } => admin::overhead(s, state, flags, value, now),
         Request::Monitor => admin::monitor(s, state, true),
@@ -144,7 +144,7 @@ pub(crate) fn execute(
         Request::Timeout => admin::timeout(s, line),
         Request::Flush { id } => {
             let ctx = queue::Ctx::here(s);
-            queue::flush(state, ctx, line).unwrap_or_else(|| admin::flush(s, id))
+            queue::flush(state, ctx, line, &id).unwrap_or_else(|| admin::flush(s, id))
         }
         // Handled before login (`CLACKS`), ignored (`OVERHEAD` without a value).
         Request::Clacks { .. } | Request::OverheadWithoutValue => Flow::Continue,

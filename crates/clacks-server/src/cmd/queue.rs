@@ -13,10 +13,10 @@ use bytes::Bytes;
 use clacks_proto::{Flags, Reply, Request};
 use tokio::time::Instant;
 
-use crate::interclacks::queues::{Route, MAX_HOPS};
+use crate::interclacks::queues::{Pending, Route, MAX_HOPS};
 use crate::session::{ClientError, Flow, Session};
 use crate::state::queues::{valid_name, Note, Owner, Refusal, TEMP_PREFIX};
-use crate::state::State;
+use crate::state::{ConnId, State};
 use crate::stats::Stats;
 
 /// The longest receive timeout or lease, in seconds (a year).
@@ -87,8 +87,15 @@ fn refuse(s: &mut Session, state: &State, ctx: Ctx, refusal: Refusal, about: &[&
 }
 
 /// Runs `line` at our master when it holds `queue` (`true`: forwarded, or refused because the
-/// link is down); `receive`: the line is a receive on that queue.
-fn forwarded(s: &mut Session, state: &mut State, ctx: Ctx, queue: &[u8], line: &Bytes) -> bool {
+/// link is down); `waits_for`: the answer the command gets, if any.
+fn forwarded(
+    s: &mut Session,
+    state: &mut State,
+    ctx: Ctx,
+    queue: &[u8],
+    line: &Bytes,
+    waits_for: Option<Pending>,
+) -> bool {
     let has_master = s.shared.config.master.is_some();
     let link = match state.routes.route(has_master, queue) {
         Route::Here => return false,
@@ -98,17 +105,19 @@ fn forwarded(s: &mut Session, state: &mut State, ctx: Ctx, queue: &[u8], line: &
             return true;
         }
     };
-    let receive = line
-        .starts_with(b"QRECV ")
-        .then(|| Bytes::copy_from_slice(queue));
-    let tag = state.routes.tag_for(ctx.owner, receive.as_ref());
+    up(state, link, ctx, line, waits_for);
+    true
+}
+
+/// Sends `line` up the link to our master for `ctx`.
+fn up(state: &mut State, link: ConnId, ctx: Ctx, line: &Bytes, waits_for: Option<Pending>) {
+    let tag = state.routes.tag_for(ctx.owner, waits_for);
     let up = Request::QForward {
         tag,
         hops: ctx.hops + 1,
         line: line.clone(),
     };
     state.conns.deliver(link, &up.to_bytes());
-    true
 }
 
 /// A queue name the server can hold, else `bad_name` (and `false`).
@@ -134,7 +143,7 @@ pub(super) fn send(
     queue: Bytes,
     value: Bytes,
 ) -> Flow {
-    if forwarded(s, state, ctx, &queue, line) {
+    if forwarded(s, state, ctx, &queue, line, None) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -163,15 +172,12 @@ pub(super) fn recv(
     let (timeout, lease) = match (read(timeout), read(lease)) {
         (Ok(timeout), Ok(lease)) => (timeout, lease.unwrap_or_default()),
         (Err(bad), _) | (_, Err(bad)) => {
-            let reply = Reply::Overhead {
-                flags: Flags::ERROR,
-                value: ClientError::Refused("bad_argument", &[&queue, &bad]).text(),
-            };
-            answer(s, state, ctx.owner, reply);
+            refuse(s, state, ctx, Refusal::BadArgument, &[&queue, &bad]);
             return Flow::Continue;
         }
     };
-    if forwarded(s, state, ctx, &queue, line) {
+    let waits_for = Some(Pending::Recv(Bytes::copy_from_slice(&queue)));
+    if forwarded(s, state, ctx, &queue, line, waits_for) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -195,7 +201,7 @@ pub(super) fn ack(
     [queue, id]: [Bytes; 2],
     nack: bool,
 ) -> Flow {
-    if forwarded(s, state, ctx, &queue, line) {
+    if forwarded(s, state, ctx, &queue, line, None) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -220,7 +226,7 @@ pub(super) fn cancel(
     line: &Bytes,
     queue: Bytes,
 ) -> Flow {
-    if forwarded(s, state, ctx, &queue, line) {
+    if forwarded(s, state, ctx, &queue, line, None) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -236,7 +242,8 @@ pub(super) fn stat(
     line: &Bytes,
     queue: Bytes,
 ) -> Flow {
-    if named(s, state, ctx, &queue) && !forwarded(s, state, ctx, &queue, line) {
+    let waits_for = Some(Pending::Stat(Bytes::copy_from_slice(&queue)));
+    if named(s, state, ctx, &queue) && !forwarded(s, state, ctx, &queue, line, waits_for) {
         let fields = state.queues.stat(&queue);
         answer(s, state, ctx.owner, Reply::QStats { queue, fields });
     }
@@ -246,7 +253,7 @@ pub(super) fn stat(
 /// `QLIST`: the queues of the server that holds the root's queues (a slave's `Local::` queues
 /// show with `QSTAT`).
 pub(super) fn list(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -> Flow {
-    if forwarded(s, state, ctx, b"", line) {
+    if forwarded(s, state, ctx, b"", line, Some(Pending::List)) {
         return Flow::Continue;
     }
     answer(s, state, ctx.owner, Reply::QListStart);
@@ -266,7 +273,7 @@ pub(super) fn purge(
     queue: Bytes,
     delete: bool,
 ) -> Flow {
-    if !named(s, state, ctx, &queue) || forwarded(s, state, ctx, &queue, line) {
+    if !named(s, state, ctx, &queue) || forwarded(s, state, ctx, &queue, line, None) {
         return Flow::Continue;
     }
     let name = String::from_utf8_lossy(&queue);
@@ -284,7 +291,7 @@ pub(super) fn purge(
 }
 
 pub(super) fn temp(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -> Flow {
-    if forwarded(s, state, ctx, TEMP_PREFIX, line) {
+    if forwarded(s, state, ctx, TEMP_PREFIX, line, Some(Pending::Temp)) {
         return Flow::Continue;
     }
     match state.queues.temp(ctx.owner) {
@@ -296,14 +303,12 @@ pub(super) fn temp(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -
 
 /// `FLUSH` of an owner that forwarded queue commands goes the same way, so that it is answered
 /// after them; `None` when it is answered here.
-pub(super) fn flush(state: &mut State, ctx: Ctx, line: &Bytes) -> Option<Flow> {
-    let (link, tag) = state.routes.forwarding(ctx.owner)?;
-    let up = Request::QForward {
-        tag,
-        hops: ctx.hops + 1,
-        line: line.clone(),
-    };
-    state.conns.deliver(link, &up.to_bytes());
+pub(super) fn flush(state: &mut State, ctx: Ctx, line: &Bytes, id: &Bytes) -> Option<Flow> {
+    let (link, _) = state.routes.forwarding(ctx.owner)?;
+    if ctx.hops >= MAX_HOPS {
+        return None;
+    }
+    up(state, link, ctx, line, Some(Pending::Flush(id.clone())));
     Some(Flow::Continue)
 }
 
@@ -321,7 +326,7 @@ pub(super) fn from_slave(
     };
     match Request::parse(line.clone()) {
         Request::Flush { id } => {
-            if flush(state, ctx, &line).is_none() {
+            if flush(state, ctx, &line, &id).is_none() {
                 answer(s, state, ctx.owner, Reply::Flushed { id });
             }
             Flow::Continue
@@ -366,9 +371,12 @@ pub(super) fn run(
 }
 
 /// `QREPLY <tag> <line>` from our master: an answer for one of our clients (or for a client of
-/// a slave of ours).
-pub(super) fn from_master(state: &mut State, tag: u64, line: Bytes) -> Flow {
-    if let Some(owner) = state.routes.owner_of(tag) {
+/// a slave of ours). From any other link it is ignored.
+pub(super) fn from_master(s: &Session, state: &mut State, tag: u64, line: Bytes) -> Flow {
+    if !state.routes.is_master(s.id) {
+        return Flow::Continue;
+    }
+    if let Some(owner) = state.routes.answered(tag, &line) {
         state.send_line(owner, line);
     }
     Flow::Continue

@@ -152,6 +152,8 @@ pub struct QueueConfig {
     pub max_total_bytes: usize,
     /// Most waiting receives of one connection.
     pub max_waits: usize,
+    /// An empty queue unused for this long is forgotten.
+    pub idle_time: Duration,
 }
 
 impl Default for QueueConfig {
@@ -168,6 +170,7 @@ impl Default for QueueConfig {
             max_queues: table::QUEUES_MAX_QUEUES.default,
             max_total_bytes: table::QUEUES_MAX_TOTAL_BYTES.default,
             max_waits: table::QUEUES_MAX_WAITS.default,
+            idle_time: table::QUEUES_IDLE_TIME.default,
         }
     }
 }

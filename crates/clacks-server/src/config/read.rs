@@ -250,6 +250,7 @@ fn queues(root: &Node) -> Result<QueueConfig, ConfigError> {
         q.max_queues = n.setting(&table::QUEUES_MAX_QUEUES)?;
         q.max_total_bytes = n.setting(&table::QUEUES_MAX_TOTAL_BYTES)?;
         q.max_waits = n.setting(&table::QUEUES_MAX_WAITS)?;
+        q.idle_time = n.setting(&table::QUEUES_IDLE_TIME)?;
     }
     for (i, p) in root.all(table::QUEUEPREFIX.element).enumerate() {
         let prefix = p.text(&table::QUEUEPREFIX_PREFIX).filter(|s| !s.is_empty());

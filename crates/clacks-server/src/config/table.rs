@@ -484,6 +484,14 @@ pub const QUEUES_MAX_WAITS: Numeric<usize> = count(
     1_000_000,
     "Most waiting receives of one connection (too_many_waits)",
 );
+/// `<queues><idletime>`.
+pub const QUEUES_IDLE_TIME: Numeric<Duration> = secs(
+    "queues/idletime",
+    3_600,
+    S,
+    YEAR.saturating_mul(100),
+    "An empty queue no one used for this long is forgotten, its figures with it",
+);
 /// `<queues>` (extension).
 pub const QUEUES: Section = Section {
     element: "queues",
@@ -496,6 +504,7 @@ pub const QUEUES: Section = Section {
         Entry::Count(QUEUES_MAX_QUEUES),
         Entry::Bytes(QUEUES_MAX_TOTAL_BYTES),
         Entry::Count(QUEUES_MAX_WAITS),
+        Entry::Seconds(QUEUES_IDLE_TIME),
     ],
     examples: &[&[
         "maxmessages",
@@ -506,6 +515,7 @@ pub const QUEUES: Section = Section {
         "maxqueues",
         "maxtotalbytes",
         "maxwaits",
+        "idletime",
     ]],
     doc: "Limits of the work queues (QSEND, QRECV); every child has its default when absent",
 };

@@ -10,11 +10,12 @@
 //! master holds its queues itself. While the link to a master that takes them is down, commands
 //! for the root's queues are refused at once with `queue_unavailable`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
+use clacks_proto::{Flags, Reply};
 
-use crate::state::queues::Owner;
+use crate::state::queues::{Owner, Refusal};
 use crate::state::ConnId;
 
 /// The word a `clacksd` puts in its `CLACKS` line on a link: it takes forwarded queue commands.
@@ -37,10 +38,70 @@ pub(crate) enum Route {
     Unavailable,
 }
 
-/// A client of ours that forwarded commands: who it is, and the queues it sent receives for.
+/// An answer a forwarded command is still to get from our master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pending {
+    /// `QRECV <queue>`: `QMESSAGE`, `QEMPTY` or an error.
+    Recv(Bytes),
+    /// `QSTAT <queue>`: `QSTATS`.
+    Stat(Bytes),
+    /// `QLIST`: ends with `QLISTEND`.
+    List,
+    /// `QTEMP`: `QTEMPNAME` or an error.
+    Temp,
+    /// `FLUSH <id>`: `FLUSHED <id>`.
+    Flush(Bytes),
+}
+
+impl Pending {
+    /// The answer it gets when the link to our master is lost before the master answered.
+    fn unanswered(self) -> Reply {
+        let about = match self {
+            Pending::Flush(id) => return Reply::Flushed { id },
+            Pending::Recv(queue) | Pending::Stat(queue) => queue,
+            Pending::List => Bytes::from_static(b"QLIST"),
+            Pending::Temp => Bytes::from_static(b"QTEMP"),
+        };
+        let token = Refusal::Unavailable.token().as_bytes();
+        Reply::Overhead {
+            flags: Flags::ERROR,
+            value: Bytes::from([token, b" ", &about].concat()),
+        }
+    }
+
+    /// Whether `answer` (a line from our master) is the answer this waits for.
+    fn answered_by(&self, answer: &Reply) -> bool {
+        match (self, answer) {
+            (Pending::Recv(q), Reply::QMessage { queue, .. } | Reply::QEmpty { queue }) => {
+                q == queue
+            }
+            (Pending::Stat(q), Reply::QStats { queue, .. }) => q == queue,
+            (Pending::List, Reply::QListEnd) | (Pending::Temp, Reply::QTempName { .. }) => true,
+            (Pending::Flush(i), Reply::Flushed { id }) => i == id,
+            (_, Reply::Overhead { value, .. }) => {
+                // `<token> <queue>…`; a temporary queue of another client is refused without
+                // its name.
+                let mut words = value.split(|&b| b == b' ');
+                let token = words.next().unwrap_or_default();
+                let about = words.next().unwrap_or_default();
+                match self {
+                    Pending::Recv(q) if token == b"permission_denied" => {
+                        q.starts_with(crate::state::queues::TEMP_PREFIX)
+                    }
+                    Pending::Recv(q) | Pending::Stat(q) => &q[..] == about,
+                    Pending::Temp => about == b"QTEMP",
+                    Pending::List | Pending::Flush(_) => false,
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A client of ours that forwarded commands: who it is, and the answers it still waits for.
 struct Forwarded {
     owner: Owner,
-    receives: HashSet<Bytes>,
+    pending: VecDeque<Pending>,
 }
 
 /// The forwarding state of this server (part of the shared state).
@@ -81,22 +142,22 @@ impl Routes {
         self.master.is_some_and(|(id, _)| id == link)
     }
 
-    /// The tag `owner`'s commands go up with (new at its first command); `receive`: the command
-    /// is a receive on that queue.
-    pub(crate) fn tag_for(&mut self, owner: Owner, receive: Option<&Bytes>) -> u64 {
+    /// The tag `owner`'s commands go up with (new at its first command), noting the answer the
+    /// command waits for, if any.
+    pub(crate) fn tag_for(&mut self, owner: Owner, waits_for: Option<Pending>) -> u64 {
         let tag = match self.by_owner.get(&owner) {
             Some(tag) => *tag,
             None => {
                 self.last_tag += 1;
                 let tag = self.last_tag;
                 self.by_owner.insert(owner, tag);
-                let receives = HashSet::new();
-                self.tags.insert(tag, Forwarded { owner, receives });
+                let pending = VecDeque::new();
+                self.tags.insert(tag, Forwarded { owner, pending });
                 tag
             }
         };
-        if let (Some(queue), Some(f)) = (receive, self.tags.get_mut(&tag)) {
-            f.receives.insert(queue.clone());
+        if let (Some(waits_for), Some(f)) = (waits_for, self.tags.get_mut(&tag)) {
+            f.pending.push_back(waits_for);
         }
         tag
     }
@@ -110,9 +171,15 @@ impl Routes {
         Some((link, *self.by_owner.get(&owner)?))
     }
 
-    /// Who an answer from our master is for.
-    pub(crate) fn owner_of(&self, tag: u64) -> Option<Owner> {
-        self.tags.get(&tag).map(|f| f.owner)
+    /// Who an answer from our master is for; the answer a command waited for is no longer
+    /// pending.
+    pub(crate) fn answered(&mut self, tag: u64, line: &Bytes) -> Option<Owner> {
+        let f = self.tags.get_mut(&tag)?;
+        let answer = Reply::parse(line.clone());
+        if let Some(i) = f.pending.iter().position(|p| p.answered_by(&answer)) {
+            f.pending.remove(i);
+        }
+        Some(f.owner)
     }
 
     /// `owner` is gone: the tag to drop at our master, if it had one.
@@ -136,18 +203,20 @@ impl Routes {
             .collect()
     }
 
-    /// The link to our master is gone: every owner's receives there ended. Returns each owner
-    /// with the queues it had receives on, to be told.
-    pub(crate) fn master_lost(&mut self) -> Vec<(Owner, Vec<Bytes>)> {
+    /// The link to our master is gone, and every command there with it: each owner with the
+    /// answers it still waited for, in order (`queue_unavailable`, and `FLUSHED` for a
+    /// `FLUSH`), so that every command is answered.
+    pub(crate) fn master_lost(&mut self) -> Vec<(Owner, Vec<Reply>)> {
         self.master = None;
         self.by_owner.clear();
-        let mut lost: Vec<(Owner, Vec<Bytes>)> = self
+        let mut lost: Vec<(Owner, Vec<Reply>)> = self
             .tags
             .drain()
             .map(|(_, f)| {
-                let mut queues: Vec<Bytes> = f.receives.into_iter().collect();
-                queues.sort_unstable();
-                (f.owner, queues)
+                (
+                    f.owner,
+                    f.pending.into_iter().map(Pending::unanswered).collect(),
+                )
             })
             .collect();
         lost.sort_unstable_by_key(|(owner, _)| *owner);
@@ -169,12 +238,34 @@ mod tests {
         assert_eq!(r.route(true, b"jobs"), Route::Up(9));
         let client = Owner::here(3);
         let q = Bytes::from_static(b"jobs");
-        let tag = r.tag_for(client, Some(&q));
-        assert_eq!(r.tag_for(client, None), tag);
-        assert_eq!(r.owner_of(tag), Some(client));
+        let tag = r.tag_for(client, Some(Pending::Recv(q.clone())));
+        assert_eq!(r.tag_for(client, Some(Pending::Stat(q.clone()))), tag);
+        r.tag_for(client, Some(Pending::Recv(q.clone())));
+        r.tag_for(client, Some(Pending::Flush(Bytes::from_static(b"f"))));
         assert_eq!(r.forwarding(client), Some((9, tag)));
-        assert_eq!(r.master_lost(), vec![(client, vec![q])]);
-        assert_eq!(r.owner_of(tag), None);
+        // Answers settle what they answer, errors by the queue they name.
+        let line = |l: &'static str| Bytes::from_static(l.as_bytes());
+        assert_eq!(r.answered(tag, &line("QEMPTY jobs")), Some(client));
+        assert_eq!(
+            r.answered(tag, &line("OVERHEAD E bad_name other")),
+            Some(client)
+        );
+        assert_eq!(
+            r.answered(tag, &line("QSTATS jobs messages=0")),
+            Some(client)
+        );
+        let e = |v: &'static str| Reply::Overhead {
+            flags: Flags::ERROR,
+            value: Bytes::from_static(v.as_bytes()),
+        };
+        let flushed = Reply::Flushed {
+            id: Bytes::from_static(b"f"),
+        };
+        assert_eq!(
+            r.master_lost(),
+            vec![(client, vec![e("queue_unavailable jobs"), flushed])]
+        );
+        assert_eq!(r.answered(tag, &line("QEMPTY jobs")), None);
         // A v36 master takes no queue commands: the slave holds its queues itself.
         r.master_linked(10, false);
         assert_eq!(r.route(true, b"jobs"), Route::Here);

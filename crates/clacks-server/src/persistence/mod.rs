@@ -259,14 +259,27 @@ pub(crate) async fn persist_loop(
             () = stop.cancelled() => true,
             () = tokio::time::sleep(interval) => false,
         };
-        let dirty = force || stopping || generations() != saved;
-        if dirty {
+        // Each file is written when what it holds changed (both when forced or stopping).
+        let now = generations();
+        let all = force || stopping;
+        let (cache, queues) = (all || now.0 != saved.0, all || now.1 != saved.1);
+        if cache || queues {
             let (s, target) = (shared.clone(), path.clone());
-            match tokio::task::spawn_blocking(move || save_snapshot(&s, &target)).await {
-                Ok(Ok(generation)) => {
+            let save = move || -> std::io::Result<(u64, u64)> {
+                let mut done = saved;
+                if cache {
+                    done.0 = save_cache(&s, &target)?;
+                }
+                if queues {
+                    done.1 = save_queues(&s, &target)?;
+                }
+                Ok(done)
+            };
+            match tokio::task::spawn_blocking(save).await {
+                Ok(Ok(done)) => {
                     Stats::bump(&shared.stats.persistence_saves);
-                    tracing::debug!(file = %path.display(), "persistence file saved");
-                    saved = generation;
+                    tracing::debug!(file = %path.display(), cache, queues, "persistence saved");
+                    saved = done;
                     force = false;
                 }
                 Ok(Err(e)) => {
@@ -285,9 +298,8 @@ pub(crate) async fn persist_loop(
 /// Records copied per hold of the lock while taking a snapshot.
 const SNAPSHOT_CHUNK: usize = 2048;
 
-/// Takes a snapshot of the cache without stopping the server, and writes it to `path`, then
-/// the work queues (copied in one hold of the lock) to their file. Returns the generations the
-/// snapshots are complete up to.
+/// Takes a snapshot of the cache without stopping the server, and writes it to `path`. Returns
+/// the generation the snapshot is complete up to.
 ///
 /// Under the lock only cheap work is done: the records are copied in chunks of
 /// [`SNAPSHOT_CHUNK`] (values are reference-counted, so a copy is not a copy of the bytes;
@@ -300,7 +312,7 @@ const SNAPSHOT_CHUNK: usize = 2048;
 /// meanwhile may be missing. The generation returned is the one read with the first chunk: any
 /// change during the snapshot moves the cache past it, so the next interval saves again and
 /// the file catches up.
-fn save_snapshot(shared: &Shared, path: &Path) -> std::io::Result<(u64, u64)> {
+fn save_cache(shared: &Shared, path: &Path) -> std::io::Result<u64> {
     let started = std::time::Instant::now();
     let (generation, mut end) = {
         let state = shared.lock();
@@ -336,10 +348,16 @@ fn save_snapshot(shared: &Shared, path: &Path) -> std::io::Result<(u64, u64)> {
         total_ms = started.elapsed().as_millis() as u64,
         "snapshot taken"
     );
-    let (queue_generation, saved) = {
+    Ok(generation)
+}
+
+/// Writes the work queues (copied in one hold of the lock) to their file beside `path`.
+/// Returns the generation the copy is of.
+fn save_queues(shared: &Shared, path: &Path) -> std::io::Result<u64> {
+    let (generation, saved) = {
         let state = shared.lock();
         (state.queues.generation(), state.queues.snapshot())
     };
     save(&queue_path(path), |out| queues::write(&saved, out))?;
-    Ok((generation, queue_generation))
+    Ok(generation)
 }

@@ -66,11 +66,9 @@ impl State {
             .remove_conn(id, tokio::time::Instant::now(), &mut notes);
         self.send_notes(notes);
         if self.routes.is_master(id) {
-            for (owner, queues) in self.routes.master_lost() {
-                for queue in queues {
-                    let value = Bytes::from([&b"queue_unavailable "[..], &queue].concat());
-                    let flags = clacks_proto::Flags::ERROR;
-                    self.send_note(owner, &Reply::Overhead { flags, value });
+            for (owner, answers) in self.routes.master_lost() {
+                for answer in &answers {
+                    self.send_note(owner, answer);
                 }
             }
         } else {
@@ -241,10 +239,11 @@ impl Shared {
         self.credentials.authenticate(token)
     }
 
-    /// Runs one cache cleanup pass and tells monitors what was purged.
+    /// Runs one cache cleanup pass and tells monitors what was purged; forgets idle queues.
     pub(crate) fn cleanup(&self) {
         let now = self.now();
         let mut state = self.lock();
+        state.queues.drop_idle(tokio::time::Instant::now());
         let cleaned = state.cache.cleanup(
             now,
             self.config.deleted_cache_time.as_secs_f64(),

@@ -48,6 +48,8 @@ pub(crate) enum Refusal {
     NotOwner,
     /// The queue is held by our master, and the link to it is down (`queue_unavailable`).
     Unavailable,
+    /// A timeout or lease that is no number of seconds from 0 to a year (`bad_argument`).
+    BadArgument,
 }
 
 impl Refusal {
@@ -63,6 +65,7 @@ impl Refusal {
             Refusal::UnknownQueue => "unknown_queue",
             Refusal::NotOwner => "permission_denied",
             Refusal::Unavailable => "queue_unavailable",
+            Refusal::BadArgument => "bad_argument",
         }
     }
 }
@@ -147,10 +150,12 @@ struct Queue {
     /// The owner a temporary queue belongs to.
     owner: Option<Owner>,
     counters: Counters,
+    /// When a command last named it.
+    used: Instant,
 }
 
 impl Queue {
-    fn new(limits: QueueLimits, owner: Option<Owner>) -> Queue {
+    fn new(limits: QueueLimits, owner: Option<Owner>, now: Instant) -> Queue {
         Queue {
             limits,
             ready: VecDeque::new(),
@@ -159,7 +164,13 @@ impl Queue {
             waits: VecDeque::new(),
             owner,
             counters: Counters::default(),
+            used: now,
         }
+    }
+
+    /// Whether it holds nothing and no one waits on it.
+    fn is_idle(&self) -> bool {
+        self.owner.is_none() && self.held() == 0 && self.waits.is_empty()
     }
 
     fn figures(&self) -> Figures {
@@ -296,18 +307,19 @@ impl Queues {
                 continue;
             }
             let limits = self.config.limits_for(&name);
-            let mut q = Queue::new(limits, None);
+            let q = self
+                .queues
+                .entry(name)
+                .or_insert_with(|| Queue::new(limits, None, Instant::now()));
             for (deliveries, value) in messages {
-                self.serial += 1;
                 q.bytes += value.len();
                 self.total_bytes += value.len();
                 q.ready.push_back(Message {
-                    id: self.serial,
+                    id: 0,
                     value,
                     deliveries,
                 });
             }
-            self.queues.insert(name, q);
         }
     }
 
@@ -325,9 +337,11 @@ impl Queues {
     /// The queue called `name`, created if it may be: its name as the queue holds it, which is
     /// what anything kept is to refer to it by (the name in a command points into the input
     /// buffer, which it would keep alive).
-    fn open(&mut self, name: &[u8]) -> Result<Bytes, Refusal> {
+    fn open(&mut self, name: &[u8], now: Instant) -> Result<Bytes, Refusal> {
         if let Some((held, _)) = self.queues.get_key_value(name) {
-            return Ok(held.clone());
+            let held = held.clone();
+            self.queue_mut(&held).used = now;
+            return Ok(held);
         }
         if !valid_name(name) {
             return Err(Refusal::BadName);
@@ -336,11 +350,13 @@ impl Queues {
             return Err(Refusal::UnknownQueue);
         }
         if self.queues.len() >= self.config.max_queues {
+            Stats::bump(&self.stats.queue_limit_refusals);
             return Err(Refusal::TooManyQueues);
         }
         let held = Bytes::copy_from_slice(name);
         let limits = self.config.limits_for(name);
-        self.queues.insert(held.clone(), Queue::new(limits, None));
+        self.queues
+            .insert(held.clone(), Queue::new(limits, None, now));
         Ok(held)
     }
 
@@ -353,25 +369,28 @@ impl Queues {
         now: Instant,
         notes: &mut Vec<Note>,
     ) -> Result<(), Refusal> {
-        let id = self.next_serial();
         let room = self.config.max_total_bytes.saturating_sub(self.total_bytes);
         let stats = self.stats.clone();
-        let name = &self.open(name)?;
-        let q = self.queue_mut(name);
         let len = value.len();
-        if len > q.limits.max_message_size {
-            q.counters.rejected += 1;
+        // Too large: refused before a queue is made for it.
+        if len > self.config.limits_for(name).max_message_size {
+            if let Some(q) = self.queues.get_mut(name) {
+                q.counters.rejected += 1;
+            }
             Stats::bump(&stats.queue_rejected);
             return Err(Refusal::TooLarge);
         }
-        // Room: a waiting receive takes the message at once; otherwise it must fit, for
-        // `drop_oldest` after the oldest ready messages were dropped.
+        let name = &self.open(name, now)?;
+        let q = self.queue_mut(name);
+        // Room: a receive waiting without a lease takes the message at once (it is not kept);
+        // otherwise it must fit, for `drop_oldest` after the oldest ready messages were dropped.
         let limits = q.limits;
         let has_room = |held: usize, bytes: usize, freed: usize| {
             held < limits.max_messages && bytes + len <= limits.max_bytes && len <= room + freed
         };
         let (mut held, mut bytes, mut freed, mut drop) = (q.held(), q.bytes, 0, 0);
-        if q.waits.is_empty() {
+        let taken_at_once = q.waits.front().is_some_and(|(_, w)| w.lease.is_zero());
+        if !taken_at_once {
             while !has_room(held, bytes, freed) {
                 if limits.overflow == Overflow::Reject || drop == q.ready.len() {
                     q.counters.rejected += 1;
@@ -393,7 +412,7 @@ impl Queues {
         self.total_bytes = self.total_bytes + len - freed;
         Stats::bump(&stats.queue_sent);
         let message = Message {
-            id,
+            id: 0,
             value: Bytes::copy_from_slice(value),
             deliveries: 0,
         };
@@ -486,10 +505,23 @@ impl Queues {
         now: Instant,
         notes: &mut Vec<Note>,
     ) -> Result<(), Refusal> {
+        let poll = timeout.is_some_and(|t| t.is_zero());
+        if poll && !self.queues.contains_key(name) {
+            // Nothing to take, and no queue made for asking.
+            if !valid_name(name) {
+                return Err(Refusal::BadName);
+            }
+            if name.starts_with(TEMP_PREFIX) {
+                return Err(Refusal::UnknownQueue);
+            }
+            let queue = Bytes::copy_from_slice(name);
+            notes.push((conn, Reply::QEmpty { queue }));
+            return Ok(());
+        }
         let max_waits = self.config.max_waits;
         let waits = self.conns.get(&conn).map_or(0, |u| u.waits);
         let wait_id = self.next_serial();
-        let name = &self.open(name)?;
+        let name = &self.open(name, now)?;
         let q = self.queue_mut(name);
         if q.owner.is_some_and(|owner| owner != conn) {
             return Err(Refusal::NotOwner);
@@ -509,6 +541,7 @@ impl Queues {
             return Ok(());
         }
         if waits >= max_waits {
+            Stats::bump(&self.stats.queue_limit_refusals);
             return Err(Refusal::TooManyWaits);
         }
         let timer = timeout.map(|t| {
@@ -584,7 +617,10 @@ impl Queues {
     fn give_back(&mut self, name: &Bytes, message: Message, now: Instant, notes: &mut Vec<Note>) {
         self.generation += 1;
         let len = message.value.len();
-        let dead = message.deliveries >= self.config.max_deliveries && !name.ends_with(DEAD_SUFFIX);
+        // Dead-letter queues and temporary queues (whose `::dead` no one could read) have none.
+        let dead = message.deliveries >= self.config.max_deliveries
+            && !name.ends_with(DEAD_SUFFIX)
+            && !name.starts_with(TEMP_PREFIX);
         let q = self.queue_mut(name);
         if !dead {
             q.counters.redelivered += 1;
@@ -680,6 +716,18 @@ impl Queues {
         None
     }
 
+    /// Forgets the queues that are empty, with no one waiting, and were not named by a command
+    /// for `queues/idletime`; returns how many.
+    pub(crate) fn drop_idle(&mut self, now: Instant) -> usize {
+        let idle = self.config.idle_time;
+        let before = self.queues.len();
+        self.queues
+            .retain(|_, q| !q.is_idle() || now.saturating_duration_since(q.used) < idle);
+        let dropped = before - self.queues.len();
+        Stats::add(&self.stats.queues_dropped_idle, dropped as u64);
+        dropped
+    }
+
     /// `QPURGE`: drops a queue's ready messages; returns how many.
     pub(crate) fn purge(&mut self, name: &Bytes) -> usize {
         let Some(q) = self.queues.get_mut(name) else {
@@ -722,6 +770,7 @@ impl Queues {
     /// `QTEMP`: a new queue only `conn` receives from, gone when `conn` ends.
     pub(crate) fn temp(&mut self, conn: Owner) -> Result<Bytes, Refusal> {
         if self.queues.len() >= self.config.max_queues {
+            Stats::bump(&self.stats.queue_limit_refusals);
             return Err(Refusal::TooManyQueues);
         }
         let serial = self.next_serial();
@@ -732,7 +781,7 @@ impl Queues {
         ));
         let limits = self.config.limits_for(&name);
         self.queues
-            .insert(name.clone(), Queue::new(limits, Some(conn)));
+            .insert(name.clone(), Queue::new(limits, Some(conn), Instant::now()));
         self.conns.entry(conn).or_default().temps.push(name.clone());
         Ok(name)
     }
@@ -883,6 +932,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn restore_merges_a_queue_named_twice() {
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let mut queues = Queues::new(QueueConfig::default(), Arc::new(Stats::default()));
+        queues.restore(vec![
+            (b("a"), vec![(0, b("1"))]),
+            (b("b"), vec![(0, b("2"))]),
+            (b("a"), vec![(1, b("33"))]),
+        ]);
+        queues.check();
+        assert_eq!(queues.total_bytes, 4);
+        let saved = queues.snapshot();
+        assert_eq!(saved[0], (b("a"), vec![(0, b("1")), (1, b("33"))]));
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Send(u8, u8),
@@ -935,6 +999,7 @@ mod tests {
                 max_queues: 6,
                 max_total_bytes: 60,
                 max_waits: 3,
+                idle_time: Duration::from_secs(3600),
             };
             let mut queues = Queues::new(config, Arc::new(Stats::default()));
             let mut now = Instant::now();
