@@ -81,5 +81,5 @@ pub use event::{Event, Events, Subscription};
 pub use options::{ConnectOptions, Target, TlsVerify};
 pub use queue::{Job, Message, Overflow, QueueStats};
 #[cfg(feature = "json")]
-pub use rpc::{HandlerError, RequestEnvelope};
+pub use rpc::{job_state_key, HandlerError, RequestEnvelope};
 pub use transport::{open as connect_stream, Stream};

@@ -44,6 +44,12 @@ impl RequestEnvelope {
     }
 }
 
+/// The name under which the state of the job `id` is published: `Job::<id>::State` (a cache key
+/// and a signal name at once, see [`Client::publish_job_state`]).
+pub fn job_state_key(id: &str) -> String {
+    format!("Job::{id}::State")
+}
+
 /// A reply: `{"id": "…", "body": …}`, or `{"id": "…", "error": "…"}` when the worker failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct ReplyEnvelope {
@@ -356,6 +362,14 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Publishes the state of a long-running job: `SETANDSTORE Job::<id>::State=<state>`, so
+    /// that listeners of that name get it at once and a late caller retrieves it. A worker that
+    /// answers a request "accepted" at once (with the request's id) publishes the job's progress
+    /// this way instead of being polled.
+    pub async fn publish_job_state(&self, id: &str, state: &str) -> Result<(), ClientError> {
+        self.set_and_store(&job_state_key(id), state).await
     }
 
     /// Answers `request`: `QSEND` to its reply queue of `{"id", "body"}` (`Ok`) or

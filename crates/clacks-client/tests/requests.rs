@@ -179,3 +179,35 @@ async fn requests_work_again_after_a_reconnect() {
     within(w.disconnect()).await.unwrap();
     within(serving).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_job_answered_at_once_publishes_its_progress() {
+    let server = TestServer::start().await;
+    let (w, _) = connect(&server, "worker").await;
+    let (caller, _) = connect(&server, "caller").await;
+    // A worker of its own: accepts the request at once, then publishes the job's state.
+    let working = tokio::spawn(async move {
+        let job = w
+            .recv_leased("slow", None, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let request = clacks_client::RequestEnvelope::parse(job.value()).unwrap();
+        w.reply(&request, Ok(json!({ "accepted": request.id })))
+            .await
+            .unwrap();
+        job.ack().await.unwrap();
+        for state in ["running", "done"] {
+            w.publish_job_state(&request.id, state).await.unwrap();
+        }
+    });
+    let reply = within(caller.request("slow", &json!("big job"), WAIT))
+        .await
+        .unwrap();
+    let id = reply["accepted"].as_str().unwrap().to_string();
+    within(working).await.unwrap();
+    let key = clacks_client::job_state_key(&id);
+    assert_eq!(key, format!("Job::{id}::State"));
+    let state = within(caller.retrieve(&key)).await.unwrap();
+    assert_eq!(state.as_deref(), Some("done"));
+}
