@@ -207,6 +207,7 @@ fn request_round_trip(line: &Bytes) {
             | Request::QForward { .. }
             | Request::QReply { .. }
             | Request::QDrop { .. }
+            | Request::Services
     );
     if !lossy {
         assert_eq!(&encoded, line, "{request:?}");

@@ -73,6 +73,11 @@ pub fn check(c: &Config) {
         (table::QUEUES_MAX_QUEUES, c.queues.max_queues),
         (table::QUEUES_MAX_TOTAL_BYTES, c.queues.max_total_bytes),
         (table::QUEUES_MAX_WAITS, c.queues.max_waits),
+        (table::REGISTRY_MAX_INSTANCES, c.registry.max_instances),
+        (
+            table::REGISTRY_MAX_PER_CONNECTION,
+            c.registry.max_per_connection,
+        ),
     ];
     let prefixes = c.queues.prefixes.iter().map(|(_, limits)| limits);
     for limits in std::iter::once(&c.queues.limits).chain(prefixes) {

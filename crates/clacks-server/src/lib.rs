@@ -38,7 +38,9 @@ mod transport;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{Config, ConfigError, Memcached, Overflow, QueueConfig, QueueLimits};
+pub use config::{
+    Config, ConfigError, Memcached, Overflow, QueueConfig, QueueLimits, RegistryConfig,
+};
 pub use listen::{Listeners, Protocol, Socket};
 pub use server::Server;
 

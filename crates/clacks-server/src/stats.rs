@@ -71,6 +71,9 @@ counters! {
     queue_dead_lettered: "Messages moved to `<queue>::dead` after `maxdeliveries` deliveries.",
     queue_limit_refusals: "Queue commands refused by `maxqueues` or `maxwaits`.",
     queues_dropped_idle: "Empty queues forgotten after `queues/idletime` unused.",
+    registry_registered: "Service instances registered (`REGISTER` of a new instance).",
+    registry_withdrawn: "Service instances gone: `UNREGISTER`, or the end of their connection.",
+    registry_refusals: "`REGISTER`s refused by `maxinstances` or `maxperconnection`.",
 }
 
 impl Stats {

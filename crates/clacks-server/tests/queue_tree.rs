@@ -214,8 +214,15 @@ async fn commands_in_flight_when_the_link_goes_are_all_answered() {
     // Held in transit, then the link goes: every command still waiting for its answer gets one,
     // in order.
     relay.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    let before = slave.stat("commands");
     for line in ["QSTAT jobs", "QRECV other", "QTEMP", "QLIST", "FLUSH f"] {
         c.send(line).await;
+    }
+    // All of them forwarded before the cut.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while slave.stat("commands") < before + 5 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     relay.cut();
     links(&slave, 0).await;

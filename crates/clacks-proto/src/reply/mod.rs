@@ -4,7 +4,8 @@
 //! [`cache`] (RETRIEVED, NOTRETRIEVED, KEYLISTSTART, KEY, KEYLISTEND), [`signals`] (NOTIFY
 //! and SET to a listener) and [`admin`] (CLACKS, OVERHEAD, the CLIENTLIST and STATS lists,
 //! FLUSHED, DEBUG, PING, NOP, TIMEOUT, QUIT and other lines) and [`queue`] (QMESSAGE, QEMPTY,
-//! QSTATS, the QLIST list, QTEMPNAME). This file holds the enum and the two dispatchers.
+//! QSTATS, the QLIST list, QTEMPNAME) and [`registry`] (REGISTERED, the RESOLVE and SERVICES
+//! lists). This file holds the enum and the two dispatchers.
 
 use bytes::{Bytes, BytesMut};
 
@@ -14,6 +15,7 @@ use crate::Flags;
 mod admin;
 mod cache;
 mod queue;
+mod registry;
 mod signals;
 
 pub use admin::ClientEntry;
@@ -132,6 +134,41 @@ pub enum Reply {
         /// Queue name.
         queue: Bytes,
     },
+    /// `REGISTERED <service> <id>`.
+    Registered {
+        /// Service name.
+        service: Bytes,
+        /// The new instance's id.
+        id: Bytes,
+    },
+    /// `RESOLVESTART <service>`.
+    ResolveStart {
+        /// Service name.
+        service: Bytes,
+    },
+    /// `INSTANCE <service> id=…;endpoint=…;…`, one per live instance.
+    Instance {
+        /// Service name.
+        service: Bytes,
+        /// The `k=v` fields, `;`-separated.
+        fields: Bytes,
+    },
+    /// `RESOLVEEND <service>`.
+    ResolveEnd {
+        /// Service name.
+        service: Bytes,
+    },
+    /// `SERVICESSTART`.
+    ServicesStart,
+    /// `SERVICE <service> instances=…;draining=…`.
+    Service {
+        /// Service name.
+        service: Bytes,
+        /// The `k=v` fields, `;`-separated.
+        fields: Bytes,
+    },
+    /// `SERVICESEND`.
+    ServicesEnd,
     /// `PING` (interclacks links only).
     Ping,
     /// `NOP` keepalive.
@@ -179,6 +216,19 @@ impl Reply {
             }
             Reply::QListEnd => put_line(out, &[queue::QLISTEND]),
             Reply::QTempName { queue } => put_line(out, &[queue::QTEMPNAME, queue]),
+            Reply::Registered { service, id } => {
+                registry::encode_pair(out, registry::REGISTERED, service, id)
+            }
+            Reply::ResolveStart { service } => put_line(out, &[registry::RESOLVESTART, service]),
+            Reply::Instance { service, fields } => {
+                registry::encode_pair(out, registry::INSTANCE, service, fields)
+            }
+            Reply::ResolveEnd { service } => put_line(out, &[registry::RESOLVEEND, service]),
+            Reply::ServicesStart => put_line(out, &[registry::SERVICESSTART]),
+            Reply::Service { service, fields } => {
+                registry::encode_pair(out, registry::SERVICE, service, fields)
+            }
+            Reply::ServicesEnd => put_line(out, &[registry::SERVICESEND]),
             Reply::Ping => put_line(out, &[admin::PING]),
             Reply::Nop => put_line(out, &[admin::NOP]),
             Reply::Timeout => admin::encode_timeout(out),
@@ -252,12 +302,21 @@ impl Reply {
                 queue::parse_queue,
                 queue::parse_temp_name
             ),
-            Some(b'R') => first_of!(cache::parse_retrieved),
+            Some(b'R') => first_of!(
+                cache::parse_retrieved,
+                registry::parse_registered,
+                registry::parse_resolve_start,
+                registry::parse_resolve_end
+            ),
+            Some(b'I') => first_of!(registry::parse_instance),
             Some(b'S') => first_of!(
                 admin::parse_stats_start,
                 admin::parse_stats_end,
                 signals::parse_set,
-                admin::parse_stat
+                admin::parse_stat,
+                registry::parse_services_start,
+                registry::parse_services_end,
+                registry::parse_service
             ),
             Some(b'T') => first_of!(admin::parse_timeout),
             _ => {}
@@ -306,7 +365,7 @@ mod tests {
     }
 
     /// Every word and prefix the families parse, as they compare it.
-    const VERBS: [&[u8]; 28] = [
+    const VERBS: [&[u8]; 35] = [
         cache::RETRIEVED,
         cache::NOTRETRIEVED,
         cache::KEYLISTSTART,
@@ -335,6 +394,13 @@ mod tests {
         queue::QUEUE,
         queue::QLISTEND,
         queue::QTEMPNAME,
+        registry::REGISTERED,
+        registry::RESOLVESTART,
+        registry::INSTANCE,
+        registry::RESOLVEEND,
+        registry::SERVICESSTART,
+        registry::SERVICE,
+        registry::SERVICESEND,
     ];
 
     #[test]

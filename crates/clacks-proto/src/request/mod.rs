@@ -5,7 +5,8 @@
 //! SET, SETANDSTORE, LISTEN, UNLISTEN), [`admin`] (CLACKS, OVERHEAD, MONITOR, UNMONITOR, QUIT,
 //! TIMEOUT, PING, NOPING, CLIENTLIST, CLIENTDISCONNECT, FLUSH, STATS and unknown lines) and
 //! [`keysync`] (the KEYSYNC record of interclacks links) and [`queue`] (QSEND, QRECV, QACK,
-//! QNACK, QCANCEL, QSTAT, QLIST, QPURGE, QDELETE, QTEMP). This file holds the enum and the two
+//! QNACK, QCANCEL, QSTAT, QLIST, QPURGE, QDELETE, QTEMP) and [`registry`] (REGISTER,
+//! UNREGISTER, RESOLVE, SERVICES). This file holds the enum and the two
 //! dispatchers. The families' small functions are `#[inline]` so that each dispatcher compiles
 //! to one function, as fast as a single hand-written chain.
 
@@ -18,6 +19,7 @@ pub(crate) mod admin;
 pub(crate) mod cache;
 pub(crate) mod keysync;
 pub(crate) mod queue;
+pub(crate) mod registry;
 pub(crate) mod signals;
 
 /// One parsed request line.
@@ -218,6 +220,30 @@ pub enum Request {
     },
     /// `QTEMP`: a server-named queue only this connection receives from.
     QTemp,
+    /// `REGISTER <service> <endpoint>[ <metadata>]`: an instance of a service, for as long as
+    /// this connection lasts.
+    Register {
+        /// Service name.
+        service: Bytes,
+        /// Where the instance is reached (`queue:…`, `unix:…`, `tcp:…`, `tls:…`, a URL).
+        endpoint: Bytes,
+        /// `k=v;k=v;…` (`status=draining`: no new work).
+        meta: Option<Bytes>,
+    },
+    /// `UNREGISTER <service> <id>`.
+    Unregister {
+        /// Service name.
+        service: Bytes,
+        /// The instance id from `REGISTERED`.
+        id: Bytes,
+    },
+    /// `RESOLVE <service>`: the live instances.
+    Resolve {
+        /// Service name.
+        service: Bytes,
+    },
+    /// `SERVICES`: every service with its instance counts.
+    Services,
     /// `QFWD <tag> <hops> <line>` (interclacks, between `clacksd` servers): a queue command
     /// a slave forwards towards the root for one of its clients (`tag`), `hops` servers so far.
     QForward {
@@ -295,15 +321,25 @@ impl Request {
                 queue::parse_temp,
                 admin::parse_quit
             ),
-            Some(b'R') => first_of!(cache::parse_retrieve, cache::parse_remove),
+            Some(b'R') => first_of!(
+                cache::parse_retrieve,
+                cache::parse_remove,
+                registry::parse_register,
+                registry::parse_resolve
+            ),
             Some(b'S') => first_of!(
                 signals::parse_set,
                 cache::parse_store,
                 signals::parse_set_and_store,
-                admin::parse_stats
+                admin::parse_stats,
+                registry::parse_services
             ),
             Some(b'T') => first_of!(admin::parse_timeout),
-            Some(b'U') => first_of!(signals::parse_unlisten, admin::parse_unmonitor),
+            Some(b'U') => first_of!(
+                signals::parse_unlisten,
+                admin::parse_unmonitor,
+                registry::parse_unregister
+            ),
             _ => {}
         }
         Request::Unknown { line }
@@ -376,6 +412,16 @@ impl Request {
             Request::QPurge { queue } => queue::encode_words(out, queue::QPURGE, &[queue]),
             Request::QDelete { queue } => queue::encode_words(out, queue::QDELETE, &[queue]),
             Request::QTemp => put_line(out, &[queue::QTEMP]),
+            Request::Register {
+                service,
+                endpoint,
+                meta,
+            } => registry::encode_register(out, service, endpoint, meta.as_ref()),
+            Request::Unregister { service, id } => {
+                put_line(out, &[registry::UNREGISTER, service, b" ", id])
+            }
+            Request::Resolve { service } => put_line(out, &[registry::RESOLVE, service]),
+            Request::Services => put_line(out, &[registry::SERVICES]),
             Request::QForward { tag, hops, line } => queue::encode_forward(out, *tag, *hops, line),
             Request::QReply { tag, line } => queue::encode_reply(out, *tag, line),
             Request::QDrop { tag } => queue::encode_drop(out, *tag),
@@ -407,7 +453,7 @@ mod tests {
     use super::*;
 
     /// Every verb the families parse, as they compare it.
-    const VERBS: [&[u8]; 39] = [
+    const VERBS: [&[u8]; 43] = [
         cache::STORE,
         cache::RETRIEVE,
         cache::REMOVE,
@@ -447,6 +493,10 @@ mod tests {
         queue::QFWD,
         queue::QREPLY,
         queue::QDROP,
+        registry::REGISTER,
+        registry::UNREGISTER,
+        registry::RESOLVE,
+        registry::SERVICES,
     ];
 
     #[test]
@@ -467,6 +517,8 @@ mod tests {
                 b"1 1 QTEMP"
             } else if verb == queue::QDROP {
                 b"1"
+            } else if verb == registry::UNREGISTER {
+                b"s 1"
             } else {
                 b"1 2 U k=v k"
             };

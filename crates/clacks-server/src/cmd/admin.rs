@@ -155,6 +155,7 @@ pub(super) fn stats(s: &mut Session, state: &mut State) -> Flow {
         ("memory_limit", memory.limit as u64),
         ("evictions", memory.evictions),
         ("writes_refused_memory", memory.refused),
+        ("registry_instances", state.registry.len() as u64),
     ]);
     let out = &mut s.out;
     Reply::StatsStart.encode(out);
@@ -162,6 +163,17 @@ pub(super) fn stats(s: &mut Session, state: &mut State) -> Flow {
         Reply::Stat {
             name: Bytes::from_static(name.as_bytes()),
             value: Bytes::from(value.to_string()),
+        }
+        .encode(out);
+    }
+    // The registrations of each connection that has any (a link: those of its slave's clients).
+    for (conn, n) in state.registry.per_conn() {
+        let Some(entry) = state.conns.get(conn) else {
+            continue;
+        };
+        Reply::Stat {
+            name: Bytes::from([&b"registrations:"[..], &entry.cid].concat()),
+            value: Bytes::from(n.to_string()),
         }
         .encode(out);
     }

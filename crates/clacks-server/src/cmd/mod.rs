@@ -7,6 +7,8 @@
 //! | admin | [`admin`] | `OVERHEAD` `MONITOR` `UNMONITOR` `CLIENTLIST` `CLIENTDISCONNECT` `STATS` `PING` `NOPING` `QUIT` `TIMEOUT` `FLUSH` |
 //! | keysync | [`keysync`] | `KEYSYNC` `KEYINCREMENT` |
 //! | queue | [`queue`] | `QSEND` `QRECV` `QACK` `QNACK` `QCANCEL` `QSTAT` `QLIST` `QPURGE` `QDELETE` `QTEMP` |
+//! | registry | [`registry`] | `REGISTER` `UNREGISTER` `RESOLVE` `SERVICES` |
+//! | routed | [`routed`] | `QFWD` `QREPLY` `QDROP`: queue and registry commands run at the root |
 //!
 //! [`execute`] checks the permission from [`permission`] (one table for every verb) and hands the
 //! request to its function. Both are exhaustive matches: a new `Request` variant does not compile
@@ -18,6 +20,8 @@ mod admin;
 mod cache;
 mod keysync;
 mod queue;
+mod registry;
+mod routed;
 mod signals;
 
 use bytes::Bytes;
@@ -44,13 +48,17 @@ pub(crate) fn permission(request: &Request) -> Option<Need> {
         | Request::QAck { .. }
         | Request::QNack { .. }
         | Request::QCancel { .. }
-        | Request::QTemp => Some(Need::Write),
+        | Request::QTemp
+        | Request::Register { .. }
+        | Request::Unregister { .. } => Some(Need::Write),
         Request::Retrieve { .. }
         | Request::KeyList
         | Request::Listen { .. }
         | Request::Unlisten { .. }
         | Request::QStat { .. }
-        | Request::QList => Some(Need::Read),
+        | Request::QList
+        | Request::Resolve { .. }
+        | Request::Services => Some(Need::Read),
         Request::ClearCache { .. }
         | Request::Monitor
         | Request::Unmonitor
@@ -126,12 +134,19 @@ pub(crate) fn execute(
         | Request::QPurge { .. }
         | Request::QDelete { .. }
         | Request::QTemp => {
-            let ctx = queue::Ctx::here(s);
-            queue::run(s, state, ctx, line, request).unwrap_or(Flow::Continue)
+            let ctx = routed::Ctx::here(s);
+            queue::run(s, state, ctx, line, request)
         }
-        Request::QForward { tag, hops, line } => queue::from_slave(s, state, tag, hops, line),
-        Request::QReply { tag, line } => queue::from_master(s, state, tag, line),
-        Request::QDrop { tag } => queue::dropped(s, state, tag),
+        Request::Register { .. }
+        | Request::Unregister { .. }
+        | Request::Resolve { .. }
+        | Request::Services => {
+            let ctx = routed::Ctx::here(s);
+            registry::run(s, state, ctx, line, request)
+        }
+        Request::QForward { tag, hops, line } => routed::from_slave(s, state, tag, hops, line),
+        Request::QReply { tag, line } => routed::from_master(s, state, tag, line),
+        Request::QDrop { tag } => routed::dropped(s, state, tag),
         Request::Overhead { flags, value } => admin::overhead(s, state, flags, value, now),
         Request::Monitor => admin::monitor(s, state, true),
         Request::Unmonitor => admin::monitor(s, state, false),
@@ -143,8 +158,8 @@ pub(crate) fn execute(
         Request::Quit => admin::quit(s),
         Request::Timeout => admin::timeout(s, line),
         Request::Flush { id } => {
-            let ctx = queue::Ctx::here(s);
-            queue::flush(state, ctx, line, &id).unwrap_or_else(|| admin::flush(s, id))
+            let ctx = routed::Ctx::here(s);
+            routed::flush(state, ctx, line, &id).unwrap_or_else(|| admin::flush(s, id))
         }
         // Handled before login (`CLACKS`), ignored (`OVERHEAD` without a value).
         Request::Clacks { .. } | Request::OverheadWithoutValue => Flow::Continue,

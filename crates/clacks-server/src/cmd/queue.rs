@@ -1,60 +1,25 @@
 //! Work queues: `QSEND`, `QRECV`, `QACK`, `QNACK`, `QCANCEL`, `QSTAT`, `QLIST`, `QPURGE`,
-//! `QDELETE`, `QTEMP` (the queues themselves are [`crate::state::queues`]), and between our
-//! servers `QFWD`, `QREPLY`, `QDROP` (see [`crate::interclacks::queues`]).
+//! `QDELETE`, `QTEMP` (the queues themselves are [`crate::state::queues`]).
 //!
-//! Each command runs for an [`Owner`]: this connection, or a client of a slave that forwarded
-//! it. A command for a queue our master holds is forwarded to it instead of run here. A change
-//! can answer other owners (a message for a receive waiting elsewhere, `QEMPTY` for a receive
-//! that ended); lines for this connection go into its replies, in order.
+//! Each command runs for an owner (see [`super::routed`]): this connection, or a client of a
+//! slave that forwarded it; one for a queue our master holds is forwarded to it instead. A
+//! change can answer other owners (a message for a receive waiting elsewhere, `QEMPTY` for a
+//! receive that ended); lines for this connection go into its replies, in order.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use clacks_proto::{Flags, Reply, Request};
+use clacks_proto::{Reply, Request};
 use tokio::time::Instant;
 
-use crate::interclacks::queues::{Pending, Route, MAX_HOPS};
+use super::routed::{answer, answer_all, error, forwarded, Ctx};
+use crate::interclacks::queues::Pending;
 use crate::session::{ClientError, Flow, Session};
-use crate::state::queues::{valid_name, Note, Owner, Refusal, TEMP_PREFIX};
-use crate::state::{ConnId, State};
-use crate::stats::Stats;
+use crate::state::queues::{valid_name, Refusal, TEMP_PREFIX};
+use crate::state::State;
 
 /// The longest receive timeout or lease, in seconds (a year).
 const MAX_SECONDS: f64 = 365.0 * 86_400.0;
-
-/// Whom a command runs for, and through how many servers it came.
-#[derive(Clone, Copy)]
-pub(super) struct Ctx {
-    owner: Owner,
-    hops: u8,
-}
-
-impl Ctx {
-    /// A command of this connection's own.
-    pub(super) fn here(s: &Session) -> Ctx {
-        Ctx {
-            owner: Owner::here(s.id),
-            hops: 0,
-        }
-    }
-}
-
-/// Sends `reply` to `owner`: into this connection's replies, or to the owner's connection (for
-/// a client behind a link, as `QREPLY <tag> <line>`).
-fn answer(s: &mut Session, state: &State, owner: Owner, reply: Reply) {
-    if owner == Owner::here(s.id) {
-        s.reply(reply);
-    } else {
-        state.send_note(owner, &reply);
-    }
-}
-
-/// Sends the lines a queue change caused.
-fn answer_all(s: &mut Session, state: &State, notes: Vec<Note>) {
-    for (owner, reply) in notes {
-        answer(s, state, owner, reply);
-    }
-}
 
 /// `OVERHEAD E <token> <queue>[ <id>]`, logged (within the connection's log budget) when a
 /// limit refused it.
@@ -72,52 +37,7 @@ fn refuse(s: &mut Session, state: &State, ctx: Ctx, refusal: Refusal, about: &[&
     } else {
         ClientError::Refused(refusal.token(), about)
     };
-    if ctx.owner == Owner::here(s.id) {
-        return s.error(refused);
-    }
-    if refusal == Refusal::NotOwner {
-        Stats::bump(&s.shared.stats.permission_denied);
-    }
-    let value = refused.text();
-    let reply = Reply::Overhead {
-        flags: Flags::ERROR,
-        value,
-    };
-    answer(s, state, ctx.owner, reply);
-}
-
-/// Runs `line` at our master when it holds `queue` (`true`: forwarded, or refused because the
-/// link is down); `waits_for`: the answer the command gets, if any.
-fn forwarded(
-    s: &mut Session,
-    state: &mut State,
-    ctx: Ctx,
-    queue: &[u8],
-    line: &Bytes,
-    waits_for: Option<Pending>,
-) -> bool {
-    let has_master = s.shared.config.master.is_some();
-    let link = match state.routes.route(has_master, queue) {
-        Route::Here => return false,
-        Route::Up(link) if ctx.hops < MAX_HOPS => link,
-        Route::Up(_) | Route::Unavailable => {
-            refuse(s, state, ctx, Refusal::Unavailable, &[queue]);
-            return true;
-        }
-    };
-    up(state, link, ctx, line, waits_for);
-    true
-}
-
-/// Sends `line` up the link to our master for `ctx`.
-fn up(state: &mut State, link: ConnId, ctx: Ctx, line: &Bytes, waits_for: Option<Pending>) {
-    let tag = state.routes.tag_for(ctx.owner, waits_for);
-    let up = Request::QForward {
-        tag,
-        hops: ctx.hops + 1,
-        line: line.clone(),
-    };
-    state.conns.deliver(link, &up.to_bytes());
+    error(s, state, ctx, refused);
 }
 
 /// A queue name the server can hold, else `bad_name` (and `false`).
@@ -143,7 +63,15 @@ pub(super) fn send(
     queue: Bytes,
     value: Bytes,
 ) -> Flow {
-    if forwarded(s, state, ctx, &queue, line, None) {
+    if forwarded(
+        s,
+        state,
+        ctx,
+        Refusal::Unavailable.token(),
+        &queue,
+        line,
+        None,
+    ) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -177,7 +105,15 @@ pub(super) fn recv(
         }
     };
     let waits_for = Some(Pending::Recv(Bytes::copy_from_slice(&queue)));
-    if forwarded(s, state, ctx, &queue, line, waits_for) {
+    if forwarded(
+        s,
+        state,
+        ctx,
+        Refusal::Unavailable.token(),
+        &queue,
+        line,
+        waits_for,
+    ) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -201,7 +137,15 @@ pub(super) fn ack(
     [queue, id]: [Bytes; 2],
     nack: bool,
 ) -> Flow {
-    if forwarded(s, state, ctx, &queue, line, None) {
+    if forwarded(
+        s,
+        state,
+        ctx,
+        Refusal::Unavailable.token(),
+        &queue,
+        line,
+        None,
+    ) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -226,7 +170,15 @@ pub(super) fn cancel(
     line: &Bytes,
     queue: Bytes,
 ) -> Flow {
-    if forwarded(s, state, ctx, &queue, line, None) {
+    if forwarded(
+        s,
+        state,
+        ctx,
+        Refusal::Unavailable.token(),
+        &queue,
+        line,
+        None,
+    ) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -243,7 +195,17 @@ pub(super) fn stat(
     queue: Bytes,
 ) -> Flow {
     let waits_for = Some(Pending::Stat(Bytes::copy_from_slice(&queue)));
-    if named(s, state, ctx, &queue) && !forwarded(s, state, ctx, &queue, line, waits_for) {
+    if named(s, state, ctx, &queue)
+        && !forwarded(
+            s,
+            state,
+            ctx,
+            Refusal::Unavailable.token(),
+            &queue,
+            line,
+            waits_for,
+        )
+    {
         let fields = state.queues.stat(&queue);
         answer(s, state, ctx.owner, Reply::QStats { queue, fields });
     }
@@ -253,7 +215,15 @@ pub(super) fn stat(
 /// `QLIST`: the queues of the server that holds the root's queues (a slave's `Local::` queues
 /// show with `QSTAT`).
 pub(super) fn list(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -> Flow {
-    if forwarded(s, state, ctx, b"", line, Some(Pending::List)) {
+    if forwarded(
+        s,
+        state,
+        ctx,
+        Refusal::Unavailable.token(),
+        b"",
+        line,
+        Some(Pending::List),
+    ) {
         return Flow::Continue;
     }
     answer(s, state, ctx.owner, Reply::QListStart);
@@ -273,7 +243,17 @@ pub(super) fn purge(
     queue: Bytes,
     delete: bool,
 ) -> Flow {
-    if !named(s, state, ctx, &queue) || forwarded(s, state, ctx, &queue, line, None) {
+    if !named(s, state, ctx, &queue)
+        || forwarded(
+            s,
+            state,
+            ctx,
+            Refusal::Unavailable.token(),
+            &queue,
+            line,
+            None,
+        )
+    {
         return Flow::Continue;
     }
     let name = String::from_utf8_lossy(&queue);
@@ -291,7 +271,15 @@ pub(super) fn purge(
 }
 
 pub(super) fn temp(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -> Flow {
-    if forwarded(s, state, ctx, TEMP_PREFIX, line, Some(Pending::Temp)) {
+    if forwarded(
+        s,
+        state,
+        ctx,
+        Refusal::Unavailable.token(),
+        TEMP_PREFIX,
+        line,
+        Some(Pending::Temp),
+    ) {
         return Flow::Continue;
     }
     match state.queues.temp(ctx.owner) {
@@ -301,57 +289,32 @@ pub(super) fn temp(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -
     Flow::Continue
 }
 
-/// `FLUSH` of an owner that forwarded queue commands goes the same way, so that it is answered
-/// after them; `None` when it is answered here.
-pub(super) fn flush(state: &mut State, ctx: Ctx, line: &Bytes, id: &Bytes) -> Option<Flow> {
-    let (link, _) = state.routes.forwarding(ctx.owner)?;
-    if ctx.hops >= MAX_HOPS {
-        return None;
-    }
-    up(state, link, ctx, line, Some(Pending::Flush(id.clone())));
-    Some(Flow::Continue)
+/// Whether `request` is a queue command.
+pub(super) fn handles(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::QSend { .. }
+            | Request::QRecv { .. }
+            | Request::QAck { .. }
+            | Request::QNack { .. }
+            | Request::QCancel { .. }
+            | Request::QStat { .. }
+            | Request::QList
+            | Request::QPurge { .. }
+            | Request::QDelete { .. }
+            | Request::QTemp
+    )
 }
 
-/// `QFWD <tag> <hops> <line>` from a slave: runs a queue command (or `FLUSH`) for its client.
-pub(super) fn from_slave(
-    s: &mut Session,
-    state: &mut State,
-    tag: u64,
-    hops: u8,
-    line: Bytes,
-) -> Flow {
-    let ctx = Ctx {
-        owner: Owner { conn: s.id, tag },
-        hops,
-    };
-    match Request::parse(line.clone()) {
-        Request::Flush { id } => {
-            if flush(state, ctx, &line, &id).is_none() {
-                answer(s, state, ctx.owner, Reply::Flushed { id });
-            }
-            Flow::Continue
-        }
-        request => match run(s, state, ctx, &line, request) {
-            Some(flow) => flow,
-            None => {
-                if s.may_log() {
-                    tracing::warn!(cid = %s.cid_str(), line = %String::from_utf8_lossy(&line), "QFWD of a line that is no queue command ignored");
-                }
-                Flow::Continue
-            }
-        },
-    }
-}
-
-/// Runs a queue command for `ctx`; `None` for any other request.
+/// Runs a queue command for `ctx` (see [`handles`]; other requests do nothing).
 pub(super) fn run(
     s: &mut Session,
     state: &mut State,
     ctx: Ctx,
     line: &Bytes,
     request: Request,
-) -> Option<Flow> {
-    Some(match request {
+) -> Flow {
+    match request {
         Request::QSend { queue, value } => send(s, state, ctx, line, queue, value),
         Request::QRecv {
             queue,
@@ -366,24 +329,6 @@ pub(super) fn run(
         Request::QPurge { queue } => purge(s, state, ctx, line, queue, false),
         Request::QDelete { queue } => purge(s, state, ctx, line, queue, true),
         Request::QTemp => temp(s, state, ctx, line),
-        _ => return None,
-    })
-}
-
-/// `QREPLY <tag> <line>` from our master: an answer for one of our clients (or for a client of
-/// a slave of ours). From any other link it is ignored.
-pub(super) fn from_master(s: &Session, state: &mut State, tag: u64, line: Bytes) -> Flow {
-    if !state.routes.is_master(s.id) {
-        return Flow::Continue;
+        _ => Flow::Continue,
     }
-    if let Some(owner) = state.routes.answered(tag, &line) {
-        state.send_line(owner, line);
-    }
-    Flow::Continue
-}
-
-/// `QDROP <tag>` from a slave: that client is gone.
-pub(super) fn dropped(s: &mut Session, state: &mut State, tag: u64) -> Flow {
-    state.owner_gone(Owner { conn: s.id, tag });
-    Flow::Continue
 }

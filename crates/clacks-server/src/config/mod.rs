@@ -186,6 +186,24 @@ impl QueueConfig {
     }
 }
 
+/// The service registry's limits (`<registry>`, extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Most instances on the server.
+    pub max_instances: usize,
+    /// Most instances of one owner (a connection, or a client behind a slave).
+    pub max_per_connection: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            max_instances: table::REGISTRY_MAX_INSTANCES.default,
+            max_per_connection: table::REGISTRY_MAX_PER_CONNECTION.default,
+        }
+    }
+}
+
 /// The validated server configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -271,6 +289,8 @@ pub struct Config {
     pub max_memory_policy: MemoryPolicy,
     /// The work queues' limits (`<queues>`, `<queueprefix>`, extension).
     pub queues: QueueConfig,
+    /// The service registry's limits (`<registry>`, extension).
+    pub registry: RegistryConfig,
 }
 
 /// Where the memcached text protocol is served (`<memcached>`). memcached has no
@@ -355,6 +375,7 @@ impl Config {
             max_memory: table::MAX_MEMORY.default.0,
             max_memory_policy: table::MAX_MEMORY_POLICY.default,
             queues: QueueConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 

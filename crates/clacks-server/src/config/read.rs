@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use super::table::{self, Entry, Text};
 use super::xml::Node;
-use super::{invalid, Config, ConfigError, Master, Memcached, QueueConfig, QueueLimits, User};
+use super::{
+    invalid, Config, ConfigError, Master, Memcached, QueueConfig, QueueLimits, RegistryConfig, User,
+};
 
 /// Reads a root element (host overrides already applied) into a validated config.
 pub(super) fn config(root: &Node) -> Result<Config, ConfigError> {
@@ -96,6 +98,12 @@ pub(super) fn config(root: &Node) -> Result<Config, ConfigError> {
     c.max_memory = root.setting(&table::MAX_MEMORY)?.0;
     c.max_memory_policy = root.choice(&table::MAX_MEMORY_POLICY)?;
     c.queues = queues(root)?;
+    if let Some(r) = root.child(table::REGISTRY.element) {
+        c.registry = RegistryConfig {
+            max_instances: r.setting(&table::REGISTRY_MAX_INSTANCES)?,
+            max_per_connection: r.setting(&table::REGISTRY_MAX_PER_CONNECTION)?,
+        };
+    }
     if let Some(m) = &c.memcached {
         // A stored value must fit on one interclacks line.
         let needed = m.line_needed();

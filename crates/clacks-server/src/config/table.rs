@@ -569,6 +569,32 @@ pub const QUEUEPREFIX: Section = Section {
     doc: "Other limits for the queues whose names start with <prefix>, repeatable; the longest \
           matching prefix applies",
 };
+/// `<registry><maxinstances>`.
+pub const REGISTRY_MAX_INSTANCES: Numeric<usize> = count(
+    "registry/maxinstances",
+    100_000,
+    1,
+    10_000_000,
+    "Most registered instances on this server (too_many_instances)",
+);
+/// `<registry><maxperconnection>`.
+pub const REGISTRY_MAX_PER_CONNECTION: Numeric<usize> = count(
+    "registry/maxperconnection",
+    1_000,
+    1,
+    1_000_000,
+    "Most instances one connection (or one client behind a slave) registers",
+);
+/// `<registry>` (extension).
+pub const REGISTRY: Section = Section {
+    element: "registry",
+    children: &[
+        Entry::Count(REGISTRY_MAX_INSTANCES),
+        Entry::Count(REGISTRY_MAX_PER_CONNECTION),
+    ],
+    examples: &[&["maxinstances", "maxperconnection"]],
+    doc: "Limits of the service registry (REGISTER, RESOLVE)",
+};
 /// `<hosts>`.
 pub const HOSTS: Text = text(
     "hosts",
@@ -672,6 +698,10 @@ pub const GROUPS: &[Group] = &[
     Group {
         title: "Work queues (clacksd only)",
         entries: &[Entry::Section(QUEUES), Entry::Section(QUEUEPREFIX)],
+    },
+    Group {
+        title: "Service registry (clacksd only)",
+        entries: &[Entry::Section(REGISTRY)],
     },
     Group {
         title: "Per-host settings, and elements of the Perl server without effect here",

@@ -116,6 +116,7 @@ fn with_element(element: &str, value: &str) -> String {
         ),
         Some(("master", e)) => format!("<master><ip>10.0.0.1</ip><{e}>{value}</{e}></master>"),
         Some(("queues", e)) => format!("<queues><{e}>{value}</{e}></queues>"),
+        Some(("registry", e)) => format!("<registry><{e}>{value}</{e}></registry>"),
         Some(("queueprefix", e)) => {
             format!("<queueprefix><prefix>p</prefix><{e}>{value}</{e}></queueprefix>")
         }

@@ -204,8 +204,8 @@ pub(crate) fn forward(request: &Request) -> Forward {
         | Request::ClientDisconnect { .. }
         | Request::Flush { .. }
         | Request::Stats
-        // Work queue commands go to the server that holds the queue (see `queues`), not to
-        // every peer.
+        // Work-queue and registry commands go to the server that holds their subject (see
+        // `queues`), not to every peer.
         | Request::QForward { .. }
         | Request::QReply { .. }
         | Request::QDrop { .. }
@@ -219,6 +219,10 @@ pub(crate) fn forward(request: &Request) -> Forward {
         | Request::QPurge { .. }
         | Request::QDelete { .. }
         | Request::QTemp
+        | Request::Register { .. }
+        | Request::Unregister { .. }
+        | Request::Resolve { .. }
+        | Request::Services
         | Request::Unknown { .. } => Forward::No,
     }
 }

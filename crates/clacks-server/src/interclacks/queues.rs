@@ -24,6 +24,10 @@ pub(crate) const QUEUES: &str = "queues";
 /// Queues with names that start with this stay on the server where they are used.
 pub(crate) const LOCAL_PREFIX: &[u8] = b"Local::";
 
+/// The refusal of a registry command while the link to the master that holds the registry is
+/// down.
+pub(crate) const REGISTRY_UNAVAILABLE: &str = "registry_unavailable";
+
 /// A command forwarded through this many servers goes no further (a loop in the tree).
 pub(crate) const MAX_HOPS: u8 = 16;
 
@@ -51,18 +55,31 @@ pub(crate) enum Pending {
     Temp,
     /// `FLUSH <id>`: `FLUSHED <id>`.
     Flush(Bytes),
+    /// `REGISTER <service> …`: `REGISTERED` or an error.
+    Register(Bytes),
+    /// `RESOLVE <service>`: ends with `RESOLVEEND`.
+    Resolve(Bytes),
+    /// `SERVICES`: ends with `SERVICESEND`.
+    Services,
 }
 
 impl Pending {
     /// The answer it gets when the link to our master is lost before the master answered.
-    fn unanswered(self) -> Reply {
-        let about = match self {
+    pub(crate) fn unanswered(self) -> Reply {
+        let queues = Refusal::Unavailable.token().as_bytes();
+        let (token, about) = match self {
             Pending::Flush(id) => return Reply::Flushed { id },
-            Pending::Recv(queue) | Pending::Stat(queue) => queue,
-            Pending::List => Bytes::from_static(b"QLIST"),
-            Pending::Temp => Bytes::from_static(b"QTEMP"),
+            Pending::Recv(queue) | Pending::Stat(queue) => (queues, queue),
+            Pending::List => (queues, Bytes::from_static(b"QLIST")),
+            Pending::Temp => (queues, Bytes::from_static(b"QTEMP")),
+            Pending::Register(service) | Pending::Resolve(service) => {
+                (REGISTRY_UNAVAILABLE.as_bytes(), service)
+            }
+            Pending::Services => (
+                REGISTRY_UNAVAILABLE.as_bytes(),
+                Bytes::from_static(b"SERVICES"),
+            ),
         };
-        let token = Refusal::Unavailable.token().as_bytes();
         Reply::Overhead {
             flags: Flags::ERROR,
             value: Bytes::from([token, b" ", &about].concat()),
@@ -78,6 +95,9 @@ impl Pending {
             (Pending::Stat(q), Reply::QStats { queue, .. }) => q == queue,
             (Pending::List, Reply::QListEnd) | (Pending::Temp, Reply::QTempName { .. }) => true,
             (Pending::Flush(i), Reply::Flushed { id }) => i == id,
+            (Pending::Register(s), Reply::Registered { service, .. })
+            | (Pending::Resolve(s), Reply::ResolveEnd { service }) => s == service,
+            (Pending::Services, Reply::ServicesEnd) => true,
             (_, Reply::Overhead { value, .. }) => {
                 // `<token> <queue>…`; a temporary queue of another client is refused without
                 // its name.
@@ -88,9 +108,11 @@ impl Pending {
                     Pending::Recv(q) if token == b"permission_denied" => {
                         q.starts_with(crate::state::queues::TEMP_PREFIX)
                     }
-                    Pending::Recv(q) | Pending::Stat(q) => &q[..] == about,
+                    Pending::Recv(q) | Pending::Stat(q) | Pending::Register(q) => &q[..] == about,
                     Pending::Temp => about == b"QTEMP",
-                    Pending::List | Pending::Flush(_) => false,
+                    Pending::List | Pending::Flush(_) | Pending::Resolve(_) | Pending::Services => {
+                        false
+                    }
                 }
             }
             _ => false,

@@ -9,6 +9,7 @@
 
 mod conns;
 pub(crate) mod queues;
+pub(crate) mod registry;
 mod subs;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,8 @@ pub(crate) struct State {
     pub(crate) queues: Queues,
     /// Which queue commands go to our master, and for whom.
     pub(crate) routes: Routes,
+    /// The service registry.
+    pub(crate) registry: registry::Registry,
 }
 
 impl State {
@@ -65,6 +68,9 @@ impl State {
         self.queues
             .remove_conn(id, tokio::time::Instant::now(), &mut notes);
         self.send_notes(notes);
+        for service in self.registry.remove_conn(id) {
+            self.withdrawn(&service);
+        }
         if self.routes.is_master(id) {
             for (owner, answers) in self.routes.master_lost() {
                 for answer in &answers {
@@ -85,9 +91,31 @@ impl State {
         self.queues
             .remove_owner(owner, tokio::time::Instant::now(), &mut notes);
         self.send_notes(notes);
+        for service in self.registry.remove_owner(owner) {
+            self.withdrawn(&service);
+        }
         if let Some(tag) = self.routes.drop_owner(owner) {
             self.drop_upstream(tag);
         }
+    }
+
+    /// Instances of `service` went with their owner.
+    fn withdrawn(&self, service: &Bytes) {
+        Stats::bump(&self.conns.stats().registry_withdrawn);
+        self.announce_service(service);
+    }
+
+    /// `SET Registry::<service>=<instances>` to the service's listeners here and on every peer.
+    pub(crate) fn announce_service(&self, service: &[u8]) {
+        let name = Bytes::from([&b"Registry::"[..], service].concat());
+        let value = Bytes::from(self.registry.count(service).to_string());
+        let line = Request::Set {
+            name: name.clone(),
+            value,
+        }
+        .to_bytes();
+        self.subs.fanout(&self.conns, NO_CONN, &name, &line);
+        crate::mutation::publish(self, NO_CONN, crate::mutation::Mutation::Line(line));
     }
 
     /// Tells our master that the client it knows as `tag` is gone.
@@ -157,6 +185,8 @@ pub(crate) struct Shared {
     pub(crate) sync_lock: tokio::sync::watch::Sender<bool>,
     /// When the server started.
     pub(crate) started: std::time::Instant,
+    /// This server's name in the registry (`node=`): its host name.
+    pub(crate) node: Bytes,
     /// When (seconds after `started`, plus one) a throttled warning was last logged; 0 never.
     last_warning: AtomicU64,
 }
@@ -183,6 +213,7 @@ impl Shared {
         .encode(&mut greeting);
         let stats = Arc::new(Stats::default());
         let queues = Queues::new(config.queues.clone(), stats.clone());
+        let registry = registry::Registry::new(config.registry.clone());
         Shared {
             config,
             clock,
@@ -194,6 +225,7 @@ impl Shared {
                 links: Links::default(),
                 queues,
                 routes: Routes::default(),
+                registry,
             }),
             credentials,
             serial: AtomicU64::new(0),
@@ -202,6 +234,11 @@ impl Shared {
             main_token,
             sync_lock: tokio::sync::watch::Sender::new(false),
             started: std::time::Instant::now(),
+            node: Bytes::from(
+                gethostname::gethostname()
+                    .to_string_lossy()
+                    .replace([' ', ';', '='], "_"),
+            ),
             last_warning: AtomicU64::new(0),
         }
     }
