@@ -13,7 +13,7 @@ use clacks_proto::{Reply, Request};
 use tokio::time::Instant;
 
 use super::routed::{answer, answer_all, error, forwarded, Ctx};
-use crate::interclacks::queues::Pending;
+use crate::interclacks::routes::Pending;
 use crate::session::{ClientError, Flow, Session};
 use crate::state::queues::{valid_name, Refusal, TEMP_PREFIX};
 use crate::state::State;

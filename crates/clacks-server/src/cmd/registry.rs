@@ -7,7 +7,7 @@ use bytes::Bytes;
 use clacks_proto::{Reply, Request};
 
 use super::routed::{answer, error, forwarded, Ctx};
-use crate::interclacks::queues::{Pending, REGISTRY_UNAVAILABLE};
+use crate::interclacks::routes::{Pending, REGISTRY_UNAVAILABLE};
 use crate::session::{ClientError, Flow, Session};
 use crate::state::registry::{meta_value, meta_without, Refusal};
 use crate::state::State;

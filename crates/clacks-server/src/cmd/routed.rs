@@ -1,13 +1,13 @@
 //! Commands that run where their subject lives: at the root of the tree (work queues, the
 //! service registry), unless they name a `Local::` queue or this server has no master that takes
-//! them (see [`crate::interclacks::queues`]). A slave forwards such a command to its master as
+//! them (see [`crate::interclacks::routes`]). A slave forwards such a command to its master as
 //! `QFWD <tag> <hops> <line>` for the client the tag names there, and hands the answers
 //! (`QREPLY`) back; `QDROP` says the client is gone.
 
 use bytes::Bytes;
 use clacks_proto::{Flags, Reply, Request};
 
-use crate::interclacks::queues::{Pending, Route, MAX_HOPS};
+use crate::interclacks::routes::{Pending, Route, MAX_HOPS};
 use crate::session::{ClientError, Flow, Session};
 use crate::state::queues::{Note, Owner};
 use crate::state::{ConnId, State};

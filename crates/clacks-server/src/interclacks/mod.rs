@@ -12,7 +12,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod master;
-pub(crate) mod queues;
+pub(crate) mod routes;
 pub(crate) mod sync;
 
 use std::collections::HashMap;
@@ -48,7 +48,7 @@ pub(crate) fn says(info: &[u8], word: &str) -> bool {
 
 /// What our side of a link says of itself in its `CLACKS` line, after the server's name.
 pub(crate) fn words() -> String {
-    format!("{ORIGIN_TIMES} {}", queues::QUEUES)
+    format!("{ORIGIN_TIMES} {}", routes::QUEUES)
 }
 
 /// A connection's side of a link (its session holds one).
@@ -57,7 +57,7 @@ pub(crate) struct LinkSide {
     /// Whether the peer said it handles [`ORIGIN_TIMES`] (in its last `CLACKS` line before
     /// the link was in place).
     pub(crate) origin_times: bool,
-    /// Whether the peer said it takes forwarded queue commands ([`queues::QUEUES`]).
+    /// Whether the peer said it takes forwarded queue commands ([`routes::QUEUES`]).
     pub(crate) queues: bool,
     /// The link is in place (forwarding): a later `CLACKS` line changes nothing.
     pub(crate) settled: bool,

@@ -313,7 +313,7 @@ impl Session {
             // A link's kind never changes once it is in place.
             if !self.link.settled {
                 self.link.origin_times = interclacks::says(info, interclacks::ORIGIN_TIMES);
-                self.link.queues = interclacks::says(info, interclacks::queues::QUEUES);
+                self.link.queues = interclacks::says(info, interclacks::routes::QUEUES);
             }
             let info: Vec<u8> = info
                 .iter()

@@ -25,7 +25,7 @@ pub(crate) use queues::Queues;
 pub(crate) use subs::Subscriptions;
 
 use crate::auth::{Credentials, Perms};
-use crate::interclacks::queues::Routes;
+use crate::interclacks::routes::Routes;
 use crate::interclacks::Links;
 use crate::outbox::Outbox;
 use crate::stats::Stats;

@@ -1,14 +1,16 @@
-//! Work queues across a tree: the root holds every queue but those named `Local::…`, which stay
-//! on the server where they are used. A slave forwards its clients' commands for the root's
-//! queues to its master as `QFWD <tag> <hops> <line>`, the tag naming the client on the link;
-//! the master runs them for that client (forwarding them further up if it is a slave itself)
-//! and answers with `QREPLY <tag> <line>`, which the slave hands to the client. `QDROP <tag>`
-//! says the client is gone (its waits end, its leased messages go back), as the end of the link
-//! does for all of them.
+//! Work queues and the service registry across a tree: the root holds the registry and every
+//! queue but those named `Local::…`, which stay on the server where they are used. A slave
+//! forwards its clients' commands for what the root holds to its master as
+//! `QFWD <tag> <hops> <line>`, the tag naming the client on the link; the master runs them for
+//! that client (forwarding them further up if it is a slave itself) and answers with
+//! `QREPLY <tag> <line>`, which the slave hands to the client. `QDROP <tag>` says the client is
+//! gone (its waits end, its leased messages go back, its instances are withdrawn), as the end of
+//! the link does for all of them.
 //!
-//! Only a master that says `queues` in its `CLACKS` line gets queue commands; a slave of a v36
-//! master holds its queues itself. While the link to a master that takes them is down, commands
-//! for the root's queues are refused at once with `queue_unavailable`.
+//! Only a master that says `queues` in its `CLACKS` line gets these commands; a slave of a v36
+//! master holds its part of the tree's queues and registry itself. While the link to a master
+//! that takes them is down, they are refused at once (`queue_unavailable`,
+//! `registry_unavailable`).
 
 use std::collections::{HashMap, VecDeque};
 
