@@ -5,6 +5,7 @@
 //! another just works.
 
 mod queues;
+mod registry;
 mod shell;
 
 use std::io::Write;
@@ -17,9 +18,9 @@ use clacks_client::{Client, ClientError, ConnectOptions, Event, Events};
 use clap::{Args, Parser, Subcommand};
 
 /// Exit statuses, shown by `--help`.
-const EXIT_STATUSES: &str = "Exit status: 0 done, 1 not found (get, qrecv), 2 usage error, \
-3 connection failed, timed out or outcome unknown, 4 refused by the server (permission, login, \
-limits), 5 the worker answered the request with an error.";
+const EXIT_STATUSES: &str = "Exit status: 0 done, 1 not found (get, qrecv, resolve), 2 usage \
+error, 3 connection failed, timed out or outcome unknown, 4 refused by the server (permission, \
+login, limits), 5 the worker answered the request with an error; register: its command's.";
 
 /// Command-line client for Clacks servers.
 #[derive(Parser, Debug)]
@@ -216,12 +217,43 @@ enum Command {
         #[arg(required = true, last = true, num_args = 1..)]
         command: Vec<String>,
     },
+    /// Register an instance of SERVICE at ENDPOINT while COMMAND runs, then withdraw it and
+    /// exit with COMMAND's status.
+    ///
+    /// ENDPOINT: `tcp:HOST:PORT`, `tls:HOST:PORT`, `unix:PATH`, `queue:NAME` or a URL. The
+    /// instance goes with the connection: if `clacks` is killed, the server drops it; after a
+    /// lost connection it is registered again.
+    Register {
+        service: String,
+        endpoint: String,
+        /// Metadata KEY=VALUE (repeatable); `status=draining` asks for no new work.
+        #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = registry::meta_pair)]
+        meta: Vec<(String, String)>,
+        /// The command and its arguments, after `--`.
+        #[arg(required = true, last = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+    /// List the instances of SERVICE (exit status 1 when there is none).
+    Resolve {
+        service: String,
+        /// A JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every registered service with its instances.
+    Services {
+        /// A JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a command ended when it did not fail.
 pub(crate) enum Outcome {
     Done,
     NotFound,
+    /// Exit with this status (`register`: its command's).
+    Exit(u8),
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {
@@ -282,6 +314,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::NotFound) => ExitCode::from(1),
+        Ok(Outcome::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("clacks: {e:#}");
             ExitCode::from(exit_status(&e))
@@ -339,9 +372,9 @@ async fn connect_with(opts: ConnectOptions) -> anyhow::Result<(Client, Events)> 
 async fn one_shot(conn: &Conn, command: &Command) -> anyhow::Result<Outcome> {
     let command = &with_stdin_value(command)?;
     let mut opts = options(conn, answer_timeout(conn, command)?)?;
-    // A one-shot command does not wait for the server to come back; a worker does, as a
-    // listener does.
-    if !matches!(command, Command::Work { .. }) {
+    // A one-shot command does not wait for the server to come back; a worker or a
+    // registration does, as a listener does.
+    if !matches!(command, Command::Work { .. } | Command::Register { .. }) {
         opts.offline_queue = 0;
     }
     let (client, mut events) = connect_with(opts).await?;
@@ -358,6 +391,12 @@ async fn one_shot(conn: &Conn, command: &Command) -> anyhow::Result<Outcome> {
             eprintln!("monitoring");
             stream(&mut events, *json, None).await?
         }
+        Command::Register {
+            service,
+            endpoint,
+            meta,
+            command,
+        } => registry::register(&client, service, endpoint, meta, command).await?,
         Command::Raw { line } if line.join(" ").trim().eq_ignore_ascii_case("quit") => {
             // The server answers by closing; there is nothing to flush or disconnect.
             execute(&client, command, &mut std::io::stdout().lock()).await?;
@@ -587,6 +626,11 @@ pub(crate) async fn execute(
             let lease = Duration::from_secs_f64(*lease);
             queues::work(client, queue, lease, *count, command, out).await?
         }
+        Command::Register { .. } => bail!("register runs a command: not in the shell"),
+        Command::Resolve { service, json } => {
+            return registry::resolve(client, service, *json, out).await
+        }
+        Command::Services { json } => registry::services(client, *json, out).await?,
     }
     Ok(Outcome::Done)
 }

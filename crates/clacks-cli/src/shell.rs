@@ -193,6 +193,7 @@ fn run_line(runtime: &tokio::runtime::Runtime, client: &Client, line: &str) -> b
     match runtime.block_on(execute(client, &parsed.command, &mut out)) {
         Ok(Outcome::Done) => {}
         Ok(Outcome::NotFound) => println!("(not found)"),
+        Ok(Outcome::Exit(code)) => println!("(exit status {code})"),
         Err(e) => println!("error: {e:#}"),
     }
     true

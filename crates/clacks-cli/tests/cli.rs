@@ -684,3 +684,123 @@ fn request_is_answered_by_a_worker() {
     assert_eq!(none.status.code(), Some(3), "{}", stderr(&none));
     assert!(stderr(&none).contains("timed out"), "{}", stderr(&none));
 }
+
+/// Runs `clacks resolve SERVICE` until its status is `code` (another process's doing).
+fn until_resolve(env: &Env, service: &str, code: i32) -> Output {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let o = env.run(&["resolve", service]);
+        if o.status.code() == Some(code) {
+            return o;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", stderr(&o));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn register_holds_an_instance_while_its_command_runs() {
+    let env = Env::new();
+    let mut child = env
+        .clacks(
+            ADMIN,
+            &[
+                "register",
+                "web",
+                "tcp:10.0.0.1:80",
+                "--meta",
+                "zone=a",
+                "--meta",
+                "weight=2",
+                "--",
+                "sh",
+                "-c",
+                "echo started; read line; exit 3",
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    // The command starts once the instance is registered.
+    assert!(err
+        .recv_timeout(WAIT)
+        .unwrap()
+        .starts_with("registered web at tcp:10.0.0.1:80 (instance "));
+    assert_eq!(out.recv_timeout(WAIT).unwrap(), "started");
+
+    let table = ok(env.run(&["resolve", "web"]));
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows[0].starts_with("ID  ENDPOINT"), "{table}");
+    assert!(rows[1].contains("tcp:10.0.0.1:80") && rows[1].contains("zone=a;weight=2"));
+    assert!(rows[1].contains(" up "), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(env.run(&["resolve", "web", "--json"]))).unwrap();
+    assert_eq!(json[0]["endpoint"], "tcp:10.0.0.1:80");
+    assert_eq!(json[0]["status"], "up");
+    assert_eq!(json[0]["meta"]["weight"], "2");
+    assert_eq!(
+        ok(env.run(&["services"])),
+        "SERVICE  INSTANCES  DRAINING\nweb      1          0\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(env.run(&["services", "--json"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"service": "web", "instances": 1, "draining": 0}])
+    );
+
+    // The command ends: the instance is withdrawn, and its status is ours.
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+    }
+    assert_eq!(wait_for_exit(&mut child).code(), Some(3));
+    let gone = env.run(&["resolve", "web"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert_eq!(stdout(&gone), "");
+    assert_eq!(ok(env.run(&["services"])), "SERVICE  INSTANCES  DRAINING\n");
+}
+
+#[test]
+fn a_killed_register_loses_its_instance_and_bad_input_is_refused() {
+    let env = Env::new();
+    let (out, _err, mut killed) = env.spawn(&[
+        "register",
+        "batch",
+        "queue:jobs",
+        "--meta",
+        "status=draining",
+        "--",
+        "sh",
+        "-c",
+        "echo started; exec sleep 10",
+    ]);
+    assert_eq!(out.recv_timeout(WAIT).unwrap(), "started");
+    let table = ok(env.run(&["services"]));
+    assert!(table.ends_with("batch    1          1\n"), "{table}");
+    assert!(ok(env.run(&["resolve", "batch"])).contains("  draining"));
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+    let gone = until_resolve(&env, "batch", 1);
+    assert_eq!(stdout(&gone), "");
+    assert_eq!(stdout(&env.run(&["resolve", "batch", "--json"])), "[]\n");
+
+    // Refused by the server (4), a usage error (2), a command that cannot run.
+    let o = env.run(&["register", "web", "nowhere", "--", "true"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad_endpoint web"), "{}", stderr(&o));
+    let o = env.run(&[
+        "register", "web", "tcp:h:1", "--meta", "novalue", "--", "true",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = env.run(&["register", "web", "tcp:h:1", "--", "/nonexistent/program"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot run /nonexistent/program"));
+    assert_eq!(env.run(&["resolve", "web"]).status.code(), Some(1));
+}

@@ -18,7 +18,8 @@ use crate::{ClientError, ConnectOptions, Events, Subscription};
 /// Every command is sent at most once. A command not yet written when the connection drops
 /// goes out after the reconnect; one already written whose answer was lost fails with
 /// [`ClientError::OutcomeUnknown`]; one whose call timed out or was dropped is never sent.
-/// Only LISTENs, monitor mode, NOPING and the login are restored after a reconnect.
+/// Only LISTENs, monitor mode, NOPING, the login and live [`crate::Registration`]s are
+/// restored after a reconnect.
 ///
 /// Writes (`store`, `set`, `increment`, …) return once written, and a refusal arrives later as
 /// an [`crate::Event::ErrorMessage`]; a [confirmed](Client::confirmed) handle waits for the
@@ -36,11 +37,10 @@ pub(crate) struct Shared {
     max_line_length: usize,
     event_capacity: usize,
     connected: Arc<AtomicBool>,
-    subscription_ids: AtomicU64,
+    pub(crate) subscription_ids: AtomicU64,
     server_info: Arc<Mutex<Option<String>>>,
     flush_ids: AtomicU64,
     /// The connection's number (see `conn::Task::epoch`).
-    #[cfg(feature = "json")]
     pub(crate) epoch: Arc<AtomicU64>,
     /// Requests waiting for their replies (see `rpc`).
     #[cfg(feature = "json")]
@@ -111,7 +111,6 @@ impl Client {
             subscription_ids: AtomicU64::new(0),
             server_info: server_info.clone(),
             flush_ids: AtomicU64::new(0),
-            #[cfg(feature = "json")]
             epoch: epoch.clone(),
             #[cfg(feature = "json")]
             replies: Default::default(),
@@ -270,7 +269,7 @@ impl Client {
         Ok((cmd, rx))
     }
 
-    async fn send_line(
+    pub(crate) async fn send_line(
         &self,
         line: Bytes,
         expect: Expect,

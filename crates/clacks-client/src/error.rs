@@ -69,6 +69,18 @@ pub enum ClientError {
         /// What the server said.
         message: String,
     },
+    /// The server refused a service-registry command (`OVERHEAD E bad_endpoint <service>`, …).
+    #[error("refused by the server: {command}: {message}")]
+    RegistryRefused {
+        /// The command (`REGISTER web`, `UNREGISTER web 7`).
+        command: String,
+        /// The service the refusal names.
+        service: String,
+        /// Why.
+        reason: RegistryRefusal,
+        /// What the server said.
+        message: String,
+    },
     /// The command belonged to a connection that has been lost since, and was not sent: the
     /// acknowledgement of a message leased on that connection (the lease ended with it and the
     /// message went back to its queue), or a receive on its temporary queue (gone with it).
@@ -153,6 +165,38 @@ impl QueueRefusal {
     }
 }
 
+/// Why the server refused a service-registry command: the token of its `OVERHEAD E` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryRefusal {
+    /// `bad_name`: not a service name (empty, or with a space or `=`).
+    BadName,
+    /// `bad_endpoint`: an endpoint of no known form (`queue:<name>`, `unix:<path>`,
+    /// `tcp:<host>:<port>`, `tls:<host>:<port>`, `<scheme>://…`).
+    BadEndpoint,
+    /// `unknown_instance`: no instance with that id registered by this connection.
+    UnknownInstance,
+    /// `too_many_instances`: over the server's `maxinstances` or `maxperconnection`.
+    TooManyInstances,
+    /// `registry_unavailable`: a slave whose link to its master is down.
+    RegistryUnavailable,
+}
+
+impl RegistryRefusal {
+    /// The refusal a token names.
+    pub(crate) fn from_token(token: &str) -> Option<RegistryRefusal> {
+        use RegistryRefusal as R;
+        Some(match token {
+            "bad_name" => R::BadName,
+            "bad_endpoint" => R::BadEndpoint,
+            "unknown_instance" => R::UnknownInstance,
+            "too_many_instances" => R::TooManyInstances,
+            "registry_unavailable" => R::RegistryUnavailable,
+            _ => return None,
+        })
+    }
+}
+
 /// What kind of failure a [`ClientError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -166,7 +210,8 @@ pub enum ErrorKind {
     Timeout,
     /// The connection was lost while the command was under way.
     OutcomeUnknown,
-    /// The server refused the command (permission, unknown command, limits, queue refusals).
+    /// The server refused the command (permission, unknown command, limits, queue and registry
+    /// refusals).
     Refused,
     /// The call's arguments or the client's configuration (invalid names, lines over the limit,
     /// unreadable credentials).
@@ -193,7 +238,8 @@ impl ClientError {
             E::PermissionDenied(_)
             | E::UnknownCommand(_)
             | E::Refused { .. }
-            | E::QueueRefused { .. } => ErrorKind::Refused,
+            | E::QueueRefused { .. }
+            | E::RegistryRefused { .. } => ErrorKind::Refused,
             E::InvalidArgument(_) | E::LineTooLong { .. } | E::Credentials { .. } => {
                 ErrorKind::Usage
             }
@@ -207,6 +253,14 @@ impl ClientError {
     pub fn queue_refusal(&self) -> Option<QueueRefusal> {
         match self {
             ClientError::QueueRefused { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    /// Why the server refused a service-registry command, if it did.
+    pub fn registry_refusal(&self) -> Option<RegistryRefusal> {
+        match self {
+            ClientError::RegistryRefused { reason, .. } => Some(*reason),
             _ => None,
         }
     }

@@ -17,6 +17,11 @@
 //! the `json` feature, requests with a reply ([`Client::request`]) and workers that answer them
 //! ([`Client::serve`]). See `docs/client-queues.md`.
 //!
+//! Service registry (clacksd): [`Client::register`] (a [`Registration`] guard, withdrawn when
+//! dropped and registered again after a reconnect), [`Client::resolve`], [`Client::services`],
+//! and a [`Resolver`] that keeps one service's instances up to date, hands them out in turn
+//! and fails over ([`Resolver::connect_with`]). See `docs/client-registry.md`.
+//!
 //! ```
 //! use clacks_client::{Client, ConnectOptions, Event};
 //! # #[tokio::main(flavor = "current_thread")]
@@ -68,6 +73,7 @@ mod event;
 mod json;
 mod options;
 mod queue;
+mod registry;
 #[cfg(feature = "json")]
 mod rpc;
 mod transport;
@@ -76,10 +82,11 @@ pub mod value;
 pub use cache::{sanitize_key, Cache};
 pub use clacks_proto::ClientEntry;
 pub use client::Client;
-pub use error::{ClientError, ErrorKind, QueueRefusal};
+pub use error::{ClientError, ErrorKind, QueueRefusal, RegistryRefusal};
 pub use event::{Event, Events, Subscription};
 pub use options::{ConnectOptions, Target, TlsVerify};
 pub use queue::{Job, Message, Overflow, QueueStats};
+pub use registry::{FailoverError, Instance, Registration, Resolver};
 #[cfg(feature = "json")]
 pub use rpc::{job_state_key, HandlerError, RequestEnvelope};
 pub use transport::{open as connect_stream, Stream};

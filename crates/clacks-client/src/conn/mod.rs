@@ -4,11 +4,13 @@
 //! This module holds the commands a handle sends and the state the task keeps across
 //! connections (LISTENs, subscriptions, the queue). The task's life (login, backoff, the offline
 //! queue) is in `reconnect`, one connection in `serve`, the commands on the wire in `inflight`,
-//! what the server's lines mean for them in `reply`, and work-queue receives in `queue`.
+//! what the server's lines mean for them in `reply`, work-queue receives in `queue`, and service
+//! registrations in `registry`.
 
 mod inflight;
 mod queue;
 mod reconnect;
+mod registry;
 mod reply;
 mod serve;
 
@@ -56,7 +58,54 @@ pub(crate) enum Expect {
     QList,
     /// `QTEMPNAME <queue>`.
     QTemp,
+    /// `REGISTERED <service> <id>`.
+    Register(RegSpec),
+    /// `RESOLVESTART <service>` … `RESOLVEEND <service>`.
+    Resolve(Bytes),
+    /// `SERVICESSTART` … `SERVICESEND`.
+    Services,
 }
+
+/// A registration as the connection task keeps it, to make again after a reconnect (see
+/// `crate::registry`).
+#[derive(Debug, Clone)]
+pub(crate) struct RegSpec {
+    /// Names the registration in the task (see `Task::registrations`).
+    pub(crate) key: u64,
+    pub(crate) service: Bytes,
+    pub(crate) endpoint: Bytes,
+    pub(crate) meta: Option<Bytes>,
+    /// Its id on the current connection and that connection's epoch; `None` while it is not
+    /// registered there (between a lost connection and the `REGISTERED` on the next one).
+    pub(crate) live: Arc<Mutex<Option<(u64, u64)>>>,
+}
+
+impl RegSpec {
+    pub(crate) fn line(&self) -> Bytes {
+        let mut line = BytesMut::new();
+        Request::Register {
+            service: self.service.clone(),
+            endpoint: self.endpoint.clone(),
+            meta: self.meta.clone(),
+        }
+        .encode(&mut line);
+        line.freeze()
+    }
+
+    pub(crate) fn set_live(&self, live: Option<(u64, u64)>) {
+        if let Ok(mut slot) = self.live.lock() {
+            *slot = live;
+        }
+    }
+}
+
+impl PartialEq for RegSpec {
+    fn eq(&self, other: &RegSpec) -> bool {
+        self.key == other.key && Arc::ptr_eq(&self.live, &other.live)
+    }
+}
+
+impl Eq for RegSpec {}
 
 /// A receive as the call asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +191,12 @@ pub(crate) enum Response {
         name: Bytes,
         epoch: u64,
     },
+    /// A registration's id.
+    Registered(u64),
+    /// The fields of every `INSTANCE` of a `RESOLVE`.
+    Instances(Vec<Bytes>),
+    /// Every `SERVICE <service> <fields>` of `SERVICES`.
+    Services(Vec<(Bytes, Bytes)>),
 }
 
 /// Connection state a command changes, restored after a reconnect.
@@ -211,6 +266,11 @@ pub(crate) enum Control {
     Reap {
         queue: Bytes,
     },
+    /// A [`crate::Registration`] was dropped: withdrawn now if it is registered on this
+    /// connection, and not made again after a reconnect.
+    Deregister {
+        key: u64,
+    },
     Close(oneshot::Sender<()>),
 }
 
@@ -245,6 +305,8 @@ pub(crate) struct Task {
     epoch: u64,
     /// The current `epoch`, for the handles.
     epoch_shared: Arc<AtomicU64>,
+    /// Registrations whose guard lives, made again after a reconnect.
+    registrations: HashMap<u64, RegSpec>,
 }
 
 impl Task {
@@ -271,6 +333,7 @@ impl Task {
             barrier: 0,
             epoch: 0,
             epoch_shared,
+            registrations: HashMap::new(),
         }
     }
 

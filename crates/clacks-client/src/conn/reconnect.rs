@@ -183,6 +183,7 @@ impl Task {
                     Some(Control::Subscribe { name, id, feed }) => self.subscribe(name, id, feed),
                     Some(Control::Unsubscribe { name, id }) => self.unsubscribe(name, id),
                     Some(Control::Reap { queue }) => self.reap(&queue, None),
+                    Some(Control::Deregister { key }) => self.deregister(key),
                     None => {
                         self.fail_queue(ClientError::Closed);
                         return false;

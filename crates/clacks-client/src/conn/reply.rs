@@ -6,7 +6,7 @@ use clacks_proto::{Flags, Reply};
 
 use super::inflight::{InFlight, Pending};
 use super::{Expect, Response, Task};
-use crate::{ClientError, Event, QueueRefusal};
+use crate::{ClientError, Event, QueueRefusal, RegistryRefusal};
 
 impl Task {
     /// Handles one line from the server. Returns a reason when the server ends the connection.
@@ -56,10 +56,10 @@ impl Task {
     }
 
     /// `OVERHEAD E …`: belongs to the oldest command that can fail and is not settled yet (a
-    /// confirmed write keeps it until its `FLUSHED`); a queue refusal, which names its queue,
-    /// to the oldest such command on that queue (through a slave, the answers to commands the
-    /// root runs can come after those to later commands run on the slave). `queue_unavailable`
-    /// can also end a receive that waited at the root.
+    /// confirmed write keeps it until its `FLUSHED`); a queue or registry refusal, which names
+    /// its queue or service, to the oldest such command on that queue or service (through a
+    /// slave, the answers to commands the root runs can come after those to later commands run
+    /// on the slave). `queue_unavailable` can also end a receive that waited at the root.
     fn error_line(&mut self, message: String, reply: Reply, flight: &mut InFlight) {
         let about = queue_refusal_of(&message);
         if about.is_some_and(|q| self.recv_cut_off(&message, q, flight)) {
@@ -81,9 +81,15 @@ impl Task {
                 return;
             }
         }
-        let on_queue = |p: &Pending| can_take(p) && p.cmd.label.split(' ').nth(1) == about;
-        let idx = about
-            .and_then(|_| pending.iter().position(on_queue))
+        let named = named_refusal(&message);
+        let on_name = |p: &Pending| {
+            can_take(p)
+                && named.is_some_and(|(name, family)| {
+                    p.cmd.label.split(' ').nth(1) == Some(name) && family.fits(&p.cmd.label)
+                })
+        };
+        let idx = named
+            .and_then(|_| pending.iter().position(on_name))
             .or_else(|| pending.iter().position(can_take));
         let Some(idx) = idx else {
             self.emit(Event::ErrorMessage {
@@ -168,6 +174,52 @@ impl Task {
             (Expect::QStat(queue), Reply::QStats { queue: q, fields }) if *queue == q => {
                 Response::QueueStats(fields)
             }
+            (Expect::Register(spec), Reply::Registered { service, id })
+                if spec.service == service =>
+            {
+                let Some(id) = std::str::from_utf8(&id).ok().and_then(|i| i.parse().ok()) else {
+                    tracing::warn!(?id, "REGISTERED with an id that is not a number");
+                    return;
+                };
+                if let Some(p) = pending.pop_front() {
+                    self.registered(p.cmd, id);
+                }
+                return;
+            }
+            (Expect::Resolve(service), Reply::ResolveStart { service: s }) if *service == s => {
+                front.started = true;
+                return;
+            }
+            (Expect::Resolve(_), r @ Reply::Instance { .. }) if front.started => {
+                front.lines.push(r);
+                return;
+            }
+            (Expect::Resolve(service), Reply::ResolveEnd { service: s }) if *service == s => {
+                Response::Instances(
+                    front
+                        .lines
+                        .drain(..)
+                        .filter_map(|r| match r {
+                            Reply::Instance { fields, .. } => Some(fields),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            }
+            (Expect::Services, r @ Reply::Service { .. }) if front.started => {
+                front.lines.push(r);
+                return;
+            }
+            (Expect::Services, Reply::ServicesEnd) => Response::Services(
+                front
+                    .lines
+                    .drain(..)
+                    .filter_map(|r| match r {
+                        Reply::Service { service, fields } => Some((service, fields)),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
             (Expect::QTemp, Reply::QTempName { queue }) => Response::TempQueue {
                 name: queue,
                 epoch: self.epoch,
@@ -175,7 +227,8 @@ impl Task {
             (Expect::KeyList, Reply::KeyListStart)
             | (Expect::ClientList, Reply::ClientListStart)
             | (Expect::Stats, Reply::StatsStart)
-            | (Expect::QList, Reply::QListStart) => {
+            | (Expect::QList, Reply::QListStart)
+            | (Expect::Services, Reply::ServicesStart) => {
                 front.started = true;
                 return;
             }
@@ -267,6 +320,16 @@ pub(super) fn refusal(message: &str, command: String) -> ClientError {
     if message.starts_with("unknown_command") {
         return ClientError::UnknownCommand(command);
     }
+    if Family::Registry.fits(&command) {
+        if let Some(reason) = RegistryRefusal::from_token(token) {
+            return ClientError::RegistryRefused {
+                command,
+                service: words.next().unwrap_or_default().to_string(),
+                reason,
+                message: message.to_string(),
+            };
+        }
+    }
     if let Some(reason) = QueueRefusal::from_token(token) {
         return ClientError::QueueRefused {
             command,
@@ -283,6 +346,46 @@ pub(super) fn refusal(message: &str, command: String) -> ClientError {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The commands a refusal that names a queue or service can belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Queue,
+    Registry,
+    /// `bad_name`, which both refuse.
+    Either,
+}
+
+impl Family {
+    /// Whether the command labelled `label` is of this family.
+    fn fits(self, label: &str) -> bool {
+        let registry = matches!(
+            label.split(' ').next(),
+            Some("REGISTER" | "UNREGISTER" | "RESOLVE" | "SERVICES")
+        );
+        match self {
+            Family::Queue => !registry,
+            Family::Registry => registry,
+            Family::Either => true,
+        }
+    }
+}
+
+/// The queue or service a queue or registry refusal (`<token> <name>…`) names, and the
+/// commands it can belong to.
+fn named_refusal(message: &str) -> Option<(&str, Family)> {
+    let (token, rest) = message.split_once(' ')?;
+    let family = match (
+        QueueRefusal::from_token(token).is_some(),
+        RegistryRefusal::from_token(token).is_some(),
+    ) {
+        (true, true) => Family::Either,
+        (true, false) => Family::Queue,
+        (false, true) => Family::Registry,
+        (false, false) => return None,
+    };
+    Some((rest.split(' ').next()?, family))
 }
 
 /// The queue a queue refusal (`<token> <queue>…`) names.
@@ -339,5 +442,50 @@ mod tests {
             refusal("unknown_command QSEND jobs=x", "QSEND jobs".into()),
             ClientError::UnknownCommand(_)
         ));
+    }
+
+    #[test]
+    fn registry_refusals_become_typed_errors() {
+        let registry = |message: &str, label: &str| match refusal(message, label.into()) {
+            ClientError::RegistryRefused {
+                service, reason, ..
+            } => Some((service, reason)),
+            _ => None,
+        };
+        use RegistryRefusal as R;
+        assert_eq!(
+            registry("bad_endpoint web", "REGISTER web"),
+            Some(("web".into(), R::BadEndpoint))
+        );
+        assert_eq!(
+            registry("bad_name a", "REGISTER a"),
+            Some(("a".into(), R::BadName))
+        );
+        assert_eq!(
+            registry("unknown_instance web 7", "UNREGISTER web 7"),
+            Some(("web".into(), R::UnknownInstance))
+        );
+        assert_eq!(
+            registry("too_many_instances web", "REGISTER web"),
+            Some(("web".into(), R::TooManyInstances))
+        );
+        assert_eq!(
+            registry("registry_unavailable web", "RESOLVE web"),
+            Some(("web".into(), R::RegistryUnavailable))
+        );
+        // The same token on a queue command is a queue refusal.
+        assert!(matches!(
+            refusal("bad_name a", "QSEND a".into()),
+            ClientError::QueueRefused { .. }
+        ));
+        assert_eq!(named_refusal("bad_name a"), Some(("a", Family::Either)));
+        assert_eq!(
+            named_refusal("unknown_instance web 7"),
+            Some(("web", Family::Registry))
+        );
+        assert_eq!(named_refusal("queue_full q"), Some(("q", Family::Queue)));
+        assert_eq!(named_refusal("out_of_memory k"), None);
+        assert!(Family::Registry.fits("RESOLVE web") && !Family::Registry.fits("QSEND web"));
+        assert!(Family::Queue.fits("QSEND web") && !Family::Queue.fits("REGISTER web"));
     }
 }

@@ -25,7 +25,7 @@ impl Task {
         self.epoch += 1;
         self.epoch_shared
             .store(self.epoch, std::sync::atomic::Ordering::Relaxed);
-        // Restore LISTENs, monitor mode and NOPING before anything queued.
+        // Restore LISTENs, monitor mode, NOPING and registrations before anything queued.
         let names: BTreeSet<&String> = self.listens.iter().chain(self.subs.keys()).collect();
         let mut restore: Vec<Command> = names
             .into_iter()
@@ -44,6 +44,7 @@ impl Task {
         if !self.ping {
             restore.push(Command::internal(Request::NoPing, Expect::Written));
         }
+        restore.extend(self.restore_registrations());
         for cmd in restore.into_iter().rev() {
             self.queue.push_front(cmd);
         }
@@ -87,6 +88,7 @@ impl Task {
                     Some(Control::Subscribe { name, id, feed }) => self.subscribe(name, id, feed),
                     Some(Control::Unsubscribe { name, id }) => self.unsubscribe(name, id),
                     Some(Control::Reap { queue }) => self.reap(&queue, Some(&mut flight)),
+                    Some(Control::Deregister { key }) => self.deregister(key),
                     None => self.close(None),
                 },
                 res = write_some(&mut conn.writer, &mut wbuf), if !wbuf.is_empty() || needs_flush => {
@@ -128,6 +130,8 @@ impl Task {
             }
         };
 
+        // Registrations went with the connection (they are made again on the next one).
+        self.registrations_lost();
         // At most once: nothing is sent twice. A command none of which was written goes out
         // on the next connection; one written (partly or wholly) and not answered may or may
         // not have run, and its call says so. Restored state (LISTENs, monitor mode) is
