@@ -12,7 +12,7 @@
 //! that takes them is down, they are refused at once (`queue_unavailable`,
 //! `registry_unavailable`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 use clacks_proto::{Flags, Reply};
@@ -134,7 +134,8 @@ pub(crate) struct Routes {
     /// Our link to our master once it is synced, and whether the master takes queue commands.
     master: Option<(ConnId, bool)>,
     tags: HashMap<u64, Forwarded>,
-    by_owner: HashMap<Owner, u64>,
+    /// In owner order, so that a connection's owners are one range.
+    by_owner: BTreeMap<Owner, u64>,
     last_tag: u64,
 }
 
@@ -217,9 +218,8 @@ impl Routes {
     pub(crate) fn drop_conn(&mut self, conn: ConnId) -> Vec<u64> {
         let owners: Vec<Owner> = self
             .by_owner
-            .keys()
-            .filter(|o| o.conn == conn)
-            .copied()
+            .range(Owner::all_of(conn))
+            .map(|(o, _)| *o)
             .collect();
         owners
             .into_iter()

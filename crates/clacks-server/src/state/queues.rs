@@ -83,6 +83,14 @@ impl Owner {
     pub(crate) fn here(conn: ConnId) -> Owner {
         Owner { conn, tag: 0 }
     }
+
+    /// Every owner a connection stands for, as a range of the owner order.
+    pub(crate) fn all_of(conn: ConnId) -> std::ops::RangeInclusive<Owner> {
+        Owner::here(conn)..=Owner {
+            conn,
+            tag: u64::MAX,
+        }
+    }
 }
 
 /// A line for an owner, caused by a queue change.
@@ -240,7 +248,8 @@ pub(crate) struct Queues {
     config: QueueConfig,
     stats: Arc<Stats>,
     queues: HashMap<Bytes, Queue, RandomState>,
-    conns: HashMap<Owner, ConnUse, RandomState>,
+    /// By owner, in connection order, so that a connection's owners are one range.
+    conns: BTreeMap<Owner, ConnUse>,
     timers: Timers,
     /// Message ids, wait ids and timer sequence numbers.
     serial: u64,
@@ -260,7 +269,7 @@ impl Queues {
             config,
             stats,
             queues: HashMap::default(),
-            conns: HashMap::default(),
+            conns: BTreeMap::new(),
             timers: Timers {
                 map: BTreeMap::new(),
                 wake: Arc::new(Notify::new()),
@@ -789,13 +798,11 @@ impl Queues {
     /// A connection ended: so did every owner it stood for (itself, and the clients of a slave
     /// behind a link).
     pub(crate) fn remove_conn(&mut self, conn: ConnId, now: Instant, notes: &mut Vec<Note>) {
-        let mut owners: Vec<Owner> = self
+        let owners: Vec<Owner> = self
             .conns
-            .keys()
-            .filter(|o| o.conn == conn)
-            .copied()
+            .range(Owner::all_of(conn))
+            .map(|(o, _)| *o)
             .collect();
-        owners.sort_unstable();
         for owner in owners {
             self.remove_owner(owner, now, notes);
         }

@@ -3,11 +3,10 @@
 //! and goes with it (see `docs/registry.md`). Kept out of the cache: nothing here is replicated
 //! by `KEYSYNC`, which would bring dead entries back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use clacks_store::number::format_float;
-use foldhash::fast::RandomState;
 
 use super::queues::{valid_name, Owner};
 use super::ConnId;
@@ -131,8 +130,9 @@ pub(crate) fn valid_endpoint(endpoint: &[u8]) -> bool {
 pub(crate) struct Registry {
     config: RegistryConfig,
     services: BTreeMap<Bytes, Vec<Instance>>,
-    /// The services each owner has instances of, with their ids.
-    owners: HashMap<Owner, Vec<(Bytes, u64)>, RandomState>,
+    /// The services each owner has instances of, with their ids (in owner order, so that a
+    /// connection's owners are one range).
+    owners: BTreeMap<Owner, Vec<(Bytes, u64)>>,
     count: usize,
     last_id: u64,
 }
@@ -150,7 +150,7 @@ impl Registry {
         Registry {
             config,
             services: BTreeMap::new(),
-            owners: HashMap::default(),
+            owners: BTreeMap::new(),
             count: 0,
             last_id: 0,
         }
@@ -266,9 +266,8 @@ impl Registry {
     pub(crate) fn remove_conn(&mut self, conn: ConnId) -> Vec<Bytes> {
         let owners: Vec<Owner> = self
             .owners
-            .keys()
-            .filter(|o| o.conn == conn)
-            .copied()
+            .range(Owner::all_of(conn))
+            .map(|(o, _)| *o)
             .collect();
         let mut changed: Vec<Bytes> = owners
             .into_iter()
