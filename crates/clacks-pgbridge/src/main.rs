@@ -1,0 +1,258 @@
+//! `clacks-pgbridge`: LISTENs on PostgreSQL's `clacksmessage` channel and relays the commands
+//! the `clacks_*` SQL functions send to a Clacks server.
+//!
+//! Clacks connection flags and `CLACKS_*` variables are those of the `clacks` CLI; PostgreSQL
+//! comes from `--pg` and the libpq variables `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
+//! `PGPASSWORD`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clacks_client::{Client, ConnectOptions, Event, Events};
+use clacks_pgbridge::{pg, sql, Stats};
+use clap::{Args, Parser};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// Relays Clacks commands sent from PostgreSQL (the clacks_* SQL functions) to a Clacks server.
+#[derive(Parser, Debug)]
+#[command(name = "clacks-pgbridge", version, about)]
+struct Cli {
+    /// PostgreSQL: a `postgresql://` URL or a libpq `key=value` string; what it leaves out comes
+    /// from PGHOST, PGPORT, PGUSER, PGDATABASE and PGPASSWORD.
+    #[arg(long, value_name = "URL")]
+    pg: Option<String>,
+    /// Install (CREATE OR REPLACE) the clacks_* SQL functions into the database, then exit.
+    #[arg(long, conflicts_with = "print_functions")]
+    init_functions: bool,
+    /// Print the SQL of the clacks_* functions, then exit.
+    #[arg(long)]
+    print_functions: bool,
+    /// Seconds between info summaries of the counters (0: only at exit).
+    #[arg(long, default_value_t = 300)]
+    stats_interval: u64,
+    /// Notifications kept while they cannot be relayed (the Clacks server is down); more are
+    /// dropped, logged and counted.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    max_pending: u64,
+    /// More logging (-v debug: one line per relayed message; -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// Where and as whom to connect to Clacks: the `clacks` CLI's flags, standing for the
+/// `CLACKS_*` variables of [`ConnectOptions::from_env`].
+#[derive(Args, Debug, Clone)]
+struct Conn {
+    /// Clacks server URL: `clackss://USER:PASSWORD@HOST[:PORT]` or `clacks+unix:///PATH` (other
+    /// Clacks flags are then ignored).
+    #[arg(long, env = "CLACKS_URL", hide_env_values = true)]
+    url: Option<String>,
+    /// Clacks server host for TLS (default: the Unix socket of the data directory).
+    #[arg(long, env = "CLACKS_HOST")]
+    host: Option<String>,
+    /// Clacks server TLS port.
+    #[arg(long, env = "CLACKS_PORT", default_value_t = 49888)]
+    port: u16,
+    /// Clacks Unix socket path.
+    #[arg(long, env = "CLACKS_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Clacks user name (default: from the data directory's credentials file).
+    #[arg(long, env = "CLACKS_USER")]
+    user: Option<String>,
+    /// Clacks password (default: from the data directory's credentials file).
+    #[arg(long, env = "CLACKS_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Data directory of a zero-config clacksd.
+    #[arg(long, env = "CLACKS_DATA_DIR", default_value = "./clacks-data")]
+    data_dir: PathBuf,
+    /// Verify the Clacks server's TLS certificate against this CA file (PEM).
+    #[arg(long, env = "CLACKS_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Accept only this TLS certificate (PEM).
+    #[arg(long, env = "CLACKS_PIN")]
+    pin: Option<PathBuf>,
+}
+
+impl Conn {
+    /// Resolved by the client library exactly as the `clacks` CLI resolves its flags.
+    fn options(&self) -> anyhow::Result<ConnectOptions> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let opts = ConnectOptions::from_vars(|name| match name {
+            "CLACKS_URL" => self.url.clone(),
+            "CLACKS_SOCKET" => path(&self.socket),
+            "CLACKS_HOST" => self.host.clone(),
+            "CLACKS_PORT" => Some(self.port.to_string()),
+            "CLACKS_USER" => self.user.clone(),
+            "CLACKS_PASSWORD" => self.password.clone(),
+            "CLACKS_DATA_DIR" => path(&Some(self.data_dir.clone())),
+            "CLACKS_CA_FILE" => path(&self.ca_file),
+            "CLACKS_PIN" => path(&self.pin),
+            _ => None,
+        })
+        .context(
+            "no usable Clacks connection settings (flags, CLACKS_* variables or a zero-config \
+             data directory)",
+        )?;
+        Ok(opts.client_name("clacks-pgbridge").confirm_writes(true))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_functions {
+        print!("{}", sql::script());
+        return ExitCode::SUCCESS;
+    }
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let pg = pg::config(cli.pg.as_deref(), |name| {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    })
+    .context("invalid PostgreSQL settings")?;
+    if cli.init_functions {
+        return init_functions(&pg).await;
+    }
+    let opts = cli.conn.options()?;
+    let Some((clacks, events)) = connect_clacks(opts).await else {
+        return Ok(());
+    };
+    tokio::spawn(watch_events(events));
+    let stats = Arc::new(Stats::default());
+    if cli.stats_interval > 0 {
+        let stats = stats.clone();
+        let every = Duration::from_secs(cli.stats_interval);
+        tokio::spawn(async move {
+            let mut last = String::new();
+            loop {
+                tokio::time::sleep(every).await;
+                let now = stats.summary();
+                if now != last {
+                    info!(summary = %now, "counters");
+                    last = now;
+                }
+            }
+        });
+    }
+    clacks_pgbridge::run(
+        pg,
+        clacks.clone(),
+        clacks_pgbridge::Options {
+            max_pending: usize::try_from(cli.max_pending).unwrap_or(usize::MAX),
+            ..clacks_pgbridge::Options::default()
+        },
+        stats.clone(),
+        stop_signal(),
+    )
+    .await;
+    info!(summary = %stats.summary(), "stopping");
+    let _ = tokio::time::timeout(Duration::from_secs(5), clacks.disconnect()).await;
+    Ok(())
+}
+
+/// Installs the SQL functions in one transaction.
+async fn init_functions(pg: &tokio_postgres::Config) -> anyhow::Result<()> {
+    let target = pg::describe(pg);
+    let (mut client, connection) =
+        tokio::time::timeout(Duration::from_secs(30), pg.connect(tokio_postgres::NoTls))
+            .await
+            .with_context(|| format!("no connection to PostgreSQL ({target}) within 30 s"))?
+            .with_context(|| format!("cannot connect to PostgreSQL ({target})"))?;
+    let conn = tokio::spawn(connection);
+    let tx = client.transaction().await?;
+    for stmt in sql::statements() {
+        tx.batch_execute(&stmt)
+            .await
+            .with_context(|| format!("installing the functions failed at:\n{stmt}"))?;
+    }
+    tx.commit().await.context("commit failed")?;
+    drop(client);
+    let _ = conn.await;
+    info!(postgres = %target, functions = sql::FUNCTIONS.len(), "functions installed");
+    Ok(())
+}
+
+/// Connects to Clacks, retrying with backoff until it works or a stop signal comes (`None`).
+async fn connect_clacks(opts: ConnectOptions) -> Option<(Client, Events)> {
+    let mut delay = Duration::from_millis(200);
+    let mut stop = std::pin::pin!(stop_signal());
+    loop {
+        match Client::connect(opts.clone()).await {
+            Ok((client, events)) => return Some((client.confirmed(), events)),
+            Err(e) if e.kind() == clacks_client::ErrorKind::Auth => {
+                error!(error = %e, "Clacks refused the login; retrying (fix the credentials)");
+            }
+            Err(e) => warn!(error = %e, retry_in = ?delay, "cannot connect to Clacks"),
+        }
+        tokio::select! {
+            () = stop.as_mut() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Logs the Clacks connection's events (the client reconnects by itself).
+async fn watch_events(mut events: Events) {
+    while let Some(event) = events.next().await {
+        match event {
+            Event::ServerInfo(info) => info!(server = %info, "connected to Clacks"),
+            Event::Disconnected { reason } => {
+                warn!(%reason, "Clacks connection lost; reconnecting")
+            }
+            Event::Reconnected => info!("reconnected to Clacks"),
+            Event::ErrorMessage { message, command } => {
+                warn!(%message, command = ?command, "Clacks error")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

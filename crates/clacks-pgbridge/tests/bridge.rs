@@ -1,0 +1,568 @@
+//! The bridge against a real PostgreSQL cluster (started in a temp dir, Unix socket only) and
+//! an in-process clacksd. Skipped with a message when the PostgreSQL server tools are not
+//! installed, unless `CLACKS_REQUIRE_PEERS` is set, as `.ci/run` does.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clacks_client::{value, Client, ConnectOptions, Event, Subscription};
+use clacks_pgbridge::{Options, Stats};
+use clacks_server::testing::{TestServer, RW};
+
+/// Every await in these tests is bounded.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// A PostgreSQL cluster in a temp dir, stopped on drop.
+struct Pg {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+impl Pg {
+    /// Starts a cluster with a database `app`, or `None` (after printing why) when the tools
+    /// are missing and not required.
+    async fn start(test: &str) -> Option<Pg> {
+        let Some(bin) = find_bin() else {
+            if std::env::var_os("CLACKS_REQUIRE_PEERS").is_some() {
+                panic!("{test}: PostgreSQL (initdb, pg_ctl) is required (CLACKS_REQUIRE_PEERS)");
+            }
+            eprintln!("{test}: skipped: no initdb/pg_ctl under /usr/lib/postgresql/*/bin");
+            return None;
+        };
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("pgb")
+            .tempdir()
+            .expect("temp dir");
+        if as_postgres {
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path()));
+        }
+        let pg = Pg {
+            dir,
+            bin,
+            as_postgres,
+        };
+        let data = pg.data();
+        pg.tool(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        );
+        pg.pg_ctl("start");
+        let admin = pg.connect("postgres").await;
+        within(
+            "CREATE DATABASE",
+            admin.batch_execute("CREATE DATABASE app"),
+        )
+        .await
+        .expect("create database");
+        Some(pg)
+    }
+
+    fn data(&self) -> String {
+        format!("{}/data", self.dir.path().display())
+    }
+
+    /// Runs a PostgreSQL tool, as the `postgres` user when we are root.
+    fn tool(&self, name: &str, args: &[&str]) {
+        let exe = self.bin.join(name);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        cmd.args(args);
+        run(&mut cmd);
+    }
+
+    /// `pg_ctl start` or `restart`, logging to a file: the server must not inherit our pipes.
+    fn pg_ctl(&self, action: &str) {
+        let opts = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=20 \
+             -c shared_buffers=16MB -c fsync=off",
+            self.dir.path().display()
+        );
+        let log = format!("{}/log", self.dir.path().display());
+        let data = self.data();
+        let mut args = vec!["-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "60"];
+        if action == "restart" {
+            args.extend(["-m", "fast"]);
+        }
+        args.push(action);
+        self.tool("pg_ctl", &args);
+    }
+
+    fn restart(&self) {
+        self.pg_ctl("restart");
+    }
+
+    fn config(&self, db: &str) -> tokio_postgres::Config {
+        let url = format!(
+            "host={} user=postgres dbname={db}",
+            self.dir.path().display()
+        );
+        clacks_pgbridge::pg::config(Some(&url), |_| None).expect("config")
+    }
+
+    /// A plain session (its connection task spawned).
+    async fn connect(&self, db: &str) -> tokio_postgres::Client {
+        let (client, conn) = within("connect", self.config(db).connect(tokio_postgres::NoTls))
+            .await
+            .expect("connect to PostgreSQL");
+        tokio::spawn(conn);
+        client
+    }
+
+    /// A session on `app` with the functions installed by the built binary.
+    async fn app(&self) -> tokio_postgres::Client {
+        let out = Command::new(env!("CARGO_BIN_EXE_clacks-pgbridge"))
+            .arg("--init-functions")
+            .arg("--pg")
+            .arg(format!(
+                "host={} user=postgres dbname=app",
+                self.dir.path().display()
+            ))
+            .output()
+            .expect("run clacks-pgbridge");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.connect("app").await
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let data = self.data();
+        let exe = self.bin.join("pg_ctl");
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        let _ = cmd
+            .args(["-D", &data, "-m", "immediate", "-w", "-t", "30", "stop"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn find_bin() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running bridge task against `pg` and the test server's socket.
+struct Bridge {
+    stats: Arc<Stats>,
+    client: Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Bridge {
+    async fn start(pg: &Pg, socket: &Path) -> Bridge {
+        let (user, password) = RW;
+        let opts = ConnectOptions::unix(socket, user, password).confirm_writes(true);
+        let (client, _events) = within("connect to clacksd", Client::connect(opts))
+            .await
+            .expect("connect");
+        let stats = Arc::new(Stats::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = Options {
+            reconnect_max: Duration::from_secs(1),
+            health_interval: Duration::from_secs(1),
+            ..Options::default()
+        };
+        let task = tokio::spawn(clacks_pgbridge::run(
+            pg.config("app"),
+            client.clone(),
+            options,
+            stats.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let bridge = Bridge {
+            stats,
+            client,
+            stop: Some(stop),
+            task,
+        };
+        bridge.wait_sessions(1).await;
+        bridge
+    }
+
+    /// Polls until the bridge has LISTENed `n` times.
+    async fn wait_sessions(&self, n: u64) {
+        poll("bridge LISTENing", || {
+            self.stats.pg_sessions.load(Ordering::Relaxed) >= n
+        })
+        .await;
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        within("bridge stop", &mut self.task)
+            .await
+            .expect("bridge task");
+    }
+}
+
+/// Polls `ok` every 20 ms until it holds, failing after 30 s.
+async fn poll(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls the cache until `key` holds `want` (`None`: is gone).
+async fn wait_cache(client: &Client, key: &str, want: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = within("retrieve", client.retrieve(key))
+            .await
+            .ok()
+            .flatten();
+        if got.as_deref() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key}: {got:?}, expected {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn listener(socket: &Path, name: &str) -> (Client, Subscription) {
+    let (user, password) = RW;
+    let (client, _events) = within(
+        "listener connect",
+        Client::connect(ConnectOptions::unix(socket, user, password)),
+    )
+    .await
+    .expect("connect");
+    let sub = within("subscribe", client.subscribe(name))
+        .await
+        .expect("subscribe");
+    (client, sub)
+}
+
+async fn next(sub: &mut Subscription) -> Event {
+    within("signal", sub.next()).await.expect("stream open")
+}
+
+async fn sql(db: &tokio_postgres::Client, stmt: &str) {
+    within(stmt, db.batch_execute(stmt))
+        .await
+        .unwrap_or_else(|e| panic!("{stmt}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_reaches_clacks() {
+    let Some(pg) = Pg::start("every_function_reaches_clacks").await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let db = pg.app().await;
+    let bridge = Bridge::start(&pg, &server.socket).await;
+    let (client, mut sub) = listener(&server.socket, "sig").await;
+
+    sql(&db, "SELECT clacks_notify('sig')").await;
+    assert_eq!(next(&mut sub).await, Event::Notify { name: "sig".into() });
+    sql(&db, "SELECT clacks_set('sig', 'hello')").await;
+    assert_eq!(
+        next(&mut sub).await,
+        Event::Set {
+            name: "sig".into(),
+            value: "hello".into()
+        }
+    );
+    sql(&db, "SELECT clacks_setandstore('sig', 'both')").await;
+    assert_eq!(
+        next(&mut sub).await,
+        Event::Set {
+            name: "sig".into(),
+            value: "both".into()
+        }
+    );
+    wait_cache(&client, "sig", Some("both")).await;
+
+    sql(&db, "SELECT clacks_store('k', '10')").await;
+    wait_cache(&client, "k", Some("10")).await;
+    sql(&db, "SELECT clacks_increment('k', '5')").await;
+    wait_cache(&client, "k", Some("15")).await;
+    sql(&db, "SELECT clacks_increment('k', NULL)").await;
+    wait_cache(&client, "k", Some("16")).await;
+    sql(&db, "SELECT clacks_decrement('k', '')").await;
+    wait_cache(&client, "k", Some("15")).await;
+    sql(&db, "SELECT clacks_decrement('k', '3')").await;
+    wait_cache(&client, "k", Some("12")).await;
+    sql(&db, "SELECT clacks_remove('k')").await;
+    wait_cache(&client, "k", None).await;
+
+    // Unknown and malformed payloads are counted, never sent; later ones still arrive.
+    sql(
+        &db,
+        "SELECT pg_notify('clacksmessage', 'FROB§§§CLACKSDELIMETER§§§sig')",
+    )
+    .await;
+    sql(&db, "SELECT clacks_store('bad=name', 'v')").await;
+    sql(&db, "SELECT clacks_store('nullvalue', NULL)").await;
+    sql(&db, "SELECT clacks_notify('sig')").await;
+    assert_eq!(next(&mut sub).await, Event::Notify { name: "sig".into() });
+    assert_eq!(bridge.stats.rejected.load(Ordering::Relaxed), 3);
+    assert_eq!(bridge.stats.failed.load(Ordering::Relaxed), 0);
+    // Counted once the server confirmed it, which may be just after the listener heard it.
+    poll("10 relayed", || {
+        bridge.stats.relayed.load(Ordering::Relaxed) == 10
+    })
+    .await;
+    assert!(sub.try_next().is_none());
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_and_awkward_values() {
+    let Some(pg) = Pg::start("trigger_and_awkward_values").await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let db = pg.app().await;
+    let bridge = Bridge::start(&pg, &server.socket).await;
+    let (client, mut sub) = listener(&server.socket, "prices").await;
+
+    sql(
+        &db,
+        "CREATE TABLE prices (id serial PRIMARY KEY, price numeric);
+         CREATE FUNCTION prices_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM clacks_notify('prices'); RETURN NULL; END $$;
+         CREATE TRIGGER prices_changed AFTER INSERT ON prices
+             FOR EACH STATEMENT EXECUTE FUNCTION prices_changed();",
+    )
+    .await;
+    sql(&db, "INSERT INTO prices (price) VALUES (9.99)").await;
+    assert_eq!(
+        next(&mut sub).await,
+        Event::Notify {
+            name: "prices".into()
+        }
+    );
+
+    let awkward = "line one\nline two\r\nk=v; é ü 日本 🦀";
+    within(
+        "store awkward",
+        db.execute("SELECT clacks_store('text', $1)", &[&awkward]),
+    )
+    .await
+    .expect("store");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let raw = within("retrieve", client.retrieve("text"))
+            .await
+            .expect("retrieve");
+        if let Some(raw) = raw {
+            assert!(raw.starts_with(value::TEXT_PREFIX), "{raw}");
+            assert_eq!(value::decode_text(&raw).expect("decode"), awkward);
+            break;
+        }
+        assert!(Instant::now() < deadline, "text never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let plain = "a=b=c ünïcödé";
+    within(
+        "set plain",
+        db.execute("SELECT clacks_setandstore('prices', $1)", &[&plain]),
+    )
+    .await
+    .expect("set");
+    assert_eq!(
+        next(&mut sub).await,
+        Event::Set {
+            name: "prices".into(),
+            value: plain.into()
+        }
+    );
+    wait_cache(&client, "prices", Some(plain)).await;
+    within(
+        "set multi",
+        db.execute("SELECT clacks_set('prices', $1)", &[&awkward]),
+    )
+    .await
+    .expect("set");
+    match next(&mut sub).await {
+        Event::Set { value: v, .. } => assert_eq!(value::decode_text(&v).expect("decode"), awkward),
+        other => panic!("{other:?}"),
+    }
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_back_notifications_are_never_relayed() {
+    let Some(pg) = Pg::start("rolled_back_notifications_are_never_relayed").await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let db = pg.app().await;
+    let bridge = Bridge::start(&pg, &server.socket).await;
+    let (client, mut sub) = listener(&server.socket, "tx").await;
+
+    sql(
+        &db,
+        "BEGIN; SELECT clacks_set('tx', 'rolled back'); SELECT clacks_store('gone', 'x'); ROLLBACK;",
+    )
+    .await;
+    sql(&db, "BEGIN; SELECT clacks_set('tx', 'committed'); COMMIT;").await;
+    // Notifications of one session arrive in order: the committed one is the first.
+    assert_eq!(
+        next(&mut sub).await,
+        Event::Set {
+            name: "tx".into(),
+            value: "committed".into()
+        }
+    );
+    assert_eq!(
+        within("retrieve", client.retrieve("gone"))
+            .await
+            .expect("retrieve"),
+        None
+    );
+    assert_eq!(bridge.stats.received.load(Ordering::Relaxed), 1);
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_postgresql_restart() {
+    let Some(pg) = Pg::start("survives_a_postgresql_restart").await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let db = pg.app().await;
+    let bridge = Bridge::start(&pg, &server.socket).await;
+    let (client, _sub) = listener(&server.socket, "unused").await;
+    sql(&db, "SELECT clacks_store('before', '1')").await;
+    wait_cache(&client, "before", Some("1")).await;
+    drop(db);
+
+    pg.restart();
+    bridge.wait_sessions(2).await;
+    let db = pg.connect("app").await;
+    sql(&db, "SELECT clacks_store('after', '2')").await;
+    wait_cache(&client, "after", Some("2")).await;
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_clacksd_restart() {
+    let Some(pg) = Pg::start("survives_a_clacksd_restart").await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let db = pg.app().await;
+    let bridge = Bridge::start(&pg, &server.socket).await;
+    sql(&db, "SELECT clacks_store('before', '1')").await;
+    let socket = server.socket.clone();
+    let (client, _events) = within(
+        "connect",
+        Client::connect(ConnectOptions::unix(&socket, RW.0, RW.1)),
+    )
+    .await
+    .expect("connect");
+    wait_cache(&client, "before", Some("1")).await;
+
+    let server = server.restart(|_| {}).await;
+    // Sent while the bridge's client may still be reconnecting: it resends until taken.
+    sql(&db, "SELECT clacks_store('after', '2')").await;
+    wait_cache(&client, "after", Some("2")).await;
+    poll("bridge reconnected", || bridge.client.is_connected()).await;
+    let (_l, mut sub) = listener(&server.socket, "later").await;
+    sql(&db, "SELECT clacks_notify('later')").await;
+    assert_eq!(
+        next(&mut sub).await,
+        Event::Notify {
+            name: "later".into()
+        }
+    );
+    assert_eq!(bridge.stats.failed.load(Ordering::Relaxed), 0);
+    bridge.stop().await;
+}
+
+#[test]
+fn print_functions() {
+    let out = Command::new(env!("CARGO_BIN_EXE_clacks-pgbridge"))
+        .arg("--print-functions")
+        .output()
+        .expect("run clacks-pgbridge");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    for f in [
+        "clacks_notify(clacksname text)",
+        "clacks_set(clacksname text, clacksvalue text)",
+        "clacks_store(clacksname text, clacksvalue text)",
+        "clacks_setandstore(clacksname text, clacksvalue text)",
+        "clacks_increment(clacksname text, clacksvalue text)",
+        "clacks_decrement(clacksname text, clacksvalue text)",
+        "clacks_remove(clacksname text)",
+    ] {
+        assert!(
+            text.contains(&format!("CREATE OR REPLACE FUNCTION {f} RETURNS void")),
+            "{f}"
+        );
+    }
+}
