@@ -7,6 +7,7 @@
 mod queues;
 mod registry;
 mod shell;
+mod table;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -691,20 +692,8 @@ async fn print_clients(
         writeln!(out, "{}", serde_json::Value::Array(objects))?;
         return Ok(());
     }
-    let header = ["CID", "CLIENT", "MONITOR", "OUTBUF", "LASTPING"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
-    }
+    let header = ["CID", "CLIENT", "MONITOR", "OUTBUF", "LASTPING"];
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    table::print(&header, &rows, out)?;
     Ok(())
 }

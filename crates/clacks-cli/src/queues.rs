@@ -160,12 +160,12 @@ pub(crate) async fn list(client: &Client, json: bool, out: &mut dyn Write) -> an
         writeln!(out, "{}", Value::Array(all))?;
         return Ok(());
     }
-    let header: Vec<String> = std::iter::once("QUEUE".to_string())
-        .chain(
-            QueueStats::default().counts()[..11]
-                .iter()
-                .map(|(field, _)| field.to_uppercase()),
-        )
+    let names: Vec<String> = QueueStats::default().counts()[..11]
+        .iter()
+        .map(|(field, _)| field.to_uppercase())
+        .collect();
+    let header: Vec<&str> = std::iter::once("QUEUE")
+        .chain(names.iter().map(String::as_str))
         .collect();
     let rows: Vec<Vec<String>> = queues
         .iter()
@@ -175,20 +175,7 @@ pub(crate) async fn list(client: &Client, json: bool, out: &mut dyn Write) -> an
                 .collect()
         })
         .collect();
-    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, &w)| format!("{cell:<w$}"))
-            .collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
-    }
+    crate::table::print(&header, &rows, out)?;
     Ok(())
 }
 

@@ -93,7 +93,7 @@ pub(crate) async fn resolve(
         let all: Vec<Value> = instances.iter().map(instance_json).collect();
         writeln!(out, "{}", Value::Array(all))?;
     } else if !instances.is_empty() {
-        let rows = instances
+        let rows: Vec<Vec<String>> = instances
             .iter()
             .map(|i| {
                 let meta: Vec<String> = i.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -108,7 +108,7 @@ pub(crate) async fn resolve(
             })
             .collect();
         let header = ["ID", "ENDPOINT", "NODE", "SINCE", "STATUS", "META"];
-        table(&header, rows, out)?;
+        crate::table::print(&header, &rows, out)?;
     }
     Ok(if instances.is_empty() {
         Outcome::NotFound
@@ -134,29 +134,10 @@ pub(crate) async fn services(
         writeln!(out, "{}", Value::Array(all))?;
         return Ok(());
     }
-    let rows = services
+    let rows: Vec<Vec<String>> = services
         .into_iter()
         .map(|(name, instances, draining)| vec![name, instances.to_string(), draining.to_string()])
         .collect();
-    table(&["SERVICE", "INSTANCES", "DRAINING"], rows, out)
-}
-
-/// Left-aligned columns two spaces apart, as `clients` and `queues` print them.
-fn table(header: &[&str], rows: Vec<Vec<String>>, out: &mut dyn Write) -> anyhow::Result<()> {
-    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, &w)| format!("{cell:<w$}"))
-            .collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
-    }
+    crate::table::print(&["SERVICE", "INSTANCES", "DRAINING"], &rows, out)?;
     Ok(())
 }
