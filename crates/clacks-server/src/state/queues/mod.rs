@@ -22,6 +22,11 @@ use super::ConnId;
 use crate::config::{Overflow, QueueConfig, QueueLimits};
 use crate::stats::Stats;
 
+mod report;
+mod timers;
+
+use timers::{Timer, TimerKey, Timers};
+
 /// Names of temporary queues (`QTEMP`) start with this; no other queue may.
 pub(crate) const TEMP_PREFIX: &[u8] = b"Temp::";
 /// A message handed out `maxdeliveries` times without an ack moves to its queue's name + this.
@@ -99,16 +104,6 @@ pub(crate) type Note = (Owner, Reply);
 /// A queue's messages as saved: its name, and each message's deliveries and value, in order.
 pub(crate) type Saved = (Bytes, Vec<(usize, Bytes)>);
 
-/// The figures of one queue, as `QSTATS` and `QLIST` show them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Figures {
-    messages: usize,
-    bytes: usize,
-    waiting: usize,
-    leased: usize,
-    counters: Counters,
-}
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Counters {
     sent: u64,
@@ -181,55 +176,8 @@ impl Queue {
         self.owner.is_none() && self.held() == 0 && self.waits.is_empty()
     }
 
-    fn figures(&self) -> Figures {
-        let leased_bytes: usize = self.leased.values().map(|l| l.message.value.len()).sum();
-        Figures {
-            messages: self.ready.len(),
-            bytes: self.bytes - leased_bytes,
-            waiting: self.waits.len(),
-            leased: self.leased.len(),
-            counters: self.counters,
-        }
-    }
-
     fn held(&self) -> usize {
         self.ready.len() + self.leased.len()
-    }
-}
-
-type TimerKey = (Instant, u64);
-
-#[derive(Debug)]
-enum Timer {
-    Wait { queue: Bytes, wait: u64 },
-    Lease { queue: Bytes, id: u64 },
-}
-
-/// The deadlines of waits and leases, in order.
-#[derive(Debug)]
-struct Timers {
-    map: BTreeMap<TimerKey, Timer>,
-    wake: Arc<Notify>,
-}
-
-impl Timers {
-    fn add(&mut self, at: Instant, seq: u64, timer: Timer) -> TimerKey {
-        let key = (at, seq);
-        let earliest = self
-            .map
-            .first_key_value()
-            .is_none_or(|(first, _)| key < *first);
-        self.map.insert(key, timer);
-        if earliest {
-            self.wake.notify_one();
-        }
-        key
-    }
-
-    fn remove(&mut self, key: Option<TimerKey>) {
-        if let Some(key) = key {
-            self.map.remove(&key);
-        }
     }
 }
 
@@ -283,53 +231,6 @@ impl Queues {
     /// Counter of changes to what the queues hold.
     pub(crate) fn generation(&self) -> u64 {
         self.generation
-    }
-
-    /// The messages of every queue but temporary ones, in order, leased ones first (they were
-    /// sent before the ready ones): what a restart gets back.
-    pub(crate) fn snapshot(&self) -> Vec<Saved> {
-        let mut names: Vec<&Bytes> = self.queues.keys().collect();
-        names.sort_unstable();
-        names
-            .into_iter()
-            .filter_map(|name| {
-                let q = &self.queues[name];
-                if q.owner.is_some() || q.held() == 0 {
-                    return None;
-                }
-                let mut leased: Vec<&Message> = q.leased.values().map(|l| &l.message).collect();
-                leased.sort_unstable_by_key(|m| m.id);
-                let messages = leased
-                    .into_iter()
-                    .chain(&q.ready)
-                    .map(|m| (m.deliveries, m.value.clone()))
-                    .collect();
-                Some((name.clone(), messages))
-            })
-            .collect()
-    }
-
-    /// Puts saved messages back (at start), with new ids, whatever the limits say now.
-    pub(crate) fn restore(&mut self, saved: Vec<Saved>) {
-        for (name, messages) in saved {
-            if !valid_name(&name) || name.starts_with(TEMP_PREFIX) {
-                continue;
-            }
-            let limits = self.config.limits_for(&name);
-            let q = self
-                .queues
-                .entry(name)
-                .or_insert_with(|| Queue::new(limits, None, Instant::now()));
-            for (deliveries, value) in messages {
-                q.bytes += value.len();
-                self.total_bytes += value.len();
-                q.ready.push_back(Message {
-                    id: 0,
-                    value,
-                    deliveries,
-                });
-            }
-        }
     }
 
     /// Notified when a deadline earlier than all others was added.
@@ -852,235 +753,7 @@ impl Queues {
         }
         notes.retain(|(to, _)| *to != conn);
     }
-
-    /// The figures of queue `name` (zeros for one that does not exist) and its limits.
-    pub(crate) fn stat(&self, name: &[u8]) -> Bytes {
-        let limits = self.config.limits_for(name);
-        match self.queues.get(name) {
-            Some(q) => fields(&q.figures(), &q.limits),
-            None => fields(&Figures::default(), &limits),
-        }
-    }
-
-    /// Every queue with its figures, names in byte order.
-    pub(crate) fn list(&self) -> Vec<(Bytes, Bytes)> {
-        let mut names: Vec<&Bytes> = self.queues.keys().collect();
-        names.sort_unstable();
-        names
-            .into_iter()
-            .map(|name| {
-                let q = &self.queues[name];
-                (name.clone(), fields(&q.figures(), &q.limits))
-            })
-            .collect()
-    }
-}
-
-/// The `k=v;…` fields of `QSTATS` and `QUEUE` lines.
-fn fields(f: &Figures, limits: &QueueLimits) -> Bytes {
-    let c = &f.counters;
-    let overflow = match limits.overflow {
-        Overflow::Reject => "reject",
-        Overflow::DropOldest => "drop_oldest",
-    };
-    Bytes::from(format!(
-        "messages={};bytes={};waiting={};leased={};sent={};received={};acked={};\
-         redelivered={};rejected={};dropped={};dead={};max_messages={};max_bytes={};\
-         max_message_size={};overflow={overflow}",
-        f.messages,
-        f.bytes,
-        f.waiting,
-        f.leased,
-        c.sent,
-        c.received,
-        c.acked,
-        c.redelivered,
-        c.rejected,
-        c.dropped,
-        c.dead,
-        limits.max_messages,
-        limits.max_bytes,
-        limits.max_message_size,
-    ))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    impl Queues {
-        /// The accounting agrees with what is held.
-        fn check(&self) {
-            let mut total = 0;
-            let mut waits: HashMap<Owner, usize> = HashMap::new();
-            let mut timers = 0;
-            for q in self.queues.values() {
-                let ready: usize = q.ready.iter().map(|m| m.value.len()).sum();
-                let leased: usize = q.leased.values().map(|l| l.message.value.len()).sum();
-                assert_eq!(q.bytes, ready + leased);
-                assert!(q.ready.is_empty() || q.waits.is_empty());
-                total += q.bytes;
-                for (_, w) in &q.waits {
-                    *waits.entry(w.conn).or_default() += 1;
-                    timers += usize::from(w.timer.is_some());
-                }
-                timers += q.leased.len();
-            }
-            assert_eq!(self.total_bytes, total);
-            assert_eq!(self.timers.map.len(), timers);
-            for (conn, used) in &self.conns {
-                assert_eq!(
-                    used.waits,
-                    waits.get(conn).copied().unwrap_or(0),
-                    "{conn:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn restore_merges_a_queue_named_twice() {
-        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
-        let mut queues = Queues::new(QueueConfig::default(), Arc::new(Stats::default()));
-        queues.restore(vec![
-            (b("a"), vec![(0, b("1"))]),
-            (b("b"), vec![(0, b("2"))]),
-            (b("a"), vec![(1, b("33"))]),
-        ]);
-        queues.check();
-        assert_eq!(queues.total_bytes, 4);
-        let saved = queues.snapshot();
-        assert_eq!(saved[0], (b("a"), vec![(0, b("1")), (1, b("33"))]));
-    }
-
-    #[derive(Debug, Clone)]
-    enum Op {
-        Send(u8, u8),
-        Recv(u8, u8, Option<u8>, u8),
-        Ack(u8, u8),
-        Nack(u8, u8),
-        Cancel(u8, u8),
-        Purge(u8),
-        Delete(u8),
-        Temp(u8),
-        Gone(u8),
-        Tick,
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            4 => (0..3u8, 0..12u8).prop_map(|(q, n)| Op::Send(q, n)),
-            4 => (0..3u8, 0..3u8, proptest::option::of(0..3u8), 0..3u8)
-                .prop_map(|(c, q, t, l)| Op::Recv(c, q, t, l)),
-            2 => (0..3u8, any::<u8>()).prop_map(|(c, i)| Op::Ack(c, i)),
-            2 => (0..3u8, any::<u8>()).prop_map(|(c, i)| Op::Nack(c, i)),
-            1 => (0..3u8, 0..3u8).prop_map(|(c, q)| Op::Cancel(c, q)),
-            1 => (0..3u8).prop_map(Op::Purge),
-            1 => (0..3u8).prop_map(Op::Delete),
-            1 => (0..3u8).prop_map(Op::Temp),
-            1 => (0..3u8).prop_map(Op::Gone),
-            2 => Just(Op::Tick),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn accounting_holds_and_every_message_is_handed_out_once(
-            ops in proptest::collection::vec(op(), 1..120)
-        ) {
-            let config = QueueConfig {
-                limits: QueueLimits {
-                    max_messages: 4,
-                    max_bytes: 30,
-                    max_message_size: 10,
-                    overflow: Overflow::Reject,
-                },
-                prefixes: vec![("q1".into(), QueueLimits {
-                    max_messages: 4,
-                    max_bytes: 30,
-                    max_message_size: 10,
-                    overflow: Overflow::DropOldest,
-                })],
-                max_deliveries: 2,
-                max_queues: 6,
-                max_total_bytes: 60,
-                max_waits: 3,
-                idle_time: Duration::from_secs(3600),
-            };
-            let mut queues = Queues::new(config, Arc::new(Stats::default()));
-            let mut now = Instant::now();
-            // Owners 0 and 2 are both behind connection 0 (as clients of a slave are).
-            let owner = |c: u8| Owner {
-                conn: u64::from(c % 2),
-                tag: u64::from(c / 2),
-            };
-            let name = |q: u8| Bytes::from(format!("q{q}"));
-            // Messages handed out and not given back, per connection: (queue, id).
-            let mut held: Vec<(Owner, Bytes, Bytes)> = Vec::new();
-            for op in ops {
-                let mut notes = Vec::new();
-                match op {
-                    Op::Send(q, n) => {
-                        let _ = queues.send(&name(q), &vec![b'x'; n.into()], now, &mut notes);
-                    }
-                    Op::Recv(c, q, t, l) => {
-                        let timeout = t.map(|t| Duration::from_secs(t.into()));
-                        let lease = Duration::from_secs(l.into());
-                        let _ = queues.recv(owner(c), &name(q), timeout, lease, now, &mut notes);
-                    }
-                    Op::Ack(c, i) | Op::Nack(c, i) if !held.is_empty() => {
-                        let (_, q, id) = held[usize::from(i) % held.len()].clone();
-                        let ok = if matches!(op, Op::Ack(..)) {
-                            queues.ack(owner(c), &q, &id).is_ok()
-                        } else {
-                            queues.nack(owner(c), &q, &id, now, &mut notes).is_ok()
-                        };
-                        if ok {
-                            held.retain(|(_, hq, hid)| !(hq == &q && hid == &id));
-                        }
-                    }
-                    Op::Ack(..) | Op::Nack(..) => {}
-                    Op::Cancel(c, q) => queues.cancel(owner(c), &name(q), &mut notes),
-                    Op::Purge(q) => {
-                        queues.purge(&name(q));
-                    }
-                    Op::Delete(q) => {
-                        queues.delete(&name(q), &mut notes);
-                    }
-                    Op::Temp(c) => {
-                        let _ = queues.temp(owner(c));
-                    }
-                    Op::Gone(2) => queues.remove_owner(owner(2), now, &mut notes),
-                    Op::Gone(c) => queues.remove_conn(u64::from(c), now, &mut notes),
-                    Op::Tick => {
-                        now += Duration::from_millis(700);
-                        queues.fire(now, &mut notes);
-                    }
-                }
-                // A message is handed out at most once per change (a lease that ended may
-                // hand it out again, to the next receive).
-                let mut out_now = HashSet::new();
-                for (conn, reply) in notes {
-                    if let Reply::QMessage { queue, id, .. } = reply {
-                        let q = &queues.queues.get(&queue);
-                        let leased = q.is_some_and(|q| {
-                            q.leased.contains_key(&std::str::from_utf8(&id).unwrap().parse().unwrap())
-                        });
-                        prop_assert!(out_now.insert((queue.clone(), id.clone())));
-                        if leased {
-                            held.retain(|(_, hq, hid)| !(hq == &queue && hid == &id));
-                            held.push((conn, queue, id));
-                        }
-                    }
-                }
-                // What went back (lease over, receiver gone, queue deleted) is not held.
-                held.retain(|(_, q, id)| {
-                    let id: u64 = std::str::from_utf8(id).unwrap().parse().unwrap();
-                    queues.queues.get(q).is_some_and(|q| q.leased.contains_key(&id))
-                });
-                queues.check();
-            }
-        }
-    }
-}
+mod tests;
