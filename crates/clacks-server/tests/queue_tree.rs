@@ -8,22 +8,13 @@ use std::time::Duration;
 
 use clacks_server::config::Master;
 use common::relay::Relay;
-use common::{links, token, Client, Connect, TestServer, Transport, ADMIN};
+use common::{links, message, token, Client, Connect, TestServer, Transport, ADMIN};
 
 async fn slave_of(master: &TestServer) -> TestServer {
     let master = Master::Unix(master.socket.clone());
     let server = TestServer::start_with(move |c| c.master = Some(master)).await;
     links(&server, 1).await;
     server
-}
-
-/// `(id, value)` of a `QMESSAGE <queue> <id>=<value>` line.
-fn message(line: &str, queue: &str) -> (String, String) {
-    let rest = line
-        .strip_prefix(&format!("QMESSAGE {queue} "))
-        .unwrap_or_else(|| panic!("not a message of {queue}: {line}"));
-    let (id, value) = rest.split_once('=').unwrap();
-    (id.to_string(), value.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

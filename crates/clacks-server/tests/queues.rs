@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use clacks_server::{Overflow, QueueLimits};
-use common::{Client, Connect, TestServer, Transport, ADMIN, WAIT};
+use common::{message, Client, Connect, TestServer, Transport, ADMIN, WAIT};
 use tokio::time::Instant;
 
 /// The `k=v;…` fields of a `QSTATS` line.
@@ -31,15 +31,6 @@ async fn assert_figures(c: &mut Client, queue: &str, want: &[(&str, u64)]) {
     for (name, value) in want {
         assert_eq!(got[*name], value.to_string(), "{name} of {queue}: {got:?}");
     }
-}
-
-/// `(id, value)` of a `QMESSAGE <queue> <id>=<value>` line.
-fn message(line: &str, queue: &str) -> (String, String) {
-    let rest = line
-        .strip_prefix(&format!("QMESSAGE {queue} "))
-        .unwrap_or_else(|| panic!("not a message of {queue}: {line}"));
-    let (id, value) = rest.split_once('=').unwrap();
-    (id.to_string(), value.to_string())
 }
 
 async fn recv_now(c: &mut Client, queue: &str) -> Option<(String, String)> {

@@ -68,9 +68,9 @@ impl State {
         self.queues
             .remove_conn(id, tokio::time::Instant::now(), &mut notes);
         self.send_notes(notes);
-        for service in self.registry.remove_conn(id) {
-            self.withdrawn(&service);
-        }
+        let before = self.registry.len();
+        let changed = self.registry.remove_conn(id);
+        self.withdrawn(before, &changed);
         if self.routes.is_master(id) {
             for (owner, answers) in self.routes.master_lost() {
                 for answer in &answers {
@@ -91,18 +91,22 @@ impl State {
         self.queues
             .remove_owner(owner, tokio::time::Instant::now(), &mut notes);
         self.send_notes(notes);
-        for service in self.registry.remove_owner(owner) {
-            self.withdrawn(&service);
-        }
+        let before = self.registry.len();
+        let changed = self.registry.remove_owner(owner);
+        self.withdrawn(before, &changed);
         if let Some(tag) = self.routes.drop_owner(owner) {
             self.drop_upstream(tag);
         }
     }
 
-    /// Instances of `service` went with their owner.
-    fn withdrawn(&self, service: &Bytes) {
-        Stats::bump(&self.conns.stats().registry_withdrawn);
-        self.announce_service(service);
+    /// Instances went with their owner (the registry held `before`): counted, and the change
+    /// of each service announced.
+    fn withdrawn(&self, before: usize, services: &[Bytes]) {
+        let gone = before - self.registry.len();
+        Stats::add(&self.conns.stats().registry_withdrawn, gone as u64);
+        for service in services {
+            self.announce_service(service);
+        }
     }
 
     /// `SET Registry::<service>=<instances>` to the service's listeners here and on every peer.

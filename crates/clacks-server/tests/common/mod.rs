@@ -244,3 +244,12 @@ pub async fn links(server: &TestServer, n: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `(id, value)` of a `QMESSAGE <queue> <id>=<value>` line.
+pub fn message(line: &str, queue: &str) -> (String, String) {
+    let rest = line
+        .strip_prefix(&format!("QMESSAGE {queue} "))
+        .unwrap_or_else(|| panic!("not a message of {queue}: {line}"));
+    let (id, value) = rest.split_once('=').unwrap();
+    (id.to_string(), value.to_string())
+}
