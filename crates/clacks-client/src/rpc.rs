@@ -201,10 +201,13 @@ impl Client {
                 },
                 &temp,
             );
+            // The moment the call gives up, on the wall clock (making the reply queue took
+            // part of `left`): a worker never runs a request after its caller stopped waiting.
+            let remaining = until.saturating_duration_since(Instant::now());
             let envelope = RequestEnvelope {
                 id: id.clone(),
                 reply_to: temp,
-                deadline: unix_now() + left.as_secs_f64(),
+                deadline: unix_now() + remaining.as_secs_f64(),
                 body: body.clone(),
             };
             let line = serde_json::to_string(&envelope)
