@@ -10,12 +10,11 @@ mod shell;
 mod table;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clacks_client::{Client, ClientError, ConnectOptions, Event, Events};
+use clacks_client::{Client, ClientError, ConnectArgs, ConnectOptions, Event, Events};
 use clap::{Args, Parser, Subcommand};
 
 /// Exit statuses, shown by `--help`.
@@ -33,43 +32,12 @@ struct Cli {
     command: Command,
 }
 
-/// Where and as whom to connect; flags may stand before or after the subcommand. They stand
-/// for the `CLACKS_*` variables of [`ConnectOptions::from_env`].
+/// Where and as whom to connect (the flags shared by every Clacks program) and how long to
+/// wait; flags may stand before or after the subcommand.
 #[derive(Args, Debug, Clone)]
 struct Conn {
-    /// Server URL: `clackss://USER:PASSWORD@HOST[:PORT]` or `clacks+unix:///PATH` (other
-    /// connection flags are then ignored).
-    #[arg(long, global = true, env = "CLACKS_URL", hide_env_values = true)]
-    url: Option<String>,
-    /// Server host for TLS (default: the Unix socket of the data directory).
-    #[arg(long, global = true, env = "CLACKS_HOST")]
-    host: Option<String>,
-    /// Server TLS port.
-    #[arg(long, global = true, env = "CLACKS_PORT", default_value_t = 49888)]
-    port: u16,
-    /// Unix socket path.
-    #[arg(long, global = true, env = "CLACKS_SOCKET")]
-    socket: Option<PathBuf>,
-    /// User name (default: from the data directory's credentials file).
-    #[arg(long, global = true, env = "CLACKS_USER")]
-    user: Option<String>,
-    /// Password (default: from the data directory's credentials file).
-    #[arg(long, global = true, env = "CLACKS_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
-    /// Data directory of a zero-config clacksd.
-    #[arg(
-        long,
-        global = true,
-        env = "CLACKS_DATA_DIR",
-        default_value = "./clacks-data"
-    )]
-    data_dir: PathBuf,
-    /// Verify the server's TLS certificate against this CA file (PEM).
-    #[arg(long, global = true, env = "CLACKS_CA_FILE")]
-    ca_file: Option<PathBuf>,
-    /// Accept only this TLS certificate (PEM).
-    #[arg(long, global = true, env = "CLACKS_PIN")]
-    pin: Option<PathBuf>,
+    #[command(flatten)]
+    clacks: ConnectArgs,
     /// Seconds to wait for connecting and for each answer (over 0; default 10). For qrecv
     /// and request, see there.
     #[arg(long, global = true, value_parser = seconds)]
@@ -323,24 +291,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Connection options from flags (which clap fills from the `CLACKS_*` variables too) and the
-/// data directory, resolved by the library as [`ConnectOptions::from_env`] does; `timeout` for
-/// connecting and each answer.
+/// Connection options from the flags; `timeout` for connecting and each answer.
 fn options(conn: &Conn, timeout: f64) -> anyhow::Result<ConnectOptions> {
-    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-    let mut opts = ConnectOptions::from_vars(|name| match name {
-        "CLACKS_URL" => conn.url.clone(),
-        "CLACKS_SOCKET" => path(&conn.socket),
-        "CLACKS_HOST" => conn.host.clone(),
-        "CLACKS_PORT" => Some(conn.port.to_string()),
-        "CLACKS_USER" => conn.user.clone(),
-        "CLACKS_PASSWORD" => conn.password.clone(),
-        "CLACKS_DATA_DIR" => path(&Some(conn.data_dir.clone())),
-        "CLACKS_CA_FILE" => path(&conn.ca_file),
-        "CLACKS_PIN" => path(&conn.pin),
-        _ => None,
-    })
-    .context(
+    let mut opts = conn.clacks.options().context(
         "no usable connection settings (flags, CLACKS_* variables or a zero-config data directory)",
     )?;
     let timeout = Duration::from_secs_f64(timeout);

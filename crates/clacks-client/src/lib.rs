@@ -63,6 +63,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "clap")]
+mod args;
 pub mod blocking;
 mod cache;
 mod client;
@@ -79,6 +81,8 @@ mod rpc;
 mod transport;
 pub mod value;
 
+#[cfg(feature = "clap")]
+pub use args::ConnectArgs;
 pub use cache::{sanitize_key, Cache};
 pub use clacks_proto::ClientEntry;
 pub use client::Client;

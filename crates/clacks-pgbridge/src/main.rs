@@ -5,15 +5,14 @@
 //! comes from `--pg` and the libpq variables `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
 //! `PGPASSWORD`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clacks_client::{Client, ConnectOptions, Event, Events};
+use clacks_client::{Client, ConnectArgs, ConnectOptions, Event, Events};
 use clacks_pgbridge::{pg, sql, Stats};
-use clap::{Args, Parser};
+use clap::Parser;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -42,65 +41,16 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(flatten)]
-    conn: Conn,
+    conn: ConnectArgs,
 }
 
-/// Where and as whom to connect to Clacks: the `clacks` CLI's flags, standing for the
-/// `CLACKS_*` variables of [`ConnectOptions::from_env`].
-#[derive(Args, Debug, Clone)]
-struct Conn {
-    /// Clacks server URL: `clackss://USER:PASSWORD@HOST[:PORT]` or `clacks+unix:///PATH` (other
-    /// Clacks flags are then ignored).
-    #[arg(long, env = "CLACKS_URL", hide_env_values = true)]
-    url: Option<String>,
-    /// Clacks server host for TLS (default: the Unix socket of the data directory).
-    #[arg(long, env = "CLACKS_HOST")]
-    host: Option<String>,
-    /// Clacks server TLS port.
-    #[arg(long, env = "CLACKS_PORT", default_value_t = 49888)]
-    port: u16,
-    /// Clacks Unix socket path.
-    #[arg(long, env = "CLACKS_SOCKET")]
-    socket: Option<PathBuf>,
-    /// Clacks user name (default: from the data directory's credentials file).
-    #[arg(long, env = "CLACKS_USER")]
-    user: Option<String>,
-    /// Clacks password (default: from the data directory's credentials file).
-    #[arg(long, env = "CLACKS_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
-    /// Data directory of a zero-config clacksd.
-    #[arg(long, env = "CLACKS_DATA_DIR", default_value = "./clacks-data")]
-    data_dir: PathBuf,
-    /// Verify the Clacks server's TLS certificate against this CA file (PEM).
-    #[arg(long, env = "CLACKS_CA_FILE")]
-    ca_file: Option<PathBuf>,
-    /// Accept only this TLS certificate (PEM).
-    #[arg(long, env = "CLACKS_PIN")]
-    pin: Option<PathBuf>,
-}
-
-impl Conn {
-    /// Resolved by the client library exactly as the `clacks` CLI resolves its flags.
-    fn options(&self) -> anyhow::Result<ConnectOptions> {
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-        let opts = ConnectOptions::from_vars(|name| match name {
-            "CLACKS_URL" => self.url.clone(),
-            "CLACKS_SOCKET" => path(&self.socket),
-            "CLACKS_HOST" => self.host.clone(),
-            "CLACKS_PORT" => Some(self.port.to_string()),
-            "CLACKS_USER" => self.user.clone(),
-            "CLACKS_PASSWORD" => self.password.clone(),
-            "CLACKS_DATA_DIR" => path(&Some(self.data_dir.clone())),
-            "CLACKS_CA_FILE" => path(&self.ca_file),
-            "CLACKS_PIN" => path(&self.pin),
-            _ => None,
-        })
-        .context(
-            "no usable Clacks connection settings (flags, CLACKS_* variables or a zero-config \
-             data directory)",
-        )?;
-        Ok(opts.client_name("clacks-pgbridge").confirm_writes(true))
-    }
+/// Clacks connection options from the flags, as the `clacks` CLI resolves them.
+fn clacks_options(conn: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
+    let opts = conn.options().context(
+        "no usable Clacks connection settings (flags, CLACKS_* variables or a zero-config \
+         data directory)",
+    )?;
+    Ok(opts.client_name("clacks-pgbridge").confirm_writes(true))
 }
 
 fn main() -> ExitCode {
@@ -146,7 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.init_functions {
         return init_functions(&pg).await;
     }
-    let opts = cli.conn.options()?;
+    let opts = clacks_options(&cli.conn)?;
     let Some((clacks, events)) = connect_clacks(opts).await else {
         return Ok(());
     };

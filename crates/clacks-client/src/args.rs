@@ -1,0 +1,81 @@
+//! The connection flags every Clacks command-line program takes (feature `clap`): flatten
+//! [`ConnectArgs`] into a clap parser and call [`ConnectArgs::options`].
+//!
+//! ```
+//! use clap::Parser;
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     conn: clacks_client::ConnectArgs,
+//! }
+//! let cli = Cli::parse_from(["prog", "--socket", "/run/clacks.sock", "--user", "u", "--password", "p"]);
+//! let opts = cli.conn.options().unwrap();
+//! assert!(matches!(opts.target, clacks_client::Target::Unix(_)));
+//! ```
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::{ClientError, ConnectOptions};
+
+/// Where and as whom to connect. Each flag stands for the `CLACKS_*` variable of
+/// [`ConnectOptions::from_env`] (and is filled from it); what neither gives comes from the
+/// zero-config server's data directory. The flags are global: with subcommands they may stand
+/// before or after the subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Clacks server URL: `clackss://USER:PASSWORD@HOST[:PORT]` or `clacks+unix:///PATH`
+    /// (the other connection flags are then ignored).
+    #[arg(long, global = true, env = "CLACKS_URL", hide_env_values = true)]
+    pub url: Option<String>,
+    /// Clacks server host for TLS (default: the Unix socket of the data directory).
+    #[arg(long, global = true, env = "CLACKS_HOST")]
+    pub host: Option<String>,
+    /// Clacks server TLS port.
+    #[arg(long, global = true, env = "CLACKS_PORT", default_value_t = 49888)]
+    pub port: u16,
+    /// Clacks Unix socket path.
+    #[arg(long, global = true, env = "CLACKS_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Clacks user name (default: from the data directory's credentials file).
+    #[arg(long, global = true, env = "CLACKS_USER")]
+    pub user: Option<String>,
+    /// Clacks password (default: from the data directory's credentials file).
+    #[arg(long, global = true, env = "CLACKS_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Data directory of a zero-config clacksd.
+    #[arg(
+        long,
+        global = true,
+        env = "CLACKS_DATA_DIR",
+        default_value = "./clacks-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Verify the Clacks server's TLS certificate against this CA file (PEM).
+    #[arg(long, global = true, env = "CLACKS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Accept only this TLS certificate (PEM).
+    #[arg(long, global = true, env = "CLACKS_PIN")]
+    pub pin: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    /// The options these flags describe, resolved exactly as [`ConnectOptions::from_env`]
+    /// resolves the variables.
+    pub fn options(&self) -> Result<ConnectOptions, ClientError> {
+        let path = |p: Option<&PathBuf>| p.map(|p| p.display().to_string());
+        ConnectOptions::from_vars(|name| match name {
+            "CLACKS_URL" => self.url.clone(),
+            "CLACKS_SOCKET" => path(self.socket.as_ref()),
+            "CLACKS_HOST" => self.host.clone(),
+            "CLACKS_PORT" => Some(self.port.to_string()),
+            "CLACKS_USER" => self.user.clone(),
+            "CLACKS_PASSWORD" => self.password.clone(),
+            "CLACKS_DATA_DIR" => path(Some(&self.data_dir)),
+            "CLACKS_CA_FILE" => path(self.ca_file.as_ref()),
+            "CLACKS_PIN" => path(self.pin.as_ref()),
+            _ => None,
+        })
+    }
+}
