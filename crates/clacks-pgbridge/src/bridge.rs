@@ -1,5 +1,6 @@
-//! The relay loop: one PostgreSQL session that LISTENs on `clacksmessage`, re-established with
-//! backoff and jitter when lost, and each notification sent to Clacks in order.
+//! The relay loop: one PostgreSQL session that LISTENs on `clacksmessage` (and, in the
+//! durable mode, drains `clacks_outbox`), re-established with backoff and jitter when lost,
+//! and each command sent to Clacks in order.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use clacks_client::{value, Client, ClientError, ErrorKind};
 use rand::Rng as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Config, NoTls, Notification};
 use tracing::{debug, info, warn};
 
+use crate::outbox;
 use crate::payload::{self, Relay, CHANNEL};
+use crate::sql::WAKE_CHANNEL;
 
 /// Timings of the bridge.
 #[derive(Debug, Clone)]
@@ -35,6 +38,13 @@ pub struct Options {
     /// Notifications received and not relayed yet (while Clacks is down) that are kept; newer
     /// ones are dropped and counted until there is room.
     pub max_pending: usize,
+    /// Also relay the rows of `clacks_outbox` (the durable mode; see [`crate::outbox`]).
+    pub outbox: bool,
+    /// Rows taken (and locked) per outbox transaction.
+    pub outbox_batch: usize,
+    /// How often the outbox is checked without a wake-up (rows left by a bridge that died
+    /// holding them, a missed wake-up).
+    pub outbox_poll: Duration,
 }
 
 impl Default for Options {
@@ -46,6 +56,9 @@ impl Default for Options {
             health_interval: Duration::from_secs(30),
             retry_min: Duration::from_millis(100),
             max_pending: 100_000,
+            outbox: false,
+            outbox_batch: 100,
+            outbox_poll: Duration::from_secs(5),
         }
     }
 }
@@ -66,6 +79,11 @@ pub struct Stats {
     pub pg_sessions: AtomicU64,
     /// Notifications dropped because `max_pending` were waiting to be relayed.
     pub dropped: AtomicU64,
+    /// Outbox rows relayed (and deleted); also counted in `relayed`, `rejected` or `failed`.
+    pub outbox_rows: AtomicU64,
+    /// Times the outbox was left as it was, to retry later, because Clacks did not take a
+    /// command (down, or the user may not write).
+    pub outbox_waits: AtomicU64,
 }
 
 impl Stats {
@@ -73,27 +91,30 @@ impl Stats {
     pub fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "received={} relayed={} rejected={} failed={} pg_sessions={} dropped={}",
+            "received={} relayed={} rejected={} failed={} pg_sessions={} dropped={} \
+             outbox_rows={} outbox_waits={}",
             g(&self.received),
             g(&self.relayed),
             g(&self.rejected),
             g(&self.failed),
             g(&self.pg_sessions),
-            g(&self.dropped)
+            g(&self.dropped),
+            g(&self.outbox_rows),
+            g(&self.outbox_waits)
         )
     }
 }
 
 /// Exponential backoff with jitter (each delay is 50–100 % of the nominal one).
 #[derive(Debug)]
-struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
     min: Duration,
     max: Duration,
 }
 
 impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
         Backoff {
             next: min,
             min,
@@ -101,20 +122,20 @@ impl Backoff {
         }
     }
 
-    fn delay(&mut self) -> Duration {
+    pub(crate) fn delay(&mut self) -> Duration {
         let nominal = self.next;
         self.next = (self.next * 2).min(self.max);
         nominal.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.min;
     }
 }
 
 /// Logs at most a few rejected payloads per window, then how many were not shown.
 #[derive(Debug)]
-struct WarnLimit {
+pub(crate) struct WarnLimit {
     window: Instant,
     shown: u32,
     hidden: u64,
@@ -132,7 +153,7 @@ impl WarnLimit {
         }
     }
 
-    fn allow(&mut self) -> bool {
+    pub(crate) fn allow(&mut self) -> bool {
         if self.window.elapsed() >= Self::WINDOW {
             if self.hidden > 0 {
                 warn!(count = self.hidden, "more payloads rejected (not shown)");
@@ -149,11 +170,12 @@ impl WarnLimit {
     }
 }
 
-/// A live PostgreSQL session: its client, the notifications its connection task forwards, and
-/// that task.
+/// A live PostgreSQL session: its client, the notifications its connection task forwards, the
+/// outbox wake-ups it signals, and that task.
 struct Session {
     client: tokio_postgres::Client,
     notifications: mpsc::Receiver<Notification>,
+    wake: Arc<Notify>,
     task: JoinHandle<Result<(), tokio_postgres::Error>>,
 }
 
@@ -164,18 +186,19 @@ impl Drop for Session {
 }
 
 /// Why a session ended.
-enum Ended {
+pub(crate) enum Ended {
     Shutdown,
     Lost(String),
 }
 
-type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
+pub(crate) type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
 
 /// Runs the bridge until `shutdown` completes: relays every notification on `clacksmessage`
-/// through `clacks` (a client that reconnects by itself; give it a
-/// [confirmed](Client::confirmed) handle so refusals are seen), reconnecting to PostgreSQL
-/// with backoff and jitter whenever the session is lost. Notifications sent while no session
-/// was listening are not seen (PostgreSQL does not keep them).
+/// and, with [`Options::outbox`], every row of `clacks_outbox`, through `clacks` (a client that
+/// reconnects by itself; give it a [confirmed](Client::confirmed) handle so refusals are seen),
+/// reconnecting to PostgreSQL with backoff and jitter whenever the session is lost.
+/// Notifications sent while no session was listening are not seen (PostgreSQL does not keep
+/// them); outbox rows wait in their table.
 pub async fn run(
     pg: Config,
     clacks: Client,
@@ -196,7 +219,10 @@ pub async fn run(
         let ended = match connected {
             Ok(session) => {
                 stats.pg_sessions.fetch_add(1, Ordering::Relaxed);
-                info!(postgres = %target, channel = CHANNEL, "listening");
+                info!(postgres = %target, channel = CHANNEL, outbox = opts.outbox, "listening");
+                if !opts.outbox {
+                    outbox::warn_if_waiting(&session.client, opts.connect_timeout).await;
+                }
                 let since = Instant::now();
                 let ended = serve(session, &clacks, &opts, &stats, &mut limit, &mut shutdown).await;
                 if since.elapsed() >= opts.reconnect_max {
@@ -216,8 +242,9 @@ pub async fn run(
     }
 }
 
-/// Connects, starts the connection task and issues LISTEN. The task keeps at most
-/// `max_pending` notifications for the relay; more are dropped, counted and logged.
+/// Connects, starts the connection task and issues LISTEN (on the wake-up channel too in the
+/// durable mode). The task keeps at most `max_pending` notifications for the relay; more are
+/// dropped, counted and logged. Wake-ups are folded into one.
 async fn connect(pg: &Config, opts: &Options, stats: Arc<Stats>) -> Result<Session, String> {
     let limit = opts.connect_timeout;
     let (client, mut connection) = tokio::time::timeout(limit, pg.connect(NoTls))
@@ -225,10 +252,15 @@ async fn connect(pg: &Config, opts: &Options, stats: Arc<Stats>) -> Result<Sessi
         .map_err(|_| format!("no connection within {limit:?}"))?
         .map_err(|e| e.to_string())?;
     let (tx, notifications) = mpsc::channel(opts.max_pending.max(1));
+    let wake = Arc::new(Notify::new());
+    let woken = wake.clone();
     let task = tokio::spawn(async move {
         let mut warned = WarnLimit::new();
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) if n.channel() == WAKE_CHANNEL => {
+                    woken.notify_one();
+                }
                 Some(Ok(AsyncMessage::Notification(n))) => match tx.try_send(n) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
@@ -249,9 +281,13 @@ async fn connect(pg: &Config, opts: &Options, stats: Arc<Stats>) -> Result<Sessi
     let session = Session {
         client,
         notifications,
+        wake,
         task,
     };
-    let listen = format!("LISTEN {CHANNEL}");
+    let mut listen = format!("LISTEN {CHANNEL};");
+    if opts.outbox {
+        listen.push_str(&format!(" LISTEN {WAKE_CHANNEL};"));
+    }
     tokio::time::timeout(limit, session.client.batch_execute(&listen))
         .await
         .map_err(|_| format!("no answer to LISTEN within {limit:?}"))?
@@ -259,7 +295,10 @@ async fn connect(pg: &Config, opts: &Options, stats: Arc<Stats>) -> Result<Sessi
     Ok(session)
 }
 
-/// Relays the notifications of one session until it is lost or `shutdown` completes.
+/// Relays the notifications and outbox rows of one session until it is lost or `shutdown`
+/// completes. The outbox is drained at the start, on each wake-up and every `outbox_poll`, one
+/// batch per turn so notifications and shutdown are served in between; when Clacks does not
+/// take a command the outbox is left alone for a backoff delay.
 async fn serve(
     mut session: Session,
     clacks: &Client,
@@ -268,10 +307,19 @@ async fn serve(
     limit: &mut WarnLimit,
     shutdown: &mut Shutdown<'_>,
 ) -> Ended {
-    let mut health = tokio::time::interval(opts.health_interval);
+    let every = if opts.outbox {
+        opts.health_interval.min(opts.outbox_poll)
+    } else {
+        opts.health_interval
+    };
+    let mut health = tokio::time::interval(every);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     health.reset();
+    let mut due = opts.outbox;
+    let mut resume: Option<tokio::time::Instant> = None;
+    let mut waits = Backoff::new(opts.retry_min, opts.reconnect_max);
     loop {
+        let drain_now = due && resume.is_none();
         tokio::select! {
             () = shutdown.as_mut() => return Ended::Shutdown,
             n = session.notifications.recv() => match n {
@@ -288,7 +336,32 @@ async fn serve(
                     return Ended::Lost(reason);
                 }
             },
+            () = std::future::ready(()), if drain_now => {
+                match outbox::batch(&mut session.client, clacks, opts, stats, limit).await {
+                    Ok(taken) => {
+                        waits.reset();
+                        due = taken == opts.outbox_batch;
+                    }
+                    Err(outbox::Stop::Wait) => {
+                        stats.outbox_waits.fetch_add(1, Ordering::Relaxed);
+                        resume = Some(tokio::time::Instant::now() + waits.delay());
+                    }
+                    Err(outbox::Stop::Busy) => {
+                        let pause = opts.retry_min.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
+                        resume = Some(tokio::time::Instant::now() + pause);
+                    }
+                    Err(outbox::Stop::Lost(reason)) => return Ended::Lost(reason),
+                }
+            }
+            () = session.wake.notified(), if opts.outbox => due = true,
+            () = tokio::time::sleep_until(resume.unwrap_or_else(tokio::time::Instant::now)),
+                if resume.is_some() => resume = None,
             _ = health.tick() => {
+                if opts.outbox {
+                    // The drain's queries check the session.
+                    due = true;
+                    continue;
+                }
                 let check = session.client.simple_query("SELECT 1");
                 match tokio::time::timeout(opts.connect_timeout, check).await {
                     Ok(Ok(_)) => {}
@@ -389,7 +462,15 @@ pub fn wire_value(v: &str) -> Result<String, ClientError> {
     }
 }
 
-async fn send(clacks: &Client, relay: &Relay) -> Result<(), ClientError> {
+/// Sends one command and waits for the server's verdict. Nothing is sent while the connection
+/// is down: the command is not left in the client's queue, the caller retries it.
+pub(crate) async fn send(clacks: &Client, relay: &Relay) -> Result<(), ClientError> {
+    if !clacks.is_connected() {
+        return Err(ClientError::Io(Arc::new(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            "not connected to Clacks",
+        ))));
+    }
     match relay {
         Relay::Notify { name } => clacks.notify(name).await,
         Relay::Set { name, value } => clacks.set(name, wire_value(value)?).await,
@@ -402,7 +483,7 @@ async fn send(clacks: &Client, relay: &Relay) -> Result<(), ClientError> {
 }
 
 /// The first 200 characters of a payload, for a log line.
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     match s.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),

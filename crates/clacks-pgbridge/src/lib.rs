@@ -6,7 +6,8 @@
 //! sends each command through [`clacks_client`]. PostgreSQL delivers a notification only when
 //! its transaction commits, so a rolled-back change never reaches Clacks. The functions and
 //! payloads are those of Net::Clacks's `PostgreSQL2Clacks`, so either bridge serves a database
-//! set up for the other.
+//! set up for the other. In the durable mode ([`outbox`]) the functions write rows of a table
+//! instead, which the bridge relays and deletes, so nothing is lost while it is down.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -24,6 +25,7 @@
 //! ```
 
 pub mod bridge;
+pub mod outbox;
 pub mod payload;
 pub mod pg;
 pub mod sql;

@@ -25,11 +25,17 @@ struct Cli {
     #[arg(long, value_name = "URL")]
     pg: Option<String>,
     /// Install (CREATE OR REPLACE) the clacks_* SQL functions into the database, then exit.
+    /// Switching between --outbox and plain functions replaces them; the table stays.
     #[arg(long, conflicts_with = "print_functions")]
     init_functions: bool,
     /// Print the SQL of the clacks_* functions, then exit.
     #[arg(long)]
     print_functions: bool,
+    /// Durable mode: relay (and delete) the rows the functions add to the clacks_outbox table,
+    /// as well as plain notifications. With --init-functions or --print-functions: the
+    /// functions of this mode and their table.
+    #[arg(long)]
+    outbox: bool,
     /// Seconds between info summaries of the counters (0: only at exit).
     #[arg(long, default_value_t = 300)]
     stats_interval: u64,
@@ -50,13 +56,17 @@ fn clacks_options(conn: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
         "no usable Clacks connection settings (flags, CLACKS_* variables or a zero-config \
          data directory)",
     )?;
-    Ok(opts.client_name("clacks-pgbridge").confirm_writes(true))
+    let mut opts = opts.client_name("clacks-pgbridge").confirm_writes(true);
+    // While Clacks is down the bridge keeps the commands itself and resends them; queued in the
+    // client they could time out unsent, which is not told apart from an unknown outcome.
+    opts.offline_queue = 0;
+    Ok(opts)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_functions {
-        print!("{}", sql::script());
+        print!("{}", sql::script(mode(cli.outbox)));
         return ExitCode::SUCCESS;
     }
     let level = match cli.verbose {
@@ -94,7 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })
     .context("invalid PostgreSQL settings")?;
     if cli.init_functions {
-        return init_functions(&pg).await;
+        return init_functions(&pg, mode(cli.outbox)).await;
     }
     let opts = clacks_options(&cli.conn)?;
     let Some((clacks, events)) = connect_clacks(opts).await else {
@@ -122,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         clacks.clone(),
         clacks_pgbridge::Options {
             max_pending: usize::try_from(cli.max_pending).unwrap_or(usize::MAX),
+            outbox: cli.outbox,
             ..clacks_pgbridge::Options::default()
         },
         stats.clone(),
@@ -133,8 +144,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs the SQL functions in one transaction.
-async fn init_functions(pg: &tokio_postgres::Config) -> anyhow::Result<()> {
+fn mode(outbox: bool) -> sql::Mode {
+    if outbox {
+        sql::Mode::Outbox
+    } else {
+        sql::Mode::Notify
+    }
+}
+
+/// Installs the SQL functions (and the outbox table) in one transaction.
+async fn init_functions(pg: &tokio_postgres::Config, mode: sql::Mode) -> anyhow::Result<()> {
     let target = pg::describe(pg);
     let (mut client, connection) =
         tokio::time::timeout(Duration::from_secs(30), pg.connect(tokio_postgres::NoTls))
@@ -143,7 +162,7 @@ async fn init_functions(pg: &tokio_postgres::Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot connect to PostgreSQL ({target})"))?;
     let conn = tokio::spawn(connection);
     let tx = client.transaction().await?;
-    for stmt in sql::statements() {
+    for stmt in sql::statements(mode) {
         tx.batch_execute(&stmt)
             .await
             .with_context(|| format!("installing the functions failed at:\n{stmt}"))?;
@@ -151,7 +170,7 @@ async fn init_functions(pg: &tokio_postgres::Config) -> anyhow::Result<()> {
     tx.commit().await.context("commit failed")?;
     drop(client);
     let _ = conn.await;
-    info!(postgres = %target, functions = sql::FUNCTIONS.len(), "functions installed");
+    info!(postgres = %target, functions = sql::FUNCTIONS.len(), outbox = (mode == sql::Mode::Outbox), "functions installed");
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clacks_client::{value, Client, ConnectOptions, Event, Subscription};
 use clacks_pgbridge::{Options, Stats};
-use clacks_server::testing::{TestServer, RW};
+use clacks_server::testing::{TestServer, RO, RW};
 
 /// Every await in these tests is bounded.
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
@@ -137,8 +137,18 @@ impl Pg {
 
     /// A session on `app` with the functions installed by the built binary.
     async fn app(&self) -> tokio_postgres::Client {
+        self.install(&[]).await
+    }
+
+    /// A session on `app` with the outbox functions and table installed by the built binary.
+    async fn app_outbox(&self) -> tokio_postgres::Client {
+        self.install(&["--outbox"]).await
+    }
+
+    async fn install(&self, flags: &[&str]) -> tokio_postgres::Client {
         let out = Command::new(env!("CARGO_BIN_EXE_clacks-pgbridge"))
             .arg("--init-functions")
+            .args(flags)
             .arg("--pg")
             .arg(format!(
                 "host={} user=postgres dbname=app",
@@ -213,7 +223,16 @@ struct Bridge {
 
 impl Bridge {
     async fn start(pg: &Pg, socket: &Path) -> Bridge {
-        let (user, password) = RW;
+        Self::start_with(pg, socket, RW, false).await
+    }
+
+    /// A bridge in the durable mode, logged in as `login`.
+    async fn outbox(pg: &Pg, socket: &Path, login: (&str, &str)) -> Bridge {
+        Self::start_with(pg, socket, login, true).await
+    }
+
+    async fn start_with(pg: &Pg, socket: &Path, login: (&str, &str), outbox: bool) -> Bridge {
+        let (user, password) = login;
         let opts = ConnectOptions::unix(socket, user, password).confirm_writes(true);
         let (client, _events) = within("connect to clacksd", Client::connect(opts))
             .await
@@ -223,6 +242,8 @@ impl Bridge {
         let options = Options {
             reconnect_max: Duration::from_secs(1),
             health_interval: Duration::from_secs(1),
+            outbox,
+            outbox_batch: 50,
             ..Options::default()
         };
         let task = tokio::spawn(clacks_pgbridge::run(
@@ -260,6 +281,17 @@ impl Bridge {
             .await
             .expect("bridge task");
     }
+}
+
+/// Rows waiting in the outbox.
+async fn outbox_rows(db: &tokio_postgres::Client) -> i64 {
+    within(
+        "count",
+        db.query_one("SELECT count(*) FROM clacks_outbox", &[]),
+    )
+    .await
+    .expect("count")
+    .get(0)
 }
 
 /// Polls `ok` every 20 ms until it holds, failing after 30 s.
@@ -539,6 +571,155 @@ async fn survives_a_clacksd_restart() {
             name: "later".into()
         }
     );
+    assert_eq!(bridge.stats.failed.load(Ordering::Relaxed), 0);
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_rows_written_while_stopped_are_relayed_once() {
+    let Some(pg) = Pg::start("outbox_rows_written_while_stopped_are_relayed_once").await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let db = pg.app_outbox().await;
+    let (client, mut sub) = listener(&server.socket, "jobs").await;
+
+    // No bridge runs: the rows wait in the table.
+    sql(&db, "SELECT clacks_store('k', '10')").await;
+    for _ in 0..3 {
+        sql(&db, "SELECT clacks_increment('k', '1')").await;
+    }
+    sql(&db, "SELECT clacks_set('jobs', 'queued')").await;
+    sql(
+        &db,
+        "BEGIN; SELECT clacks_store('gone', 'x'); SELECT clacks_increment('k', '100'); ROLLBACK;",
+    )
+    .await;
+    // Over the 8000 bytes a NOTIFY payload may hold, and with a line break.
+    sql(
+        &db,
+        "SELECT clacks_store('big', repeat('é', 20000) || E'\\nend')",
+    )
+    .await;
+    sql(&db, "SELECT clacks_notify('no such''name=')").await;
+    assert_eq!(outbox_rows(&db).await, 7);
+    assert!(sub.try_next().is_none());
+
+    let bridge = Bridge::outbox(&pg, &server.socket, RW).await;
+    wait_cache(&client, "k", Some("13")).await;
+    assert_eq!(
+        next(&mut sub).await,
+        Event::Set {
+            name: "jobs".into(),
+            value: "queued".into()
+        }
+    );
+    poll("outbox drained", || {
+        bridge.stats.outbox_rows.load(Ordering::Relaxed) == 7
+    })
+    .await;
+    assert_eq!(outbox_rows(&db).await, 0);
+    let big = within("retrieve", client.retrieve("big"))
+        .await
+        .expect("retrieve")
+        .expect("big stored");
+    let want = format!("{}\nend", "é".repeat(20000));
+    assert_eq!(value::decode_text(&big).expect("decode"), want);
+    assert_eq!(
+        within("retrieve", client.retrieve("gone"))
+            .await
+            .expect("retrieve"),
+        None
+    );
+    assert_eq!(bridge.stats.relayed.load(Ordering::Relaxed), 6);
+    assert_eq!(bridge.stats.rejected.load(Ordering::Relaxed), 1);
+
+    // With the bridge running, a row is relayed when its transaction commits.
+    sql(&db, "SELECT clacks_notify('jobs')").await;
+    assert_eq!(
+        next(&mut sub).await,
+        Event::Notify {
+            name: "jobs".into()
+        }
+    );
+    bridge.stop().await;
+
+    // A new bridge finds nothing left to relay: the counter moves by the one new row only.
+    let bridge = Bridge::outbox(&pg, &server.socket, RW).await;
+    sql(&db, "SELECT clacks_increment('k', '1')").await;
+    wait_cache(&client, "k", Some("14")).await;
+    poll("one row", || {
+        bridge.stats.outbox_rows.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_relay_each_row_once_in_order() {
+    let Some(pg) = Pg::start("two_bridges_relay_each_row_once_in_order").await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let db = pg.app_outbox().await;
+    let (client, _sub) = listener(&server.socket, "unused").await;
+    let one = Bridge::outbox(&pg, &server.socket, RW).await;
+    let two = Bridge::outbox(&pg, &server.socket, RW).await;
+
+    // In order too: the STORE reaches Clacks before every INCREMENT.
+    sql(
+        &db,
+        "BEGIN; SELECT clacks_store('n', '0');
+         SELECT clacks_increment('n', '1') FROM generate_series(1, 2000); COMMIT;",
+    )
+    .await;
+    wait_cache(&client, "n", Some("2000")).await;
+    let rows = |b: &Bridge| b.stats.outbox_rows.load(Ordering::Relaxed);
+    poll("all rows counted", || rows(&one) + rows(&two) == 2001).await;
+    assert_eq!(outbox_rows(&db).await, 0);
+    // Nothing more arrives later.
+    sql(&db, "SELECT clacks_increment('n', '1')").await;
+    wait_cache(&client, "n", Some("2001")).await;
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_keeps_what_clacks_does_not_take() {
+    let Some(pg) = Pg::start("the_outbox_keeps_what_clacks_does_not_take").await else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let db = pg.app_outbox().await;
+
+    // A user who may not write: the rows stay.
+    let refused = Bridge::outbox(&pg, &server.socket, RO).await;
+    sql(&db, "SELECT clacks_increment('c', '1')").await;
+    poll("a wait", || {
+        refused.stats.outbox_waits.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    refused.stop().await;
+    assert_eq!(outbox_rows(&db).await, 1);
+
+    // The Clacks server goes down under a running bridge: rows written meanwhile wait.
+    let bridge = Bridge::outbox(&pg, &server.socket, RW).await;
+    let (client, _sub) = listener(&server.socket, "unused").await;
+    wait_cache(&client, "c", Some("1")).await;
+    let addr = server.addr.to_string();
+    let dir = server.shutdown().await;
+    sql(&db, "SELECT clacks_increment('c', '1')").await;
+    sql(&db, "SELECT clacks_increment('c', '1')").await;
+    poll("a wait", || {
+        bridge.stats.outbox_waits.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    assert_eq!(outbox_rows(&db).await, 2);
+    let server = TestServer::start_in(dir, &addr, |_| {}).await;
+    let (client, _sub) = listener(&server.socket, "unused").await;
+    // The new server starts empty (no persistence): the two increments, once each.
+    wait_cache(&client, "c", Some("2")).await;
+    assert_eq!(outbox_rows(&db).await, 0);
     assert_eq!(bridge.stats.failed.load(Ordering::Relaxed), 0);
     bridge.stop().await;
 }
