@@ -152,15 +152,19 @@ async fn bounded<T>(
 /// Without the durable mode: warns when rows wait in an outbox (the functions were installed
 /// with `--outbox`, so they would never be relayed).
 pub(crate) async fn warn_if_waiting(pg: &tokio_postgres::Client, within: Duration) {
-    // Fails, and says nothing, when there is no outbox.
-    let query = format!("SELECT EXISTS (SELECT 1 FROM {OUTBOX_TABLE})");
-    if let Ok(Ok(row)) = tokio::time::timeout(within, pg.query_one(&query, &[])).await {
-        if row.get::<_, bool>(0) {
-            warn!(
-                table = OUTBOX_TABLE,
-                "rows wait in the outbox (functions installed with --outbox): run the bridge with --outbox to relay them"
-            );
-        }
+    let found = format!("SELECT to_regclass('{OUTBOX_TABLE}') IS NOT NULL");
+    let waiting = format!("SELECT EXISTS (SELECT 1 FROM {OUTBOX_TABLE})");
+    let ask = |query: String| async move {
+        matches!(
+            tokio::time::timeout(within, pg.query_one(&query, &[])).await,
+            Ok(Ok(row)) if row.get::<_, bool>(0)
+        )
+    };
+    if ask(found).await && ask(waiting).await {
+        warn!(
+            table = OUTBOX_TABLE,
+            "rows wait in the outbox (functions installed with --outbox): run the bridge with --outbox to relay them"
+        );
     }
 }
 
