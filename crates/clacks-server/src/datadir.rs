@@ -64,6 +64,10 @@ impl DataDir {
     pub fn persistence(&self) -> PathBuf {
         self.root.join("cache.dat")
     }
+    /// `journal`.
+    pub fn journal(&self) -> PathBuf {
+        self.root.join("journal")
+    }
 
     /// Reads `(username, password)` from the credentials file.
     pub fn read_credentials(&self) -> Result<(String, String), ServerError> {
@@ -85,7 +89,8 @@ impl DataDir {
     }
 
     /// Creates what is missing (directory 0700, certificate, credentials) and returns a config
-    /// listening with TLS on `127.0.0.1:49888` and on the socket, with persistence.
+    /// listening with TLS on `127.0.0.1:49888` and on the socket, with persistence and a
+    /// journal synced every second.
     pub fn ensure(&self) -> Result<Config, ServerError> {
         std::fs::create_dir_all(&self.root).map_err(|e| ServerError::io(&self.root, e))?;
         let _ = std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700));
@@ -113,6 +118,10 @@ impl DataDir {
         config.tls_key = Some(self.key());
         config.sockets = vec![self.socket()];
         config.persistence_file = Some(self.persistence());
+        config.journal = Some(crate::JournalConfig {
+            file: self.journal(),
+            fsync: crate::Fsync::EverySec,
+        });
         config.max_memory = default_max_memory();
         Ok(config)
     }
@@ -148,6 +157,11 @@ mod tests {
         assert_eq!(config.port, Some(DEFAULT_PORT));
         assert_eq!(config.sockets, vec![data.socket()]);
         assert_eq!(config.persistence_file, Some(data.persistence()));
+        let journal = config.journal.as_ref().expect("a journal");
+        assert_eq!(
+            (&journal.file, journal.fsync),
+            (&data.journal(), crate::Fsync::EverySec)
+        );
         assert!(
             (1 << 20..=DEFAULT_MAX_MEMORY).contains(&config.max_memory),
             "a memory limit: {}",

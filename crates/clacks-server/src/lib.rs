@@ -22,6 +22,7 @@ pub mod datadir;
 #[doc(hidden)]
 pub mod fuzzing;
 mod interclacks;
+mod journal;
 mod listen;
 mod memcache;
 mod mutation;
@@ -39,7 +40,8 @@ mod transport;
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    Config, ConfigError, Memcached, Overflow, QueueConfig, QueueLimits, RegistryConfig,
+    Config, ConfigError, Fsync, JournalConfig, Memcached, Overflow, QueueConfig, QueueLimits,
+    RegistryConfig,
 };
 pub use listen::{Listeners, Protocol, Socket};
 pub use server::Server;
@@ -82,6 +84,20 @@ pub enum ServerError {
         /// The configured persistence file.
         path: PathBuf,
         /// Each damaged file with where and why reading it failed.
+        problem: String,
+    },
+    /// The journal is damaged before its end; the server refuses to start rather than lose
+    /// the changes after the damage.
+    #[error(
+        "journal {path} is damaged, not starting (the file is left as it is): {problem}. To \
+         move it aside and start from the persistence file alone (without the changes in the \
+         journal), run clacksd with --persistence-on-error moveaside or set \
+         <persistanceonerror>moveaside</persistanceonerror> in the config"
+    )]
+    Journal {
+        /// The damaged journal file.
+        path: PathBuf,
+        /// Where and what.
         problem: String,
     },
     /// A malformed credentials file.

@@ -4,7 +4,7 @@
 //! `REMOVE` lines, so Clacks clients and other servers see them.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -16,6 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Memcached;
+use crate::journal::Journal;
 use crate::mutation::{publish, Mutation};
 use crate::state::{Shared, State, NO_CONN, SERVER_INFO};
 use crate::stats::Stats;
@@ -122,8 +123,11 @@ pub(crate) async fn serve<S: Transport>(
     let stalled = shared.config.stalled_write_timeout;
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
+    // With `<journal><fsync>always`: the position of our last change that may not be synced
+    // yet (0: none); no reply is written before it is.
+    let mut journal_at = 0;
     loop {
-        let next = execute_batch(
+        let (next, changed) = execute_batch(
             &shared,
             &mut decoder,
             &mut buf,
@@ -132,7 +136,12 @@ pub(crate) async fn serve<S: Transport>(
             &who,
         );
         release_if_empty::<S>(&mut buf);
+        journal_at = changed.unwrap_or(journal_at);
         if !out.is_empty() {
+            if let (Some(journal), true) = (&shared.journal, journal_at != 0) {
+                journal.synced(journal_at).await;
+                journal_at = 0;
+            }
             match complete_or_timeout(out.write_to(&mut stream), stalled).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -166,7 +175,8 @@ pub(crate) async fn serve<S: Transport>(
 }
 
 /// Decodes and executes every complete request in `buf` (until `out` is large, which may
-/// interrupt a `get` into `pending`), under one lock, then drops the bytes used.
+/// interrupt a `get` into `pending`), under one lock, then drops the bytes used. With
+/// `<journal><fsync>always`, also says where in the journal its last change is, if it made one.
 fn execute_batch(
     shared: &Shared,
     decoder: &mut McDecoder,
@@ -174,8 +184,9 @@ fn execute_batch(
     (out, pending): (&mut Output, &mut Option<PendingGet>),
     max_item: usize,
     who: &str,
-) -> Next {
-    // The lock, and one clock reading for the batch (its requests arrived together).
+) -> (Next, Option<u64>) {
+    // The lock, one clock reading for the batch (its requests arrived together) and where the
+    // journal stood.
     let mut locked = None;
     let mut used = 0;
     let next = loop {
@@ -183,7 +194,7 @@ fn execute_batch(
             break Next::More;
         }
         if let Some(p) = pending.take() {
-            let (state, now) = locked.get_or_insert_with(|| (shared.lock(), shared.now()));
+            let (state, now, _) = locked.get_or_insert_with(|| lock(shared));
             let keys = Keys::resume(&p.keys);
             if let Some(rest) = get((shared, state, *now), keys, (p.cas, p.touch), out) {
                 *pending = Some(PendingGet { keys: rest, ..p });
@@ -225,7 +236,7 @@ fn execute_batch(
                 continue;
             }
         };
-        let (state, now) = locked.get_or_insert_with(|| (shared.lock(), shared.now()));
+        let (state, now, _) = locked.get_or_insert_with(|| lock(shared));
         if let McRequest::Get { keys, cas, touch } = request {
             Stats::bump(&shared.stats.memcached_commands);
             if let Some(rest) = get((shared, state, *now), keys, (cas, touch), out) {
@@ -242,7 +253,18 @@ fn execute_batch(
     buf.advance(used);
     // Room for the whole data block of a large item at once.
     buf.reserve(decoder.wants().saturating_sub(buf.len()));
-    next
+    let changed = locked.and_then(|(state, _, before)| {
+        let after = state.journal.as_ref().filter(|j| j.waits())?.appended();
+        (after != before).then_some(after)
+    });
+    (next, changed)
+}
+
+/// The state lock, the time, and where the journal stands.
+fn lock(shared: &Shared) -> (MutexGuard<'_, State>, f64, u64) {
+    let state = shared.lock();
+    let at = state.journal.as_ref().map_or(0, Journal::appended);
+    (state, shared.now(), at)
 }
 
 fn line(out: &mut BytesMut, text: &str) {
@@ -376,6 +398,7 @@ fn execute(
             noreply,
         } => {
             if state.cache.mc_touch(key, expires_at(exptime, now), now) {
+                publish(state, NO_CONN, Mutation::Touched { key });
                 Stats::bump(&stats.memcached_touch_hits);
                 reply(out, noreply, "TOUCHED");
             } else {
@@ -392,6 +415,7 @@ fn execute(
             };
             tracing::info!(delay, "memcached flush_all (local to this server)");
             state.cache.mc_flush(at, now);
+            publish(state, NO_CONN, Mutation::Flushed { at, now });
             reply(out, noreply, "OK");
         }
         McRequest::Version => {

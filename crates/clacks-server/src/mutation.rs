@@ -2,8 +2,9 @@
 //!
 //! Every change to the cache (and every signal) that other servers must hear about, whichever
 //! protocol or peer it came from, is described once as a [`Mutation`] and handed to [`publish`],
-//! which feeds the interclacks peers and the monitors. (Persistence needs no feed: the cache counts
-//! its own changes, including those of expiry, in its generation, which the save loop watches.)
+//! which feeds the journal, the interclacks peers and the monitors. (The persistence save needs
+//! no feed: the cache counts its own changes, including those of expiry, in its generation,
+//! which the save loop watches. The work queues journal their own changes.)
 //!
 //! A cache change travels with the time it was made at its origin, so every server orders it by
 //! that time (see `docs/interclacks.md`): a written record as `KEYSYNC`, an increment as
@@ -21,9 +22,14 @@ pub(crate) enum Mutation<'a> {
     /// A signal: the line as it was received, run again by each peer. Monitors saw it already,
     /// as every command line.
     Command(&'a Bytes),
-    /// A line for every peer, encoded (with its CR LF): the signal of a `SETANDSTORE`, a
-    /// `CLEARCACHE` with its time.
+    /// A line for every peer, encoded (with its CR LF): the signal of a `SETANDSTORE`.
     Line(Bytes),
+    /// `CLEARCACHE` up to `time`: peers get it with its time.
+    Clear { time: f64 },
+    /// A record changed in a way only this server keeps (memcached `touch`): journaled only.
+    Touched { key: &'a [u8] },
+    /// memcached `flush_all` (local to this server): journaled only.
+    Flushed { at: f64, now: f64 },
     /// The record of `key` was written (a value or a tombstone): peers get it with its times.
     /// Monitors see it (as `DEBUG memcached=STORE …`/`REMOVE …`) when `memcached` made it.
     Record { key: &'a [u8], memcached: bool },
@@ -42,6 +48,20 @@ const MEMCACHED_SOURCE: &[u8] = b"memcached";
 /// Hands a change that came from connection `origin` to everyone who follows changes: every
 /// interclacks link except `origin`, and the monitors (for changes not made by a Clacks command).
 pub(crate) fn publish(state: &State, origin: ConnId, mutation: Mutation<'_>) {
+    if let Some(journal) = &state.journal {
+        match &mutation {
+            Mutation::Command(_) | Mutation::Line(_) => {}
+            Mutation::Record { key, .. }
+            | Mutation::Increment { key, .. }
+            | Mutation::Touched { key } => {
+                if let Some(entry) = state.cache.get(key) {
+                    journal.write(key, entry);
+                }
+            }
+            Mutation::Clear { time } => journal.clear(*time),
+            Mutation::Flushed { at, now } => journal.flush(*at, *now),
+        }
+    }
     let monitors = matches!(
         mutation,
         Mutation::Record {
@@ -58,6 +78,12 @@ pub(crate) fn publish(state: &State, origin: ConnId, mutation: Mutation<'_>) {
         Mutation::Line(line) => state
             .links
             .send(&state.conns, origin, |_| Some(line.clone())),
+        Mutation::Clear { time } => {
+            let time = Some(Bytes::from(format_float(time)));
+            let line = Request::ClearCache { time }.to_bytes();
+            publish(state, origin, Mutation::Line(line));
+        }
+        Mutation::Touched { .. } | Mutation::Flushed { .. } => {}
         Mutation::Record { key, .. } => {
             let Some(entry) = state.cache.get(key) else {
                 return;

@@ -10,6 +10,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::journal::{replay, Journal};
 use crate::listen::{Accepting, Listeners};
 use crate::state::{Peer, Shared};
 use crate::stats::Stats;
@@ -67,15 +68,31 @@ impl Server {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
-        let (mut cache, queues, save_now) = match &config.persistence_file {
+        let (mut cache, mut queues, mut save_now) = match &config.persistence_file {
             Some(path) => {
                 let loaded = persistence::load(path, clock.now(), config.persistence_on_error)?;
                 (loaded.cache, loaded.queues, loaded.save_now)
             }
             None => (Default::default(), Vec::new(), false),
         };
+        let stats = Arc::new(Stats::default());
+        let journal = match &config.journal {
+            Some(j) => {
+                let (journal, records) =
+                    Journal::open(&j.file, j.fsync, config.persistence_on_error, stats.clone())?;
+                if !records.is_empty() {
+                    let n = replay::apply(records, &mut cache, &mut queues);
+                    tracing::info!(file = %j.file.display(), records = n, entries = cache.len(),
+                        "journal replayed");
+                    // The next save takes it all in, and the journal starts afresh.
+                    save_now = true;
+                }
+                Some(journal)
+            }
+            None => None,
+        };
         apply_memory_limit(&config, &mut cache, clock.now());
-        let shared = Arc::new(Shared::new(config, clock, cache));
+        let shared = Arc::new(Shared::new(config, clock, cache, stats, journal));
         shared.lock().queues.restore(queues);
         Ok(Server {
             shared,
@@ -152,6 +169,16 @@ impl Server {
         }
         for file in socket_files {
             file.remove();
+        }
+        if let Some(journal) = &shared.journal {
+            journal.stop();
+            let end = journal.appended();
+            if tokio::time::timeout(Duration::from_secs(10), journal.synced(end))
+                .await
+                .is_err()
+            {
+                tracing::error!("the journal could not be synced at stop");
+            }
         }
         tracing::info!(stats = ?shared.stats.snapshot(), "server stopped");
     }

@@ -74,6 +74,13 @@ counters! {
     registry_registered: "Service instances registered (`REGISTER` of a new instance).",
     registry_withdrawn: "Service instances gone: `UNREGISTER`, or the end of their connection.",
     registry_refusals: "`REGISTER`s refused by `maxinstances` or `maxperconnection`.",
+    journal_records: "Changes written to the journal.",
+    journal_bytes: "Size of the current journal file in bytes.",
+    journal_fsyncs: "Journal syncs (fdatasync).",
+    journal_fsync_micros: "Microseconds spent in journal syncs, all together.",
+    journal_fsync_last_micros: "Microseconds the last journal sync took.",
+    journal_rotations: "Journal files begun at a persistence save.",
+    journal_errors: "Journal writes or syncs that failed (each is retried).",
 }
 
 impl Stats {

@@ -510,7 +510,7 @@ async fn queue_contents_survive_a_restart() {
     c.expect_nothing().await;
     let dir = server.shutdown().await;
     let file = std::fs::read(dir.path().join("cache.dat.queues")).unwrap();
-    assert!(file.starts_with(b"clacksd-queues 1\n") && file.ends_with(b"end\n"));
+    assert!(file.starts_with(b"clacksd-queues 2\n") && file.ends_with(b"end\n"));
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.path().join("cache.dat.queues"))
         .unwrap()

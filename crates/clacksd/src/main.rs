@@ -115,10 +115,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         let mut check = config;
         check.persistence_on_error = PersistenceOnError::Refuse;
         match Server::new(check) {
-            Err(ServerError::Persistence { problem, .. })
-                if policy == PersistenceOnError::MoveAside =>
-            {
-                println!("config OK; damaged persistence file(s) would be moved aside at start: {problem}");
+            Err(
+                ServerError::Persistence { problem, .. } | ServerError::Journal { problem, .. },
+            ) if policy == PersistenceOnError::MoveAside => {
+                println!("config OK; damaged persistence or journal file(s) would be moved aside at start: {problem}");
             }
             other => {
                 other.context("config check")?;

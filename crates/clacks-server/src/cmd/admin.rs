@@ -157,6 +157,10 @@ pub(super) fn stats(s: &mut Session, state: &mut State) -> Flow {
         ("writes_refused_memory", memory.refused),
         ("registry_instances", state.registry.len() as u64),
     ]);
+    if let Some(journal) = &state.journal {
+        let age_ms = (journal.unsynced_age() * 1000.0) as u64;
+        stats.push(("journal_unsynced_age_ms", age_ms));
+    }
     let out = &mut s.out;
     Reply::StatsStart.encode(out);
     for (name, value) in stats {

@@ -1,8 +1,7 @@
 //! The cache: `STORE`, `RETRIEVE`, `REMOVE`, `INCREMENT`/`DECREMENT`, `KEYLIST`, `CLEARCACHE`.
 
 use bytes::Bytes;
-use clacks_proto::{Reply, Request};
-use clacks_store::number::format_float;
+use clacks_proto::Reply;
 use clacks_store::Increment;
 
 use crate::mutation::{keysync_carries, publish, Mutation};
@@ -110,8 +109,6 @@ pub(super) fn clear(s: &Session, state: &mut State, time: Option<Bytes>, now: f6
     let Some(time) = state.cache.clear(until, now) else {
         return Flow::Continue;
     };
-    let time = Some(Bytes::from(format_float(time)));
-    let line = Request::ClearCache { time }.to_bytes();
-    publish(state, s.id, Mutation::Line(line));
+    publish(state, s.id, Mutation::Clear { time });
     Flow::Continue
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::table::GROUPS;
 use super::value::{human_bytes, ByteSize, Choice, Numeric, Octal, Range, Section, Text, Value};
+use super::Fsync;
 use super::MemoryPolicy;
 use super::Overflow;
 use super::PersistenceOnError;
@@ -39,6 +40,8 @@ pub enum Entry {
     Policy(Choice<MemoryPolicy>),
     /// `reject` or `drop_oldest`.
     Overflow(Choice<Overflow>),
+    /// `always`, `everysec` or `no`.
+    Fsync(Choice<Fsync>),
     /// Elements in an element.
     Section(Section),
     /// `<hosts>`: per-host replacements of root elements.
@@ -74,6 +77,7 @@ impl Entry {
             Entry::OnError(c) => (c.element, c.doc),
             Entry::Policy(c) => (c.element, c.doc),
             Entry::Overflow(c) => (c.element, c.doc),
+            Entry::Fsync(c) => (c.element, c.doc),
             Entry::Section(s) => (s.element, s.doc),
         }
     }
@@ -103,6 +107,7 @@ impl Entry {
             Entry::OnError(c) => Some(c.word(c.default).to_string()),
             Entry::Policy(c) => Some(c.word(c.default).to_string()),
             Entry::Overflow(c) => Some(c.word(c.default).to_string()),
+            Entry::Fsync(c) => Some(c.word(c.default).to_string()),
             _ => None,
         }
     }
@@ -161,6 +166,7 @@ impl Entry {
             Entry::OnError(c) => Some(c.words()),
             Entry::Policy(c) => Some(c.words()),
             Entry::Overflow(c) => Some(c.words()),
+            Entry::Fsync(c) => Some(c.words()),
             _ => None,
         }
     }

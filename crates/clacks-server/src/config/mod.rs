@@ -114,6 +114,27 @@ pub enum PersistenceOnError {
     MoveAside,
 }
 
+/// When the journal syncs what it wrote (`<journal><fsync>`, extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fsync {
+    /// After every write, before the changes are acknowledged (group commit).
+    Always,
+    /// About once a second (default).
+    #[default]
+    EverySec,
+    /// When the OS decides.
+    No,
+}
+
+/// The journal (`<journal>`, extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// `<file>`.
+    pub file: PathBuf,
+    /// `<fsync>`.
+    pub fsync: Fsync,
+}
+
 /// What a message for a full queue does (`<queues><overflow>`, extension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
@@ -246,6 +267,8 @@ pub struct Config {
     pub persistence_interval: Duration,
     /// What to do with a persistence file that cannot be read (`<persistanceonerror>`).
     pub persistence_on_error: PersistenceOnError,
+    /// The journal of changes between saves (`<journal>`); off when `None`.
+    pub journal: Option<JournalConfig>,
     /// Tombstone lifetime.
     pub deleted_cache_time: Duration,
     /// Unaccessed live entries are purged after this.
@@ -355,6 +378,7 @@ impl Config {
             persistence_file: None,
             persistence_interval: table::PERSISTENCE_INTERVAL.default,
             persistence_on_error: table::PERSISTENCE_ON_ERROR.default,
+            journal: None,
             deleted_cache_time: table::DELETED_CACHE_TIME.default,
             stale_cache_time: table::STALE_CACHE_TIME.default,
             cache_clean_interval: table::CACHE_CLEAN_INTERVAL.default,

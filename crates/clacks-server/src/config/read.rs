@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use super::table::{self, Entry, Text};
 use super::xml::Node;
 use super::{
-    invalid, Config, ConfigError, Master, Memcached, QueueConfig, QueueLimits, RegistryConfig, User,
+    invalid, Config, ConfigError, JournalConfig, Master, Memcached, QueueConfig, QueueLimits,
+    RegistryConfig, User,
 };
 
 /// Reads a root element (host overrides already applied) into a validated config.
@@ -76,6 +77,12 @@ pub(super) fn config(root: &Node) -> Result<Config, ConfigError> {
         .map(PathBuf::from);
     c.persistence_interval = root.setting(&table::PERSISTENCE_INTERVAL)?;
     c.persistence_on_error = root.choice(&table::PERSISTENCE_ON_ERROR)?;
+    if let Some(j) = root.child(table::JOURNAL.element) {
+        c.journal = Some(JournalConfig {
+            file: required(j, &table::JOURNAL_FILE)?.into(),
+            fsync: j.choice(&table::JOURNAL_FSYNC)?,
+        });
+    }
     c.deleted_cache_time = root.setting(&table::DELETED_CACHE_TIME)?;
     c.stale_cache_time = root.setting(&table::STALE_CACHE_TIME)?;
     c.cache_clean_interval = root.setting(&table::CACHE_CLEAN_INTERVAL)?;
@@ -116,6 +123,12 @@ pub(super) fn config(root: &Node) -> Result<Config, ConfigError> {
                 ),
             ));
         }
+    }
+    if c.journal.is_some() && c.persistence_file.is_none() {
+        return Err(invalid(
+            table::JOURNAL.element,
+            "needs a <persistancefile>: the journal holds the changes since the last save",
+        ));
     }
     if c.ips.is_empty() && c.sockets.is_empty() {
         return Err(invalid(

@@ -40,7 +40,11 @@ pub fn sample_config() -> String {
 fn doc_line(e: &Entry) -> String {
     match e {
         // Their docs name the words.
-        Entry::OnError(_) | Entry::Policy(_) | Entry::Overflow(_) | Entry::Flag(_) => {
+        Entry::OnError(_)
+        | Entry::Policy(_)
+        | Entry::Overflow(_)
+        | Entry::Fsync(_)
+        | Entry::Flag(_) => {
             format!("{}.", e.doc())
         }
         _ => match e.allowed() {
@@ -205,6 +209,11 @@ mod tests {
                     if problem.contains("not found") || problem.contains("<ip>") =>
                 {
                     assert!(example.contains("<ip>"), "{example}: {problem}");
+                }
+                Err(ConfigError::Invalid { problem, .. })
+                    if problem.contains("needs a <persistancefile>") =>
+                {
+                    assert!(example.starts_with("<journal>"), "{example}: {problem}");
                 }
                 Err(e) => panic!("{example}: {e}"),
             }

@@ -20,7 +20,7 @@ pub use super::value::{
     human_bytes, ByteSize, Choice, Numeric, Octal, Range, Section, Text, Value, DAY, GIB, KIB, MIB,
     YEAR,
 };
-use super::{Overflow, PersistenceOnError};
+use super::{Fsync, Overflow, PersistenceOnError};
 
 const S: Duration = Duration::from_secs(1);
 const TENTH: Duration = Duration::from_millis(100);
@@ -227,6 +227,34 @@ pub const PERSISTENCE_ON_ERROR: Choice<PersistenceOnError> = Choice {
     ],
     doc: "A persistence file that exists but cannot be read: refuse to start, or moveaside \
           (add .bad-<unix time> to its name and start empty)",
+};
+/// `<journal><file>`.
+pub const JOURNAL_FILE: Text = text(
+    "journal/file",
+    "/var/lib/clacks/journal",
+    "The journal of changes since the last save (required in <journal>); <file>.prev is the \
+     one before",
+);
+/// `<journal><fsync>`.
+pub const JOURNAL_FSYNC: Choice<Fsync> = Choice {
+    element: "journal/fsync",
+    default: Fsync::EverySec,
+    options: &[
+        ("always", Fsync::Always),
+        ("everysec", Fsync::EverySec),
+        ("no", Fsync::No),
+    ],
+    doc: "When changes reach the disk: always (before they are acknowledged: FLUSHED, \
+          memcached replies), everysec (about a second of changes may be lost) or no (the OS \
+          decides)",
+};
+/// `<journal>` (extension).
+pub const JOURNAL: Section = Section {
+    element: "journal",
+    children: &[Entry::Path(JOURNAL_FILE), Entry::Fsync(JOURNAL_FSYNC)],
+    examples: &[&["file", "fsync"]],
+    doc: "An append-only journal of every change between saves, replayed at start (off when \
+          absent)",
 };
 /// `<authtimeout>`: time a new connection has to log in.
 pub const AUTH_TIMEOUT: Numeric<Duration> = secs(
@@ -660,6 +688,7 @@ pub const GROUPS: &[Group] = &[
             Entry::Path(PERSISTENCE_FILE),
             Entry::Seconds(PERSISTENCE_INTERVAL),
             Entry::OnError(PERSISTENCE_ON_ERROR),
+            Entry::Section(JOURNAL),
         ],
     },
     Group {

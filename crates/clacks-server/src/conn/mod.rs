@@ -177,7 +177,17 @@ impl<S: Transport> Conn<S> {
     fn poll(&mut self, mut timer: Pin<&mut Timer>, cx: &mut Context<'_>) -> Poll<CloseReason> {
         loop {
             match self.phase {
-                Phase::Open => self.start_write(),
+                Phase::Open => {
+                    // With `<journal><fsync>always`, nothing is written (no reply, no FLUSHED)
+                    // before the sync that covers this connection's changes.
+                    if self.session.journal_at != 0 {
+                        if let Some(journal) = &self.shared.journal {
+                            ready!(journal.poll_synced(self.session.journal_at, cx));
+                        }
+                        self.session.journal_at = 0;
+                    }
+                    self.start_write();
+                }
                 Phase::Waiting => {
                     ready!(self.poll_waiting(timer.as_mut(), cx));
                     self.phase = Phase::Open;

@@ -159,7 +159,7 @@ fn load_chain<T>(
 
 /// Renames `path` to `<path>.bad-<unix time>` (with `.1`, `.2`, … if that exists), never
 /// replacing another file. Returns the new name.
-fn move_aside(path: &Path) -> Result<PathBuf, ServerError> {
+pub(crate) fn move_aside(path: &Path) -> Result<PathBuf, ServerError> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -254,14 +254,24 @@ pub(crate) async fn persist_loop(
         (state.cache.generation(), state.queues.generation())
     };
     let mut saved = generations();
+    // The generations, and when a save is to begin, the journal's cut, under one lock: every
+    // change after the cut is in the new journal file, so the save need not hold it.
+    let begin = |saved: (u64, u64), all: bool| {
+        let state = shared.lock();
+        let now = (state.cache.generation(), state.queues.generation());
+        if let Some(journal) = state.journal.as_ref().filter(|_| all || now != saved) {
+            journal.rotate();
+        }
+        now
+    };
     loop {
         let stopping = tokio::select! {
             () = stop.cancelled() => true,
             () = tokio::time::sleep(interval) => false,
         };
         // Each file is written when what it holds changed (both when forced or stopping).
-        let now = generations();
         let all = force || stopping;
+        let now = begin(saved, all);
         let (cache, queues) = (all || now.0 != saved.0, all || now.1 != saved.1);
         if cache || queues {
             let (s, target) = (shared.clone(), path.clone());
@@ -277,6 +287,9 @@ pub(crate) async fn persist_loop(
             };
             match tokio::task::spawn_blocking(save).await {
                 Ok(Ok(done)) => {
+                    if let Some(journal) = &shared.journal {
+                        journal.saved();
+                    }
                     Stats::bump(&shared.stats.persistence_saves);
                     tracing::debug!(file = %path.display(), cache, queues, "persistence saved");
                     saved = done;

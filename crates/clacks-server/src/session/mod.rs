@@ -18,6 +18,7 @@ use reply::LogBudget;
 
 use crate::auth::Perms;
 use crate::interclacks::{self, Link, LinkSide};
+use crate::journal::Journal;
 use crate::mutation::{publish, Mutation};
 use crate::outbox::{CloseReason, Outbox};
 use crate::state::{ConnId, Peer, Shared, State};
@@ -75,6 +76,9 @@ pub(crate) struct Session {
     pub(crate) out: BytesMut,
     /// Whether this connection is a monitor (its own DEBUG lines follow its replies).
     pub(crate) monitoring: bool,
+    /// With `<journal><fsync>always`: the journal position of this connection's last change
+    /// that may not be synced yet (0: none). The connection writes nothing until it is.
+    pub(crate) journal_at: u64,
 }
 
 impl Session {
@@ -128,6 +132,7 @@ impl Session {
             denials: 0,
             out: hello,
             monitoring: false,
+            journal_at: 0,
         }
     }
 
@@ -280,7 +285,7 @@ impl Session {
         if self.login_failed_at.is_some() {
             return Flow::Hold;
         }
-        let Some(mut line) = self.held.take().or_else(|| next(self.line_limit())) else {
+        let Some(line) = self.held.take().or_else(|| next(self.line_limit())) else {
             return Flow::Continue;
         };
         let shared = self.shared.clone();
@@ -289,10 +294,29 @@ impl Session {
             self.held = Some(line);
             return Flow::Hold;
         }
+        let journal = state.journal.as_ref().filter(|j| j.waits());
+        let before = journal.map(Journal::appended);
+        let flow = self.handle_batch(&mut state, line, next);
+        if let (Some(journal), Some(before)) = (&state.journal, before) {
+            let after = journal.appended();
+            if after != before {
+                self.journal_at = after;
+            }
+        }
+        flow
+    }
+
+    /// Runs `line` and the lines after it, under the lock.
+    fn handle_batch(
+        &mut self,
+        state: &mut State,
+        mut line: Bytes,
+        mut next: impl FnMut(usize) -> Option<Bytes>,
+    ) -> Flow {
         // One clock reading per batch: its commands arrived together.
         let now = self.shared.now();
         loop {
-            let flow = self.handle_line(&mut state, line, now);
+            let flow = self.handle_line(state, line, now);
             if flow != Flow::Continue {
                 return flow;
             }

@@ -27,6 +27,7 @@ pub(crate) use subs::Subscriptions;
 use crate::auth::{Credentials, Perms};
 use crate::interclacks::routes::Routes;
 use crate::interclacks::Links;
+use crate::journal::Journal;
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use crate::Config;
@@ -42,6 +43,8 @@ pub(crate) struct State {
     pub(crate) routes: Routes,
     /// The service registry.
     pub(crate) registry: registry::Registry,
+    /// Where changes are journaled (`<journal>`).
+    pub(crate) journal: Option<Journal>,
 }
 
 impl State {
@@ -189,6 +192,8 @@ pub(crate) struct Shared {
     pub(crate) sync_lock: tokio::sync::watch::Sender<bool>,
     /// When the server started.
     pub(crate) started: std::time::Instant,
+    /// The journal (also in [`State`], for the changes made under the lock).
+    pub(crate) journal: Option<Journal>,
     /// This server's name in the registry (`node=`): its host name.
     pub(crate) node: Bytes,
     /// When (seconds after `started`, plus one) a throttled warning was last logged; 0 never.
@@ -202,7 +207,15 @@ const WARNING_EVERY_SECS: u64 = 10;
 pub(crate) const SERVER_INFO: &str = concat!("clacksd ", env!("CARGO_PKG_VERSION"));
 
 impl Shared {
-    pub(crate) fn new(config: Config, clock: Arc<dyn Clock>, cache: Cache) -> Self {
+    /// The shared state around a loaded `cache`, with the counters the journal (if any) keeps
+    /// already.
+    pub(crate) fn new(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        cache: Cache,
+        stats: Arc<Stats>,
+        journal: Option<Journal>,
+    ) -> Self {
         let credentials = Credentials::from_config(&config);
         let main_token = Bytes::copy_from_slice(credentials.main_token());
         let mut greeting = bytes::BytesMut::new();
@@ -215,8 +228,10 @@ impl Shared {
             value: Bytes::from_static(b"Authentication required"),
         }
         .encode(&mut greeting);
-        let stats = Arc::new(Stats::default());
-        let queues = Queues::new(config.queues.clone(), stats.clone());
+        let mut queues = Queues::new(config.queues.clone(), stats.clone());
+        if let Some(j) = &journal {
+            queues.set_journal(j.clone());
+        }
         let registry = registry::Registry::new(config.registry.clone());
         Shared {
             config,
@@ -230,7 +245,9 @@ impl Shared {
                 queues,
                 routes: Routes::default(),
                 registry,
+                journal: journal.clone(),
             }),
+            journal,
             credentials,
             serial: AtomicU64::new(0),
             shutdown: CancellationToken::new(),

@@ -127,6 +127,15 @@ impl Cache {
         cache
     }
 
+    /// Puts back a record exactly as a journal saw it written (its times, flags and expiry; no
+    /// memory limit applies, as at load), after what was loaded.
+    pub fn replay(&mut self, key: Bytes, mut entry: Entry) {
+        entry.base = entry.cachetime;
+        self.generation += 1;
+        entry.cas = if entry.deleted { 0 } else { self.new_cas() };
+        self.put_entry(key, entry, Write::AsIs);
+    }
+
     pub(crate) fn new_cas(&mut self) -> u64 {
         self.last_cas += 1;
         self.last_cas

@@ -41,6 +41,8 @@ pub(crate) struct Spec {
     pub(crate) ping_timeout: f64,
     /// Run inside this network namespace (`ip netns exec`).
     pub(crate) netns: Option<String>,
+    /// A journal with this `<fsync>` (with persistence).
+    pub(crate) journal: Option<&'static str>,
 }
 
 impl Spec {
@@ -52,7 +54,16 @@ impl Spec {
             persistence: false,
             ping_timeout: 3.0,
             netns: None,
+            journal: None,
         }
+    }
+
+    /// Persistence and a journal synced by `fsync`.
+    #[allow(dead_code)] // Used by the journal tests only.
+    pub(crate) fn journaled(mut self, fsync: &'static str) -> Spec {
+        self.persistence = true;
+        self.journal = Some(fsync);
+        self
     }
 
     pub(crate) fn slave_of(mut self, master: &Node) -> Spec {
@@ -127,6 +138,12 @@ impl Node {
             xml += &format!(
                 "<persistancefile>{}</persistancefile><persistanceinterval>0.5</persistanceinterval>",
                 dir.join("cache.dat").display()
+            );
+        }
+        if let Some(fsync) = spec.journal {
+            xml += &format!(
+                "<journal><file>{}</file><fsync>{fsync}</fsync></journal>",
+                dir.join("journal").display()
             );
         }
         xml += "</clacks>";

@@ -20,6 +20,8 @@ use tokio::time::Instant;
 
 use super::ConnId;
 use crate::config::{Overflow, QueueConfig, QueueLimits};
+use crate::journal::record::QueueChange;
+use crate::journal::Journal;
 use crate::stats::Stats;
 
 mod report;
@@ -101,8 +103,9 @@ impl Owner {
 /// A line for an owner, caused by a queue change.
 pub(crate) type Note = (Owner, Reply);
 
-/// A queue's messages as saved: its name, and each message's deliveries and value, in order.
-pub(crate) type Saved = (Bytes, Vec<(usize, Bytes)>);
+/// A queue's messages as saved: its name, and each message's sequence number (0: none yet),
+/// deliveries and value, in order.
+pub(crate) type Saved = (Bytes, Vec<(u64, usize, Bytes)>);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Counters {
@@ -118,6 +121,8 @@ struct Counters {
 /// A message and how often it was handed out.
 #[derive(Debug, Clone)]
 struct Message {
+    /// Names it in the journal, for its whole life (across restarts).
+    seq: u64,
     /// New at every hand-out.
     id: u64,
     value: Bytes,
@@ -204,6 +209,10 @@ pub(crate) struct Queues {
     total_bytes: usize,
     /// Moves at every change of what the queues hold (for the persistence loop).
     generation: u64,
+    /// The last message sequence number given.
+    last_seq: u64,
+    /// Where changes of what the queues hold are journaled.
+    journal: Option<Journal>,
 }
 
 /// A name a queue may have: not empty, no space, no `=`.
@@ -225,7 +234,21 @@ impl Queues {
             serial: 0,
             total_bytes: 0,
             generation: 0,
+            last_seq: 0,
+            journal: None,
         }
+    }
+
+    /// Journals every later change of what the queues hold.
+    pub(crate) fn set_journal(&mut self, journal: Journal) {
+        self.journal = Some(journal);
+    }
+
+    /// The journal, for a change of queue `name` (temporary queues are not kept).
+    fn journal(&self, name: &[u8]) -> Option<&Journal> {
+        self.journal
+            .as_ref()
+            .filter(|_| !name.starts_with(TEMP_PREFIX))
     }
 
     /// Counter of changes to what the queues hold.
@@ -291,6 +314,7 @@ impl Queues {
             return Err(Refusal::TooLarge);
         }
         let name = &self.open(name, now)?;
+        let journal = self.journal(name).cloned();
         let q = self.queue_mut(name);
         // Room: a receive waiting without a lease takes the message at once (it is not kept);
         // otherwise it must fit, for `drop_oldest` after the oldest ready messages were dropped.
@@ -311,7 +335,12 @@ impl Queues {
                 (held, bytes, freed, drop) = (held - 1, bytes - size, freed + size, drop + 1);
             }
             if drop > 0 {
-                q.ready.drain(..drop);
+                let dropped = q.ready.drain(..drop);
+                if let Some(j) = &journal {
+                    for m in dropped {
+                        j.queue_change(QueueChange::Gone, name, m.seq);
+                    }
+                }
                 q.bytes -= freed;
                 q.counters.dropped += drop as u64;
                 Stats::add(&stats.queue_dropped, drop as u64);
@@ -321,11 +350,16 @@ impl Queues {
         q.bytes += len;
         self.total_bytes = self.total_bytes + len - freed;
         Stats::bump(&stats.queue_sent);
+        self.last_seq += 1;
         let message = Message {
+            seq: self.last_seq,
             id: 0,
             value: Bytes::copy_from_slice(value),
             deliveries: 0,
         };
+        if let Some(j) = &journal {
+            j.queue_add(name, message.seq, 0, value);
+        }
         let q = self.queue_mut(name);
         q.ready.push_back(message);
         self.generation += 1;
@@ -380,6 +414,14 @@ impl Queues {
         Stats::bump(&self.stats.queue_received);
         self.generation += 1;
         let seq = self.next_serial();
+        if let Some(j) = self.journal(name) {
+            let change = if lease.is_zero() {
+                QueueChange::Gone
+            } else {
+                QueueChange::Leased(u32::try_from(message.deliveries).unwrap_or(u32::MAX))
+            };
+            j.queue_change(change, name, message.seq);
+        }
         let q = self.queues.get_mut(name).expect("queue present");
         q.counters.received += 1;
         if lease.is_zero() {
@@ -496,6 +538,9 @@ impl Queues {
     /// `QACK`: done with a leased message.
     pub(crate) fn ack(&mut self, conn: Owner, name: &[u8], id: &[u8]) -> Result<(), Refusal> {
         let (name, lease) = self.take_lease(conn, name, id)?;
+        if let Some(j) = self.journal(&name) {
+            j.queue_change(QueueChange::Gone, &name, lease.message.seq);
+        }
         let len = lease.message.value.len();
         let q = self.queue_mut(&name);
         q.counters.acked += 1;
@@ -531,6 +576,14 @@ impl Queues {
         let dead = message.deliveries >= self.config.max_deliveries
             && !name.ends_with(DEAD_SUFFIX)
             && !name.starts_with(TEMP_PREFIX);
+        if let Some(j) = self.journal(name) {
+            let change = if dead {
+                QueueChange::Gone
+            } else {
+                QueueChange::Returned(u32::try_from(message.deliveries).unwrap_or(u32::MAX))
+            };
+            j.queue_change(change, name, message.seq);
+        }
         let q = self.queue_mut(name);
         if !dead {
             q.counters.redelivered += 1;
@@ -645,6 +698,15 @@ impl Queues {
         };
         let freed: usize = q.ready.iter().map(|m| m.value.len()).sum();
         let n = q.ready.len();
+        if let Some(j) = self
+            .journal
+            .as_ref()
+            .filter(|_| !name.starts_with(TEMP_PREFIX))
+        {
+            for m in &q.ready {
+                j.queue_change(QueueChange::Gone, name, m.seq);
+            }
+        }
         q.ready.clear();
         q.bytes -= freed;
         self.total_bytes -= freed;
@@ -657,6 +719,9 @@ impl Queues {
         let Some(q) = self.queues.remove(name) else {
             return false;
         };
+        if let Some(j) = self.journal(name) {
+            j.queue_emptied(name);
+        }
         self.total_bytes -= q.bytes;
         self.generation += 1;
         for (_, wait) in q.waits {

@@ -48,15 +48,22 @@ impl Queues {
                 let messages = leased
                     .into_iter()
                     .chain(&q.ready)
-                    .map(|m| (m.deliveries, m.value.clone()))
+                    .map(|m| (m.seq, m.deliveries, m.value.clone()))
                     .collect();
                 Some((name.clone(), messages))
             })
             .collect()
     }
 
-    /// Puts saved messages back (at start), with new ids, whatever the limits say now.
+    /// Puts saved messages back (at start), with new ids, whatever the limits say now; a
+    /// message without a sequence number (saved before they existed) gets one.
     pub(crate) fn restore(&mut self, saved: Vec<Saved>) {
+        let last = saved
+            .iter()
+            .flat_map(|(_, messages)| messages.iter().map(|m| m.0))
+            .max()
+            .unwrap_or(0);
+        self.last_seq = self.last_seq.max(last);
         for (name, messages) in saved {
             if !valid_name(&name) || name.starts_with(TEMP_PREFIX) {
                 continue;
@@ -66,10 +73,17 @@ impl Queues {
                 .queues
                 .entry(name)
                 .or_insert_with(|| Queue::new(limits, None, Instant::now()));
-            for (deliveries, value) in messages {
+            for (seq, deliveries, value) in messages {
                 q.bytes += value.len();
                 self.total_bytes += value.len();
+                let seq = if seq == 0 {
+                    self.last_seq += 1;
+                    self.last_seq
+                } else {
+                    seq
+                };
                 q.ready.push_back(Message {
+                    seq,
                     id: 0,
                     value,
                     deliveries,

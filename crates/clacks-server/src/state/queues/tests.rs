@@ -38,14 +38,15 @@ fn restore_merges_a_queue_named_twice() {
     let b = |s: &'static str| Bytes::from_static(s.as_bytes());
     let mut queues = Queues::new(QueueConfig::default(), Arc::new(Stats::default()));
     queues.restore(vec![
-        (b("a"), vec![(0, b("1"))]),
-        (b("b"), vec![(0, b("2"))]),
-        (b("a"), vec![(1, b("33"))]),
+        (b("a"), vec![(0, 0, b("1"))]),
+        (b("b"), vec![(7, 0, b("2"))]),
+        (b("a"), vec![(0, 1, b("33"))]),
     ]);
     queues.check();
     assert_eq!(queues.total_bytes, 4);
     let saved = queues.snapshot();
-    assert_eq!(saved[0], (b("a"), vec![(0, b("1")), (1, b("33"))]));
+    // Messages without a sequence number get new ones, after every one restored.
+    assert_eq!(saved[0], (b("a"), vec![(8, 0, b("1")), (9, 1, b("33"))]));
 }
 
 #[derive(Debug, Clone)]
