@@ -5,7 +5,7 @@
 # summary.json, summary.md, chart.png).
 #
 #   bench/compare.sh [--perl /path/to/lib] [--duration SECONDS] [--connections N] [--runs N]
-#                    [--only "fanout cache connections queue"]   (re-run some workloads, keep the rest)
+#                    [--only "fanout cache connections queue journal"]   (re-run some workloads, keep the rest)
 #                    [--out DIR]   (results somewhere else than bench/results, e.g. for a trial run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ PERL_LIB=""
 DURATION=5
 CONNS=10000
 RUNS=3
-ONLY="fanout cache connections queue"
+ONLY="fanout cache connections queue journal"
 OUT=bench/results
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -134,6 +134,33 @@ for m in once acked; do
   bench "queue-$m-50k.clacksd-unix" "$CLACKSD" clacks "$C_UNIX" queue --mode "$m" --rate 50000
   bench "queue-$m-50k.redis-unix" "$REDIS" redis "$R_UNIX" queue --mode "$m" --rate 50000
 done
+fi
+# Acknowledged writes with every change synced to disk before it is acknowledged: clacksd with
+# <journal><fsync>always (a STORE then FLUSH, waiting for FLUSHED) against Redis with
+# appendonly yes, appendfsync always (SET, waiting for +OK); 1, 10 and 50 writers, each with
+# one write in flight. Both write to the same file system, in the work directory.
+if wants journal; then
+  mkdir -p "$WORK/journal-clacksd" "$WORK/journal-redis"
+  cat > "$WORK/clacksd-journal.xml" <<XML
+<clacks>
+  <socket>$WORK/clacksd-journal.sock</socket>
+  <username>bench</username><password>bench</password>
+  <workerthreads>1</workerthreads>
+  <persistancefile>$WORK/journal-clacksd/cache.dat</persistancefile>
+  <journal><file>$WORK/journal-clacksd/journal</file><fsync>always</fsync></journal>
+</clacks>
+XML
+  taskset -c 0 target/release/clacksd --config "$WORK/clacksd-journal.xml" >"$WORK/clacksd-journal.log" 2>&1 &
+  CLACKSD_J=$!; PIDS+=("$CLACKSD_J")
+  taskset -c 0 redis-server --port 0 --unixsocket "$WORK/redis-journal.sock" --save '' \
+    --appendonly yes --appendfsync always --dir "$WORK/journal-redis" --io-threads 1 \
+    >"$WORK/redis-journal.log" 2>&1 &
+  REDIS_J=$!; PIDS+=("$REDIS_J")
+  wait_for "$WORK/clacksd-journal.sock"; wait_for "$WORK/redis-journal.sock"
+  for n in 1 10 50; do
+    bench "journal-w$n.clacksd-unix" "$CLACKSD_J" clacks "unix:$WORK/clacksd-journal.sock" cache --connections "$n" --get-ratio 0 --keys 1000
+    bench "journal-w$n.redis-unix" "$REDIS_J" redis "unix:$WORK/redis-journal.sock" cache --connections "$n" --get-ratio 0 --keys 1000
+  done
 fi
 # Memory is measured on a fresh clacksd for every run: memory freed by an earlier run stays in the
 # process's RSS and would hide the cost of the next connections.

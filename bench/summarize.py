@@ -60,6 +60,13 @@ for m, name in (("once", "at most once, Redis LPUSH/BRPOP"), ("acked", "acked, R
     compare(f"queue {name}, at 50k msgs/s, msgs/CPU-s", ours, peer, D, 1.0)
     compare(f"queue {name}, at 50k msgs/s, p50 latency (lower wins)", ours, peer, "latency.p50_us", None, higher=False)
     compare(f"queue {name}, at 50k msgs/s, p99 latency (lower wins)", ours, peer, "latency.p99_us", 1.0, higher=False)
+# Acknowledged writes, each synced before it is acknowledged (clacksd <fsync>always, Redis
+# appendfsync always): writes per second with 1, 10 and 50 writers. Target: at least Redis's
+# figure with 10 and 50 writers (group commit).
+for n in (1, 10, 50):
+    compare(f"acknowledged writes, fsync always, {n} writer{'s' if n > 1 else ''}, writes/s",
+            f"journal-w{n}.clacksd-unix", f"journal-w{n}.redis-unix", "ops_per_s",
+            None if n == 1 else 1.0)
 K = "server_kib_per_connection"
 absolute = []
 for label, limit in (("connections.clacksd-unix", 2.0), ("connections.clacksd-tls", 16.0)):

@@ -121,6 +121,7 @@ impl DataDir {
         config.journal = Some(crate::JournalConfig {
             file: self.journal(),
             fsync: crate::Fsync::EverySec,
+            max_backlog: crate::config::table::JOURNAL_MAX_BACKLOG.default,
         });
         config.max_memory = default_max_memory();
         Ok(config)

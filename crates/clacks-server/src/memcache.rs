@@ -254,7 +254,7 @@ fn execute_batch(
     // Room for the whole data block of a large item at once.
     buf.reserve(decoder.wants().saturating_sub(buf.len()));
     let changed = locked.and_then(|(state, _, before)| {
-        let after = state.journal.as_ref().filter(|j| j.waits())?.appended();
+        let after = state.journal.as_ref().filter(|j| j.must_wait())?.appended();
         (after != before).then_some(after)
     });
     (next, changed)
@@ -479,6 +479,9 @@ fn get(
         text.put_slice(b"\r\n");
         out.value(&item.data);
         out.buf.put_slice(b"\r\n");
+        if touch.is_some() {
+            publish(state, NO_CONN, Mutation::Touched { key });
+        }
     }
     out.buf.put_slice(b"END\r\n");
     None

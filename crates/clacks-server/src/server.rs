@@ -79,7 +79,7 @@ impl Server {
         let journal = match &config.journal {
             Some(j) => {
                 let (journal, records) =
-                    Journal::open(&j.file, j.fsync, config.persistence_on_error, stats.clone())?;
+                    Journal::open(j, config.persistence_on_error, stats.clone())?;
                 if !records.is_empty() {
                     let n = replay::apply(records, &mut cache, &mut queues);
                     tracing::info!(file = %j.file.display(), records = n, entries = cache.len(),

@@ -81,6 +81,7 @@ counters! {
     journal_fsync_last_micros: "Microseconds the last journal sync took.",
     journal_rotations: "Journal files begun at a persistence save.",
     journal_errors: "Journal writes or syncs that failed (each is retried).",
+    journal_backlog_waits: "Batches whose writer waited for the journal's disk because more than `journal/maxbacklog` bytes were not written yet.",
 }
 
 impl Stats {

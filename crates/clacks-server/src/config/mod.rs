@@ -133,6 +133,8 @@ pub struct JournalConfig {
     pub file: PathBuf,
     /// `<fsync>`.
     pub fsync: Fsync,
+    /// `<maxbacklog>`: bytes of changes not written yet over which writers wait.
+    pub max_backlog: usize,
 }
 
 /// What a message for a full queue does (`<queues><overflow>`, extension).

@@ -81,6 +81,7 @@ pub(super) fn config(root: &Node) -> Result<Config, ConfigError> {
         c.journal = Some(JournalConfig {
             file: required(j, &table::JOURNAL_FILE)?.into(),
             fsync: j.choice(&table::JOURNAL_FSYNC)?,
+            max_backlog: j.setting(&table::JOURNAL_MAX_BACKLOG)?,
         });
     }
     c.deleted_cache_time = root.setting(&table::DELETED_CACHE_TIME)?;

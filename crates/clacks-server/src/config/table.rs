@@ -248,11 +248,24 @@ pub const JOURNAL_FSYNC: Choice<Fsync> = Choice {
           memcached replies), everysec (about a second of changes may be lost) or no (the OS \
           decides)",
 };
+/// `<journal><maxbacklog>`.
+pub const JOURNAL_MAX_BACKLOG: Numeric<usize> = count(
+    "journal/maxbacklog",
+    64 * MIB,
+    KIB,
+    16 * GIB,
+    "Bytes of changes not yet written over which every writer waits for the disk (keeps memory \
+     bounded when the disk is slow)",
+);
 /// `<journal>` (extension).
 pub const JOURNAL: Section = Section {
     element: "journal",
-    children: &[Entry::Path(JOURNAL_FILE), Entry::Fsync(JOURNAL_FSYNC)],
-    examples: &[&["file", "fsync"]],
+    children: &[
+        Entry::Path(JOURNAL_FILE),
+        Entry::Fsync(JOURNAL_FSYNC),
+        Entry::Bytes(JOURNAL_MAX_BACKLOG),
+    ],
+    examples: &[&["file", "fsync", "maxbacklog"]],
     doc: "An append-only journal of every change between saves, replayed at start (off when \
           absent)",
 };

@@ -117,6 +117,10 @@ fn with_element(element: &str, value: &str) -> String {
         Some(("master", e)) => format!("<master><ip>10.0.0.1</ip><{e}>{value}</{e}></master>"),
         Some(("queues", e)) => format!("<queues><{e}>{value}</{e}></queues>"),
         Some(("registry", e)) => format!("<registry><{e}>{value}</{e}></registry>"),
+        Some(("journal", e)) => format!(
+            "<persistancefile>c.dat</persistancefile>\
+             <journal><file>j</file><{e}>{value}</{e}></journal>"
+        ),
         Some(("queueprefix", e)) => {
             format!("<queueprefix><prefix>p</prefix><{e}>{value}</{e}></queueprefix>")
         }

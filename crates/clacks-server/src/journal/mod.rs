@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use clacks_store::Entry;
 
-use crate::config::{Fsync, PersistenceOnError};
+use crate::config::{Fsync, JournalConfig, PersistenceOnError};
 use crate::stats::Stats;
 use crate::ServerError;
 use record::QueueChange;
@@ -58,6 +58,12 @@ struct Inner {
     appended: AtomicU64,
     /// Bytes on disk (fsynced; with `no`, written) since start.
     synced: AtomicU64,
+    /// Bytes written (handed to the OS) since start.
+    written: AtomicU64,
+    /// `<maxbacklog>`: appended and not written yet, over which writers wait.
+    max_backlog: u64,
+    /// Whether the backlog is over `max_backlog` (logged once per episode).
+    over: std::sync::atomic::AtomicBool,
     /// Connections waiting for `synced` to reach a position.
     waiters: Mutex<Vec<(u64, Waker)>>,
     /// When the oldest change not yet synced was made (`started` + this many µs, plus one; 0
@@ -92,11 +98,11 @@ impl Journal {
     /// before it refuses the start, or, with `moveaside`, moves the file aside (replaying none
     /// of it).
     pub(crate) fn open(
-        path: &Path,
-        fsync: Fsync,
+        config: &JournalConfig,
         on_error: PersistenceOnError,
         stats: Arc<Stats>,
     ) -> Result<(Journal, Vec<record::Record>), ServerError> {
+        let (path, fsync) = (&config.file, config.fsync);
         let prev = prev_path(path);
         let mut records = Vec::new();
         let mut has_prev = false;
@@ -152,6 +158,9 @@ impl Journal {
             work: Condvar::new(),
             appended: AtomicU64::new(0),
             synced: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            max_backlog: config.max_backlog as u64,
+            over: std::sync::atomic::AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
             unsynced_since: AtomicU64::new(0),
             started: Instant::now(),
@@ -169,9 +178,31 @@ impl Journal {
         Ok((journal, records))
     }
 
-    /// Whether a connection must hold its output until a sync (`always`).
-    pub(crate) fn waits(&self) -> bool {
-        self.inner.fsync == Fsync::Always
+    /// Whether a connection that changed something must hold its output until the sync that
+    /// covers it: always with `always`; with the other modes while more than `<maxbacklog>`
+    /// bytes wait to be written (the disk is slower than the changes), so that memory stays
+    /// bounded.
+    pub(crate) fn must_wait(&self) -> bool {
+        let inner = &self.inner;
+        if inner.fsync == Fsync::Always {
+            return true;
+        }
+        let backlog = inner.appended.load(Ordering::Acquire)
+            - inner
+                .written
+                .load(Ordering::Acquire)
+                .min(inner.appended.load(Ordering::Acquire));
+        let over = backlog > inner.max_backlog;
+        if over {
+            Stats::bump(&inner.stats.journal_backlog_waits);
+            if !inner.over.swap(true, Ordering::Relaxed) {
+                tracing::warn!(file = %inner.path.display(), backlog, max = inner.max_backlog,
+                    "the journal's disk is behind: writers wait for it (journal/maxbacklog)");
+            }
+        } else if backlog <= inner.max_backlog / 2 && inner.over.swap(false, Ordering::Relaxed) {
+            tracing::info!(file = %inner.path.display(), "the journal's disk caught up");
+        }
+        over
     }
 
     /// The position after the last change appended.
@@ -306,4 +337,31 @@ fn truncate(path: &Path, len: u64) -> Result<(), ServerError> {
         .map_err(|e| ServerError::io(path, e))?;
     f.set_len(len).map_err(|e| ServerError::io(path, e))?;
     f.sync_all().map_err(|e| ServerError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_wait_while_the_backlog_is_over_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = JournalConfig {
+            file: dir.path().join("journal"),
+            fsync: Fsync::No,
+            max_backlog: 1024,
+        };
+        let stats = Arc::new(Stats::default());
+        let (journal, records) =
+            Journal::open(&config, PersistenceOnError::Refuse, stats.clone()).unwrap();
+        assert!(records.is_empty());
+        assert!(!journal.must_wait());
+        // As if 4 KiB had been appended and nothing written yet.
+        journal.inner.appended.fetch_add(4096, Ordering::Release);
+        assert!(journal.must_wait());
+        assert_eq!(stats.journal_backlog_waits.load(Ordering::Relaxed), 1);
+        journal.inner.written.fetch_add(4096, Ordering::Release);
+        assert!(!journal.must_wait());
+        journal.stop();
+    }
 }

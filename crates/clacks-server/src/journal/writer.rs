@@ -172,6 +172,7 @@ fn write(journal: &Journal, out: &mut Out, data: &[u8]) -> std::io::Result<()> {
     }
     out.size += data.len() as u64;
     out.written += data.len() as u64;
+    journal.inner.written.store(out.written, Ordering::Release);
     out.dirty = true;
     journal
         .inner

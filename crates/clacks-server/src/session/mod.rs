@@ -294,12 +294,11 @@ impl Session {
             self.held = Some(line);
             return Flow::Hold;
         }
-        let journal = state.journal.as_ref().filter(|j| j.waits());
-        let before = journal.map(Journal::appended);
+        let before = state.journal.as_ref().map(Journal::appended);
         let flow = self.handle_batch(&mut state, line, next);
         if let (Some(journal), Some(before)) = (&state.journal, before) {
             let after = journal.appended();
-            if after != before {
+            if after != before && journal.must_wait() {
                 self.journal_at = after;
             }
         }
