@@ -83,6 +83,9 @@ struct Pending {
     /// Delete `<file>.prev` (a save is on disk).
     drop_prev: bool,
     stop: bool,
+    /// Whether the writer waits for work (an append then wakes it; otherwise it comes by
+    /// itself).
+    sleeping: bool,
 }
 
 /// `<file>.prev`.
@@ -244,7 +247,11 @@ impl Journal {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
-            inner.work.notify_one();
+            if p.sleeping {
+                // Woken once; it takes what collected meanwhile.
+                p.sleeping = false;
+                inner.work.notify_one();
+            }
         }
         drop(p);
         Stats::bump(&inner.stats.journal_records);

@@ -16,6 +16,10 @@ use crate::ServerError;
 /// `everysec`: the longest time between a write and its sync.
 const EVERY: Duration = Duration::from_secs(1);
 
+/// With `everysec` and `no`, how long the writer lets changes collect after the first one
+/// woke it.
+const LINGER: Duration = Duration::from_millis(5);
+
 /// How often an idle writer looks whether the server is still there.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -91,11 +95,19 @@ pub(super) fn run(journal: &Journal, file: File) {
                 if left.is_zero() {
                     break;
                 }
+                p.sleeping = true;
                 p = inner
                     .work
                     .wait_timeout(p, left)
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .0;
+                p.sleeping = false;
+                if !p.buf.is_empty() && inner.fsync != Fsync::Always {
+                    // Not waited for: let more changes collect, for fewer, larger writes.
+                    drop(p);
+                    std::thread::sleep(LINGER);
+                    p = lock(&inner.pending);
+                }
             }
             spare.clear();
             let data = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
