@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clacks_server::{Config, Fsync, JournalConfig, ServerError};
 use common::{message, value, Connect, TestServer, Transport, ADMIN, WAIT};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
 
 fn journaled(dir: &Path, fsync: Fsync, interval: f64) -> impl FnOnce(&mut Config) {
     let (file, journal) = (dir.join("cache.dat"), dir.join("journal"));
@@ -72,6 +74,24 @@ async fn server_with_changes() -> TestServer {
     c.send(&format!("QACK jobs {id}")).await;
     c.send("FLUSH done").await;
     assert!(c.until_flushed("done").await.is_empty());
+    // The memcached listener: its replies come after the sync too.
+    let mc = tokio::time::timeout(WAIT, UnixStream::connect(&server.memcached_socket))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut mc = BufReader::new(mc);
+    mc.get_mut()
+        .write_all(b"set m 5 0 3\r\nabc\r\nincr hits 1\r\nset hits 0 0 1\r\n7\r\nincr hits 2\r\n")
+        .await
+        .unwrap();
+    for want in ["STORED", "NOT_FOUND", "STORED", "9"] {
+        let mut line = String::new();
+        tokio::time::timeout(WAIT, mc.read_line(&mut line))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(line.trim_end(), want);
+    }
     server
 }
 
@@ -82,6 +102,8 @@ async fn has_the_changes(server: &TestServer) {
     assert_eq!(value(&mut c, "n").await.as_deref(), Some("5"));
     assert_eq!(value(&mut c, "b").await, None);
     assert_eq!(value(&mut c, "old").await, None);
+    assert_eq!(value(&mut c, "m").await.as_deref(), Some("abc"));
+    assert_eq!(value(&mut c, "hits").await.as_deref(), Some("9"));
     // "one" was taken and "two" acknowledged: only "three" is left.
     c.send("QRECV jobs 0").await;
     assert_eq!(message(&c.line().await.unwrap(), "jobs").1, "three");

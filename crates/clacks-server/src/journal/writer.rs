@@ -77,6 +77,7 @@ pub(super) fn run(journal: &Journal, file: File) {
         last_sync: Instant::now(),
     };
     let mut spare: Vec<u8> = Vec::new();
+    let mut failed = false;
     loop {
         let (data, rotate_at, drop_prev, stop) = {
             let mut p = lock(&inner.pending);
@@ -144,11 +145,19 @@ pub(super) fn run(journal: &Journal, file: File) {
             Fsync::EverySec => out.dirty && out.last_sync.elapsed() >= EVERY,
             Fsync::No => false,
         };
-        if sync || stop {
-            while let Err(e) = sync_now(journal, &mut out) {
+        if failed {
+            // Nothing is ever marked synced again: see below.
+        } else if sync || stop {
+            if let Err(e) = sync_now(journal, &mut out) {
+                // After a failed sync the OS may have dropped the data it could not write and
+                // report the next sync as a success: nothing written since the last good sync
+                // can be called durable any more.
+                failed = true;
                 Stats::bump(&inner.stats.journal_errors);
-                tracing::error!(file = %inner.path.display(), error = %e, "journal sync failed; retrying");
-                std::thread::sleep(RETRY);
+                tracing::error!(file = %inner.path.display(), error = %e,
+                    "journal sync failed: from now on no change is acknowledged as synced \
+                     (with <fsync>always, replies wait); restart the server once the disk is \
+                     fixed, it replays what reached the journal");
             }
         } else if inner.fsync == Fsync::No {
             // Handed to the OS is as far as `no` goes.
