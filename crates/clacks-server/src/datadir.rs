@@ -15,6 +15,9 @@ use crate::{Config, ServerError};
 pub const DEFAULT_USER: &str = "clacks";
 /// TCP port of the zero-config server.
 pub const DEFAULT_PORT: u16 = 49888;
+/// The HTTP port of the zero-config start (metrics, health checks, the dashboard): the one
+/// after the TLS port, on loopback.
+pub const DEFAULT_HTTP_PORT: u16 = DEFAULT_PORT + 1;
 /// Most cache memory of the zero-config server: 1 GiB, or half the machine's memory if that is
 /// less (see [`default_max_memory`]).
 pub const DEFAULT_MAX_MEMORY: usize = 1 << 30;
@@ -118,6 +121,10 @@ impl DataDir {
         config.tls_key = Some(self.key());
         config.sockets = vec![self.socket()];
         config.persistence_file = Some(self.persistence());
+        config.http = Some(crate::HttpConfig {
+            ips: vec!["127.0.0.1".to_string()],
+            port: DEFAULT_HTTP_PORT,
+        });
         config.journal = Some(crate::JournalConfig {
             file: self.journal(),
             fsync: crate::Fsync::EverySec,
@@ -158,6 +165,11 @@ mod tests {
         assert_eq!(config.port, Some(DEFAULT_PORT));
         assert_eq!(config.sockets, vec![data.socket()]);
         assert_eq!(config.persistence_file, Some(data.persistence()));
+        let http = config.http.as_ref().expect("an HTTP listener");
+        assert_eq!(
+            (&http.ips[..], http.port, http.needs_auth()),
+            (&["127.0.0.1".to_string()][..], DEFAULT_HTTP_PORT, false)
+        );
         let journal = config.journal.as_ref().expect("a journal");
         assert_eq!(
             (&journal.file, journal.fsync),

@@ -21,6 +21,7 @@ mod conn;
 pub mod datadir;
 #[doc(hidden)]
 pub mod fuzzing;
+mod http;
 mod interclacks;
 mod journal;
 mod listen;
@@ -40,8 +41,8 @@ mod transport;
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    Config, ConfigError, Fsync, JournalConfig, Memcached, Overflow, QueueConfig, QueueLimits,
-    RegistryConfig,
+    Config, ConfigError, Fsync, HttpConfig, JournalConfig, Memcached, Overflow, QueueConfig,
+    QueueLimits, RegistryConfig,
 };
 pub use listen::{Listeners, Protocol, Socket};
 pub use server::Server;

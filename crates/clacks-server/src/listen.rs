@@ -31,6 +31,8 @@ pub enum Protocol {
     Clacks,
     /// The memcached text protocol (plain TCP or Unix socket).
     Memcached,
+    /// HTTP: metrics, health checks, the dashboard (plain TCP).
+    Http,
 }
 
 /// A bound listening socket.
@@ -62,6 +64,10 @@ impl Listeners {
         let mut sections = vec![(Protocol::Clacks, &config.ips, config.port, &config.sockets)];
         if let Some(m) = &config.memcached {
             sections.push((Protocol::Memcached, &m.ips, m.port, &m.sockets));
+        }
+        let no_sockets = Vec::new();
+        if let Some(h) = &config.http {
+            sections.push((Protocol::Http, &h.ips, Some(h.port), &no_sockets));
         }
         for (protocol, ips, port, sockets) in sections {
             for l in bind_tcp(ips, port).await? {
@@ -159,6 +165,10 @@ impl Protocol {
                     crate::memcache::serve(shared, stream, who, accepting.conns.clone(), slot);
                 accepting.tracker.spawn(conn);
             }
+            Protocol::Http => {
+                let conn = crate::http::serve(shared, stream, accepting.conns.clone(), slot);
+                accepting.tracker.spawn(conn);
+            }
         }
     }
 
@@ -172,6 +182,7 @@ impl Protocol {
             .to_bytes(),
             // memcached's own text for this case.
             Protocol::Memcached => Bytes::from_static(b"ERROR Too many open connections\r\n"),
+            Protocol::Http => Bytes::from_static(crate::http::REFUSAL),
         }
     }
 }
@@ -228,7 +239,7 @@ pub(crate) fn start(
                             continue;
                         }
                     },
-                    Protocol::Memcached => None,
+                    Protocol::Memcached | Protocol::Http => None,
                 };
                 if let Ok(addr) = l.local_addr() {
                     tracing::info!(%addr, ?protocol, tls = tls.is_some(), "listening on TCP");

@@ -109,6 +109,9 @@ pub(crate) async fn serve<S: Transport>(
     Stats::bump(&stats.connections_accepted);
     Stats::bump(&stats.memcached_connections);
     stats.connections_current.fetch_add(1, Ordering::Relaxed);
+    stats
+        .memcached_connections_current
+        .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(peer = %who, "memcached connection");
 
     let max_item = shared
@@ -171,6 +174,9 @@ pub(crate) async fn serve<S: Transport>(
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
     stats.connections_current.fetch_sub(1, Ordering::Relaxed);
+    stats
+        .memcached_connections_current
+        .fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(peer = %who, "memcached connection closed");
 }
 

@@ -15,6 +15,10 @@ macro_rules! counters {
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
             }
+
+            /// Every counter's name and what it counts, in the order of [`Stats::snapshot`].
+            pub const DOCS: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($name), $doc),)*];
         }
     };
 }
@@ -81,7 +85,69 @@ counters! {
     journal_fsync_last_micros: "Microseconds the last journal sync took.",
     journal_rotations: "Journal files begun at a persistence save.",
     journal_errors: "Journal writes or syncs that failed (each is retried).",
+    memcached_connections_current: "memcached protocol connections open now (also in `connections_current`).",
+    http_connections_current: "HTTP connections open now (also in `connections_current`).",
+    http_requests: "HTTP requests answered (metrics, health checks, the dashboard).",
     journal_backlog_waits: "Batches whose writer waited for the journal's disk because more than `journal/maxbacklog` bytes were not written yet.",
+}
+
+/// The counters that are levels, not running totals (Prometheus gauges).
+pub const GAUGES: &[&str] = &[
+    "connections_current",
+    "connections_unauthenticated",
+    "memcached_connections_current",
+    "http_connections_current",
+    "journal_bytes",
+    "journal_fsync_last_micros",
+];
+
+/// Upper bounds (seconds) of the command latency histogram's buckets.
+pub const LATENCY_BOUNDS: [f64; 12] = [
+    5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 1e-1,
+];
+
+/// How long a batch of commands took to run under the state lock (one in
+/// [`Latency::SAMPLE`] batches is timed), as a cumulative histogram.
+#[derive(Debug, Default)]
+pub struct Latency {
+    /// Batches at or under each bound of [`LATENCY_BOUNDS`] (not cumulative here).
+    buckets: [AtomicU64; LATENCY_BOUNDS.len()],
+    /// Batches over the last bound.
+    over: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Latency {
+    /// One batch in this many is timed.
+    pub const SAMPLE: u8 = 16;
+
+    /// Counts one batch that took `took`.
+    pub fn record(&self, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        match LATENCY_BOUNDS.iter().position(|b| secs <= *b) {
+            Some(i) => Stats::bump(&self.buckets[i]),
+            None => Stats::bump(&self.over),
+        }
+        Stats::add(&self.sum_nanos, took.as_nanos() as u64);
+    }
+
+    /// Cumulative counts per bound, then the total count and the sum in seconds.
+    pub fn cumulative(&self) -> (Vec<u64>, u64, f64) {
+        let mut running = 0;
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|b| {
+                running += b.load(Ordering::Relaxed);
+                running
+            })
+            .collect();
+        // Counted from the buckets, so that a batch recorded meanwhile cannot make the total
+        // smaller than the last bucket.
+        let count = running + self.over.load(Ordering::Relaxed);
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        (buckets, count, sum)
+    }
 }
 
 impl Stats {

@@ -53,6 +53,8 @@ pub struct TestServer {
     pub memcached: SocketAddr,
     /// The memcached protocol Unix socket.
     pub memcached_socket: PathBuf,
+    /// The HTTP listener (metrics, health checks, the dashboard).
+    pub http: SocketAddr,
     /// The server.
     pub server: Server,
     stop: CancellationToken,
@@ -111,6 +113,8 @@ impl TestServer {
         let mc_tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind TCP");
         let memcached = mc_tcp.local_addr().expect("local addr");
         let mc_unix = UnixListener::bind(&memcached_socket).expect("bind socket");
+        let http_tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind TCP");
+        let http = http_tcp.local_addr().expect("local addr");
         let listeners = Listeners::default()
             .with(Protocol::Clacks, Socket::Tcp(tcp))
             .with(Protocol::Clacks, Socket::Unix(unix, socket.clone()))
@@ -118,7 +122,8 @@ impl TestServer {
             .with(
                 Protocol::Memcached,
                 Socket::Unix(mc_unix, memcached_socket.clone()),
-            );
+            )
+            .with(Protocol::Http, Socket::Tcp(http_tcp));
         let server = Server::new(config).expect("server");
         let stop = CancellationToken::new();
         let s = stop.clone();
@@ -134,6 +139,7 @@ impl TestServer {
             cert,
             memcached,
             memcached_socket,
+            http,
             server,
             stop,
             handle: Some(handle),

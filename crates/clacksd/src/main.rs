@@ -17,6 +17,8 @@ use clacks_server::{Config, Listeners, Server, ServerError};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+mod systemd;
+
 /// A Clacks server, wire-compatible with Net::Clacks.
 ///
 /// Without `--config` it runs a ready-to-use server from a data directory: TLS on
@@ -47,6 +49,18 @@ struct Args {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log lines for people (text) or for log shippers (json: one JSON object per line).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// `--log-format` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// One human-readable line per event (colours on a terminal).
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields.
+    Json,
 }
 
 /// `--persistence-on-error` values.
@@ -75,10 +89,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(limit = n, "open file limit"),
@@ -150,10 +167,21 @@ fn run(args: Args) -> anyhow::Result<()> {
             println!("clacksd listening:");
             println!("  TLS     127.0.0.1:{}", clacks_server::datadir::DEFAULT_PORT);
             println!("  socket  {}", dir.socket().display());
+            println!(
+                "  http    http://127.0.0.1:{}/ (dashboard; /metrics, /healthz, /readyz)",
+                clacks_server::datadir::DEFAULT_HTTP_PORT
+            );
             println!("  login   user {:?}, password in {}", config.username, dir.credentials().display());
             println!("  memory  cache limit {} MiB (<maxmemory>; writes over it are refused)", config.max_memory >> 20);
             println!("  try:    printf 'CLACKS me\\nOVERHEAD A <base64 user>:<base64 password>\\nKEYLIST\\nQUIT\\n' | socat - UNIX-CONNECT:{}", dir.socket().display());
         }
+        // Loaded and bound: clients can connect from now on.
+        systemd::notify("READY=1");
+        let stopping = server.shutdown_token();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            systemd::notify("STOPPING=1");
+        });
         server.run(listeners, shutdown_signal()).await;
         anyhow::Ok(())
     })

@@ -245,3 +245,87 @@ fn exits_with_one_clear_message_on_a_damaged_persistence_file() {
         "a check moves nothing"
     );
 }
+
+/// Under systemd (`Type=notify`): `READY=1` on the socket `NOTIFY_SOCKET` names once the server
+/// serves, `STOPPING=1` when SIGTERM starts the shutdown.
+#[test]
+fn tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), "");
+    let notify = dir.path().join("notify");
+    let sd = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    sd.set_read_timeout(Some(WAIT)).unwrap();
+    let mut child = command(
+        &["--config", path.to_str().unwrap()],
+        &[("NOTIFY_SOCKET", notify.to_str().unwrap())],
+    )
+    .env("RUST_LOG", "error")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sd.recv(&mut buf).expect("READY=1 within the wait");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means serving: a client gets the greeting.
+    let s = UnixStream::connect(dir.path().join("s.sock")).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut greeting = String::new();
+    BufReader::new(&s).read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("CLACKS "), "{greeting}");
+    drop(s);
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let n = sd.recv(&mut buf).expect("STOPPING=1 within the wait");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    wait_exit(&mut child);
+    assert!(child.wait().unwrap().success());
+}
+
+/// `--log-format json`: every log line is one JSON object with a level and a message.
+#[test]
+fn logs_json_lines_for_log_shippers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), "");
+    let mut child = command(
+        &["--config", path.to_str().unwrap(), "--log-format", "json"],
+        &[],
+    )
+    .env("RUST_LOG", "info")
+    .env("NO_COLOR", "1")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let socket = dir.path().join("s.sock");
+    let started = Instant::now();
+    while UnixStream::connect(&socket).is_err() {
+        assert!(started.elapsed() < WAIT, "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    wait_exit(&mut child);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 3, "{text}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+        assert!(v["timestamp"].is_string(), "{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("listening on Unix socket")),
+        "{text}"
+    );
+}

@@ -126,6 +126,25 @@ pub enum Fsync {
     No,
 }
 
+/// The HTTP listener (`<http>`, extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Addresses for `<port>` (default `127.0.0.1`).
+    pub ips: Vec<String>,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl HttpConfig {
+    /// Whether requests need basic auth: some address is not a loopback one.
+    pub fn needs_auth(&self) -> bool {
+        self.ips.iter().any(|ip| {
+            !ip.parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback())
+        })
+    }
+}
+
 /// The journal (`<journal>`, extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalConfig {
@@ -271,6 +290,8 @@ pub struct Config {
     pub persistence_on_error: PersistenceOnError,
     /// The journal of changes between saves (`<journal>`); off when `None`.
     pub journal: Option<JournalConfig>,
+    /// The HTTP listener (`<http>`); off when `None`.
+    pub http: Option<HttpConfig>,
     /// Tombstone lifetime.
     pub deleted_cache_time: Duration,
     /// Unaccessed live entries are purged after this.
@@ -381,6 +402,7 @@ impl Config {
             persistence_interval: table::PERSISTENCE_INTERVAL.default,
             persistence_on_error: table::PERSISTENCE_ON_ERROR.default,
             journal: None,
+            http: None,
             deleted_cache_time: table::DELETED_CACHE_TIME.default,
             stale_cache_time: table::STALE_CACHE_TIME.default,
             cache_clean_interval: table::CACHE_CLEAN_INTERVAL.default,

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use super::table::{self, Entry, Text};
 use super::xml::Node;
 use super::{
-    invalid, Config, ConfigError, JournalConfig, Master, Memcached, QueueConfig, QueueLimits,
-    RegistryConfig, User,
+    invalid, Config, ConfigError, HttpConfig, JournalConfig, Master, Memcached, QueueConfig,
+    QueueLimits, RegistryConfig, User,
 };
 
 /// Reads a root element (host overrides already applied) into a validated config.
@@ -97,6 +97,16 @@ pub(super) fn config(root: &Node) -> Result<Config, ConfigError> {
     c.worker_threads = root.optional(&table::WORKER_THREADS)?;
     if let Some(m) = root.child(table::MEMCACHED.element) {
         c.memcached = Some(memcached(m)?);
+    }
+    if let Some(h) = root.child(table::HTTP.element) {
+        let mut ips = h.texts(&table::HTTP_IP);
+        if ips.is_empty() {
+            ips.extend(table::HTTP_IP.default.map(String::from));
+        }
+        let port = h
+            .optional(&table::HTTP_PORT)?
+            .ok_or_else(|| invalid(table::HTTP_PORT.element, "required"))?;
+        c.http = Some(HttpConfig { ips, port });
     }
     c.auth_max_line_length = root.setting(&table::AUTH_MAX_LINE_LENGTH)?;
     c.max_unauthenticated = root.setting(&table::MAX_UNAUTHENTICATED)?;

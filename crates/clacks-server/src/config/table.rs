@@ -458,6 +458,30 @@ pub const MEMCACHED: Section = Section {
     doc: "The memcached text protocol on the same cache, off unless present; it needs <port> or \
           <socket>. memcached has no authentication: keep it on loopback or a Unix socket",
 };
+/// `<http><ip>` (repeatable).
+pub const HTTP_IP: Text = Text {
+    default: Some("127.0.0.1"),
+    ..text(
+        "http/ip",
+        "127.0.0.1",
+        "Address for <port>, repeatable; an address that is not loopback requires HTTP basic \
+         auth of a user with manage permission",
+    )
+};
+/// `<http><port>`.
+pub const HTTP_PORT: Range<u16> = port(
+    "http/port",
+    49889,
+    "TCP port of /metrics, /healthz, /readyz and the dashboard (required)",
+);
+/// `<http>` (extension).
+pub const HTTP: Section = Section {
+    element: "http",
+    children: &[Entry::Text(HTTP_IP), Entry::Port(HTTP_PORT)],
+    examples: &[&["ip", "port"]],
+    doc: "The HTTP listener: Prometheus metrics, health checks and a live dashboard, off unless \
+          present",
+};
 /// `<queues><maxmessages>`.
 pub const QUEUES_MAX_MESSAGES: Numeric<usize> = count(
     "queues/maxmessages",
@@ -736,6 +760,10 @@ pub const GROUPS: &[Group] = &[
     Group {
         title: "The memcached listener (clacksd only)",
         entries: &[Entry::Section(MEMCACHED)],
+    },
+    Group {
+        title: "Metrics, health checks and the dashboard over HTTP (clacksd only)",
+        entries: &[Entry::Section(HTTP)],
     },
     Group {
         title: "Work queues (clacksd only)",

@@ -1,6 +1,7 @@
 //! Our link to our master (`<master>` in the config): connect, say hello as an interclacks
 //! client, serve the link as a connection, and reconnect with backoff and jitter when it ends.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -94,7 +95,9 @@ pub(crate) async fn run(master: Master, accepting: Accepting) {
         match outcome {
             Ok(Ok(stream)) => {
                 tracing::info!(?master, "connected to master");
+                shared.master_up.store(true, Ordering::Relaxed);
                 crate::conn::serve(shared.clone(), stream, &peer, &accepting.conns, None).await;
+                shared.master_up.store(false, Ordering::Relaxed);
                 tracing::warn!(?master, "link to master closed");
                 if started.elapsed() > limit {
                     failures = 0;

@@ -105,6 +105,10 @@ pub(crate) fn lock_from_master(s: &mut Session, state: &mut State, on: bool) {
     // would have run on the master with its (later) clock.
     state.links.add(&mut state.conns, s.id, s.link.origin_times);
     state.routes.master_linked(s.id, s.link.queues);
+    *s.shared
+        .last_sync
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
     s.link.settled = true;
 }
 

@@ -22,7 +22,7 @@ use crate::journal::Journal;
 use crate::mutation::{publish, Mutation};
 use crate::outbox::{CloseReason, Outbox};
 use crate::state::{ConnId, Peer, Shared, State};
-use crate::stats::Stats;
+use crate::stats::{Latency, Stats};
 
 /// The largest time (seconds, either way) a peer's record may carry: about the year 33658.
 pub(crate) const MAX_PEER_TIME: f64 = 1e12;
@@ -79,6 +79,8 @@ pub(crate) struct Session {
     /// With `<journal><fsync>always`: the journal position of this connection's last change
     /// that may not be synced yet (0: none). The connection writes nothing until it is.
     pub(crate) journal_at: u64,
+    /// Batches run, wrapping (one in [`Latency::SAMPLE`] is timed).
+    batches: u8,
 }
 
 impl Session {
@@ -133,6 +135,7 @@ impl Session {
             out: hello,
             monitoring: false,
             journal_at: 0,
+            batches: 0,
         }
     }
 
@@ -295,7 +298,12 @@ impl Session {
             return Flow::Hold;
         }
         let before = state.journal.as_ref().map(Journal::appended);
+        self.batches = self.batches.wrapping_add(1);
+        let timed = (self.batches % Latency::SAMPLE == 0).then(std::time::Instant::now);
         let flow = self.handle_batch(&mut state, line, next);
+        if let Some(started) = timed {
+            self.shared.latency.record(started.elapsed());
+        }
         if let (Some(journal), Some(before)) = (&state.journal, before) {
             let after = journal.appended();
             if after != before && journal.must_wait() {

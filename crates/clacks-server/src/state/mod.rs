@@ -12,7 +12,7 @@ pub(crate) mod queues;
 pub(crate) mod registry;
 mod subs;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -194,6 +194,12 @@ pub(crate) struct Shared {
     pub(crate) started: std::time::Instant,
     /// The journal (also in [`State`], for the changes made under the lock).
     pub(crate) journal: Option<Journal>,
+    /// How long batches of commands take (sampled).
+    pub(crate) latency: crate::stats::Latency,
+    /// Whether the connection to our master is open (a slave only).
+    pub(crate) master_up: AtomicBool,
+    /// When our master last synced us.
+    pub(crate) last_sync: Mutex<Option<std::time::Instant>>,
     /// This server's name in the registry (`node=`): its host name.
     pub(crate) node: Bytes,
     /// When (seconds after `started`, plus one) a throttled warning was last logged; 0 never.
@@ -248,6 +254,9 @@ impl Shared {
                 journal: journal.clone(),
             }),
             journal,
+            latency: crate::stats::Latency::default(),
+            master_up: AtomicBool::new(false),
+            last_sync: Mutex::new(None),
             credentials,
             serial: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
