@@ -46,6 +46,11 @@ struct Conn {
 
 #[derive(Subcommand, Debug, Clone)]
 enum Command {
+    /// Print the man page or shell completions of clacks (no server needed).
+    Generate {
+        #[arg(value_enum)]
+        what: clacks_client::Generate,
+    },
     /// NOTIFY listeners of NAME.
     Notify { name: String },
     /// SET NAME=VALUE to its listeners (VALUE omitted or `-`: read from standard input).
@@ -265,6 +270,16 @@ pub(crate) fn exit_status(e: &anyhow::Error) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Generate { what } = cli.command {
+        use clap::CommandFactory as _;
+        return match clacks_client::generate(Cli::command(), what, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("clacks: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -544,6 +559,7 @@ pub(crate) async fn execute(
         }
         Command::Monitor { .. } => client.monitor(true).await?,
         Command::Shell => bail!("already in the shell"),
+        Command::Generate { .. } => bail!("generate prints to standard output: not in the shell"),
         Command::Qsend { queue, value } => queues::qsend(client, queue, value.as_deref()).await?,
         Command::Qrecv {
             queue,

@@ -804,3 +804,21 @@ fn a_killed_register_loses_its_instance_and_bad_input_is_refused() {
     assert!(stderr(&o).contains("cannot run /nonexistent/program"));
     assert_eq!(env.run(&["resolve", "web"]).status.code(), Some(1));
 }
+
+/// `clacks generate`: the man page and shell completions from the command-line definitions,
+/// without a server.
+#[test]
+fn generates_its_man_page_and_completions() {
+    let man = ok(bare().args(["generate", "man"]).output().unwrap());
+    assert!(
+        man.contains(".TH clacks 1") && man.contains("qsend"),
+        "{man}"
+    );
+    let bash = ok(bare().args(["generate", "bash"]).output().unwrap());
+    assert!(
+        bash.contains("_clacks()") && bash.contains("qrecv"),
+        "{bash}"
+    );
+    let bad = bare().args(["generate", "nonsense"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

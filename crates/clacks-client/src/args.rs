@@ -15,7 +15,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::{ClientError, ConnectOptions};
 
@@ -78,4 +78,45 @@ impl ConnectArgs {
             _ => None,
         })
     }
+}
+
+/// What [`generate`] writes.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generate {
+    /// The man page (roff).
+    Man,
+    /// bash completions.
+    Bash,
+    /// zsh completions.
+    Zsh,
+    /// fish completions.
+    Fish,
+    /// elvish completions.
+    Elvish,
+}
+
+/// Writes the man page or the shell completions of the program `cmd` describes to `out`.
+pub fn generate(
+    mut cmd: clap::Command,
+    what: Generate,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    use clap_complete::Shell;
+    // Made in memory: the completion generator panics when its output fails (a closed pipe).
+    let mut text = Vec::new();
+    let shell = match what {
+        Generate::Man => {
+            clap_mangen::Man::new(cmd.clone()).render(&mut text)?;
+            None
+        }
+        Generate::Bash => Some(Shell::Bash),
+        Generate::Zsh => Some(Shell::Zsh),
+        Generate::Fish => Some(Shell::Fish),
+        Generate::Elvish => Some(Shell::Elvish),
+    };
+    if let Some(shell) = shell {
+        let name = cmd.get_name().to_string();
+        clap_complete::generate(shell, &mut cmd, name, &mut text);
+    }
+    out.write_all(&text)
 }

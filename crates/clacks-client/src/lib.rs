@@ -82,7 +82,7 @@ mod transport;
 pub mod value;
 
 #[cfg(feature = "clap")]
-pub use args::ConnectArgs;
+pub use args::{generate, ConnectArgs, Generate};
 pub use cache::{sanitize_key, Cache};
 pub use clacks_proto::ClientEntry;
 pub use client::Client;

@@ -43,6 +43,9 @@ struct Cli {
     /// dropped, logged and counted.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     max_pending: u64,
+    /// Print the man page or shell completions of clacks-pgbridge, then exit.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    generate: Option<clacks_client::Generate>,
     /// More logging (-v debug: one line per relayed message; -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -65,6 +68,16 @@ fn clacks_options(conn: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(what) = cli.generate {
+        use clap::CommandFactory as _;
+        return match clacks_client::generate(Cli::command(), what, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("clacks-pgbridge: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.print_functions {
         print!("{}", sql::script(mode(cli.outbox)));
         return ExitCode::SUCCESS;

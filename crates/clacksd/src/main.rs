@@ -49,6 +49,9 @@ struct Args {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Print the man page or shell completions of clacksd, then exit.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    generate: Option<clacks_client::Generate>,
     /// Log lines for people (text) or for log shippers (json: one JSON object per line).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -83,6 +86,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(what) = args.generate {
+        use clap::CommandFactory as _;
+        clacks_client::generate(Args::command(), what, &mut std::io::stdout().lock())?;
+        return Ok(());
+    }
     let level = match args.verbose {
         0 => "info",
         1 => "debug",
