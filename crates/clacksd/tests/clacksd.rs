@@ -51,6 +51,15 @@ fn wait_exit(child: &mut Child) {
     }
 }
 
+/// Sends SIGTERM to `child`.
+fn sigterm(child: &Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 /// Runs `clacksd` until it exits (killed after [`WAIT`]); its status and stderr.
 fn clacksd(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut child = command(args, env)
@@ -113,11 +122,7 @@ fn serves_a_client_and_stops_on_sigterm() {
         }
         assert!(!line.contains(" E "), "{line}");
     }
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    sigterm(&child);
     wait_exit(&mut child);
     assert!(child.wait().unwrap().success());
     assert!(!socket.exists(), "the socket file is removed at the stop");
@@ -274,12 +279,7 @@ fn tells_systemd_when_it_is_ready_and_when_it_stops() {
     BufReader::new(&s).read_line(&mut greeting).unwrap();
     assert!(greeting.starts_with("CLACKS "), "{greeting}");
     drop(s);
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    sigterm(&child);
     let n = sd.recv(&mut buf).expect("STOPPING=1 within the wait");
     assert_eq!(&buf[..n], b"STOPPING=1");
     wait_exit(&mut child);
@@ -307,12 +307,7 @@ fn logs_json_lines_for_log_shippers() {
         assert!(started.elapsed() < WAIT, "no socket");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    sigterm(&child);
     wait_exit(&mut child);
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8(out.stderr).unwrap();

@@ -84,14 +84,8 @@ fn json_str(out: &mut String, s: &[u8]) {
 
 /// The `k=v;…` fields of a `QSTATS` or `SERVICE` line as JSON members (numbers only).
 fn fields_json(out: &mut String, fields: &[u8], names: &[&str]) {
-    let text = String::from_utf8_lossy(fields);
     for name in names {
-        let v = text
-            .split(';')
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        let _ = write!(out, ",\"{name}\":{v}");
+        let _ = write!(out, ",\"{name}\":{}", super::field(fields, name));
     }
 }
 

@@ -43,13 +43,9 @@ impl Out {
     }
 }
 
-/// The `k=v;…` fields of a `QSTATS` or `SERVICE` line, by name.
+/// A figure of a `QSTATS` or `SERVICE` line's fields.
 fn field(fields: &[u8], name: &str) -> f64 {
-    String::from_utf8_lossy(fields)
-        .split(';')
-        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    super::field(fields, name) as f64
 }
 
 /// Every counter of `STATS` (microseconds as seconds), then the figures of the state.
@@ -173,31 +169,19 @@ pub(super) fn render(shared: &Shared) -> String {
         }
     }
     let services = state.registry.services();
-    out.head(
-        "registry_instances",
-        "gauge",
-        "Live instances registered under the service.",
-    );
-    for (service, fields) in &services {
-        let s = String::from_utf8_lossy(service);
-        out.value(
-            "registry_instances",
-            &[("service", &s)],
-            field(fields, "instances"),
-        );
-    }
-    out.head(
-        "registry_draining",
-        "gauge",
-        "Instances of the service that are draining.",
-    );
-    for (service, fields) in &services {
-        let s = String::from_utf8_lossy(service);
-        out.value(
-            "registry_draining",
-            &[("service", &s)],
-            field(fields, "draining"),
-        );
+    for (name, help) in [
+        ("instances", "Live instances registered under the service."),
+        ("draining", "Instances of the service that are draining."),
+    ] {
+        out.head(&format!("registry_{name}"), "gauge", help);
+        for (service, fields) in &services {
+            let s = String::from_utf8_lossy(service);
+            out.value(
+                &format!("registry_{name}"),
+                &[("service", &s)],
+                field(fields, name),
+            );
+        }
     }
     let synced = state.routes.master_link().is_some();
     let links = state.links.ids().count();

@@ -149,6 +149,15 @@ fn respond(
     }
 }
 
+/// The number `name` of the `k=v;…` fields of a `QSTATS` or `SERVICE` line (0 when absent).
+fn field(fields: &[u8], name: &str) -> u64 {
+    String::from_utf8_lossy(fields)
+        .split(';')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Why the server is not ready, if it is not: a slave whose link to its master is down or not
 /// synced yet. (Persistence is loaded before the server serves at all.)
 fn not_ready(shared: &Shared) -> Option<&'static str> {
