@@ -521,14 +521,7 @@ mod tests {
     fn retry_policy() {
         let lost = ClientError::QueueFull(1);
         let unknown = ClientError::Timeout(Duration::from_secs(1));
-        let store = Relay::Store {
-            name: "k".into(),
-            value: "v".into(),
-        };
-        let incr = Relay::Increment {
-            name: "k".into(),
-            step: None,
-        };
+        let (store, incr) = payload::store_and_increment();
         assert!(retryable(&lost, &incr) && retryable(&lost, &store));
         assert!(retryable(&unknown, &store) && !retryable(&unknown, &incr));
         assert!(!retryable(

@@ -174,14 +174,7 @@ mod tests {
 
     #[test]
     fn what_the_outbox_keeps() {
-        let store = Relay::Store {
-            name: "k".into(),
-            value: "v".into(),
-        };
-        let incr = Relay::Increment {
-            name: "k".into(),
-            step: None,
-        };
+        let (store, incr) = crate::payload::store_and_increment();
         let unknown = ClientError::OutcomeUnknown {
             command: "X".into(),
             reason: "cut".into(),

@@ -195,6 +195,20 @@ fn is_command(word: &str) -> bool {
     )
 }
 
+/// A `STORE k=v` and an `INCREMENT k`: one command that may be sent twice and one that may not.
+#[cfg(test)]
+pub(crate) fn store_and_increment() -> (Relay, Relay) {
+    let store = Relay::Store {
+        name: "k".into(),
+        value: "v".into(),
+    };
+    let incr = Relay::Increment {
+        name: "k".into(),
+        step: None,
+    };
+    (store, incr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,15 +63,7 @@ pub(super) fn send(
     queue: Bytes,
     value: Bytes,
 ) -> Flow {
-    if forwarded(
-        s,
-        state,
-        ctx,
-        Refusal::Unavailable.token(),
-        &queue,
-        line,
-        None,
-    ) {
+    if upstream(s, state, ctx, &queue, line, None) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -105,15 +97,7 @@ pub(super) fn recv(
         }
     };
     let waits_for = Some(Pending::Recv(Bytes::copy_from_slice(&queue)));
-    if forwarded(
-        s,
-        state,
-        ctx,
-        Refusal::Unavailable.token(),
-        &queue,
-        line,
-        waits_for,
-    ) {
+    if upstream(s, state, ctx, &queue, line, waits_for) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -137,15 +121,7 @@ pub(super) fn ack(
     [queue, id]: [Bytes; 2],
     nack: bool,
 ) -> Flow {
-    if forwarded(
-        s,
-        state,
-        ctx,
-        Refusal::Unavailable.token(),
-        &queue,
-        line,
-        None,
-    ) {
+    if upstream(s, state, ctx, &queue, line, None) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -170,15 +146,7 @@ pub(super) fn cancel(
     line: &Bytes,
     queue: Bytes,
 ) -> Flow {
-    if forwarded(
-        s,
-        state,
-        ctx,
-        Refusal::Unavailable.token(),
-        &queue,
-        line,
-        None,
-    ) {
+    if upstream(s, state, ctx, &queue, line, None) {
         return Flow::Continue;
     }
     let mut notes = Vec::new();
@@ -195,17 +163,7 @@ pub(super) fn stat(
     queue: Bytes,
 ) -> Flow {
     let waits_for = Some(Pending::Stat(Bytes::copy_from_slice(&queue)));
-    if named(s, state, ctx, &queue)
-        && !forwarded(
-            s,
-            state,
-            ctx,
-            Refusal::Unavailable.token(),
-            &queue,
-            line,
-            waits_for,
-        )
-    {
+    if named(s, state, ctx, &queue) && !upstream(s, state, ctx, &queue, line, waits_for) {
         let fields = state.queues.stat(&queue);
         answer(s, state, ctx.owner, Reply::QStats { queue, fields });
     }
@@ -215,15 +173,7 @@ pub(super) fn stat(
 /// `QLIST`: the queues of the server that holds the root's queues (a slave's `Local::` queues
 /// show with `QSTAT`).
 pub(super) fn list(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -> Flow {
-    if forwarded(
-        s,
-        state,
-        ctx,
-        Refusal::Unavailable.token(),
-        b"",
-        line,
-        Some(Pending::List),
-    ) {
+    if upstream(s, state, ctx, b"", line, Some(Pending::List)) {
         return Flow::Continue;
     }
     answer(s, state, ctx.owner, Reply::QListStart);
@@ -243,17 +193,7 @@ pub(super) fn purge(
     queue: Bytes,
     delete: bool,
 ) -> Flow {
-    if !named(s, state, ctx, &queue)
-        || forwarded(
-            s,
-            state,
-            ctx,
-            Refusal::Unavailable.token(),
-            &queue,
-            line,
-            None,
-        )
-    {
+    if !named(s, state, ctx, &queue) || upstream(s, state, ctx, &queue, line, None) {
         return Flow::Continue;
     }
     let name = String::from_utf8_lossy(&queue);
@@ -271,15 +211,7 @@ pub(super) fn purge(
 }
 
 pub(super) fn temp(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -> Flow {
-    if forwarded(
-        s,
-        state,
-        ctx,
-        Refusal::Unavailable.token(),
-        TEMP_PREFIX,
-        line,
-        Some(Pending::Temp),
-    ) {
+    if upstream(s, state, ctx, TEMP_PREFIX, line, Some(Pending::Temp)) {
         return Flow::Continue;
     }
     match state.queues.temp(ctx.owner) {
@@ -287,6 +219,27 @@ pub(super) fn temp(s: &mut Session, state: &mut State, ctx: Ctx, line: &Bytes) -
         Err(refusal) => refuse(s, state, ctx, refusal, &[b"QTEMP"]),
     }
     Flow::Continue
+}
+
+/// Whether the command went up to our master, which holds `queue` (or was answered
+/// `queue_unavailable` for want of the link); see [`forwarded`].
+fn upstream(
+    s: &mut Session,
+    state: &mut State,
+    ctx: Ctx,
+    queue: &[u8],
+    line: &Bytes,
+    waits_for: Option<Pending>,
+) -> bool {
+    forwarded(
+        s,
+        state,
+        ctx,
+        Refusal::Unavailable.token(),
+        queue,
+        line,
+        waits_for,
+    )
 }
 
 /// Whether `request` is a queue command.

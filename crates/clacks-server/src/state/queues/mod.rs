@@ -24,6 +24,8 @@ use crate::journal::record::QueueChange;
 use crate::journal::Journal;
 use crate::stats::Stats;
 
+mod leases;
+mod owners;
 mod report;
 mod timers;
 
@@ -314,8 +316,11 @@ impl Queues {
             return Err(Refusal::TooLarge);
         }
         let name = &self.open(name, now)?;
-        let journal = self.journal(name).cloned();
-        let q = self.queue_mut(name);
+        let journal = self
+            .journal
+            .as_ref()
+            .filter(|_| !name.starts_with(TEMP_PREFIX));
+        let q = self.queues.get_mut(name).expect("queue present");
         // Room: a receive waiting without a lease takes the message at once (it is not kept);
         // otherwise it must fit, for `drop_oldest` after the oldest ready messages were dropped.
         let limits = q.limits;
@@ -336,7 +341,7 @@ impl Queues {
             }
             if drop > 0 {
                 let dropped = q.ready.drain(..drop);
-                if let Some(j) = &journal {
+                if let Some(j) = journal {
                     for m in dropped {
                         j.queue_change(QueueChange::Gone, name, m.seq);
                     }
@@ -357,7 +362,7 @@ impl Queues {
             value: Bytes::copy_from_slice(value),
             deliveries: 0,
         };
-        if let Some(j) = &journal {
+        if let Some(j) = journal {
             j.queue_add(name, message.seq, 0, value);
         }
         let q = self.queue_mut(name);
@@ -510,152 +515,6 @@ impl Queues {
         Ok(())
     }
 
-    /// The lease `id` of `conn` on queue `name`, taken off the queue, and the queue's name as
-    /// it holds it.
-    fn take_lease(
-        &mut self,
-        conn: Owner,
-        name: &[u8],
-        id: &[u8],
-    ) -> Result<(Bytes, Lease), Refusal> {
-        let id: u64 = std::str::from_utf8(id)
-            .ok()
-            .and_then(|id| id.parse().ok())
-            .ok_or(Refusal::UnknownMessage)?;
-        let (held, q) = self
-            .queues
-            .get_key_value(name)
-            .ok_or(Refusal::UnknownMessage)?;
-        if q.leased.get(&id).is_none_or(|lease| lease.conn != conn) {
-            return Err(Refusal::UnknownMessage);
-        }
-        let held = held.clone();
-        let lease = self.queue_mut(&held).leased.remove(&id).expect("present");
-        self.timers.remove(Some(lease.timer));
-        Ok((held, lease))
-    }
-
-    /// `QACK`: done with a leased message.
-    pub(crate) fn ack(&mut self, conn: Owner, name: &[u8], id: &[u8]) -> Result<(), Refusal> {
-        let (name, lease) = self.take_lease(conn, name, id)?;
-        if let Some(j) = self.journal(&name) {
-            j.queue_change(QueueChange::Gone, &name, lease.message.seq);
-        }
-        let len = lease.message.value.len();
-        let q = self.queue_mut(&name);
-        q.counters.acked += 1;
-        q.bytes -= len;
-        self.total_bytes -= len;
-        self.generation += 1;
-        Stats::bump(&self.stats.queue_acked);
-        Ok(())
-    }
-
-    /// `QNACK`: a leased message goes back now.
-    pub(crate) fn nack(
-        &mut self,
-        conn: Owner,
-        name: &[u8],
-        id: &[u8],
-        now: Instant,
-        notes: &mut Vec<Note>,
-    ) -> Result<(), Refusal> {
-        let (name, lease) = self.take_lease(conn, name, id)?;
-        self.give_back(&name, lease.message, now, notes);
-        self.settle(&name, now, notes);
-        Ok(())
-    }
-
-    /// A message that was handed out under a lease and not acknowledged goes back to the head
-    /// of its queue (the caller then hands it to a waiting receive), or, handed out
-    /// `maxdeliveries` times already, to `<queue>::dead`.
-    fn give_back(&mut self, name: &Bytes, message: Message, now: Instant, notes: &mut Vec<Note>) {
-        self.generation += 1;
-        let len = message.value.len();
-        // Dead-letter queues and temporary queues (whose `::dead` no one could read) have none.
-        let dead = message.deliveries >= self.config.max_deliveries
-            && !name.ends_with(DEAD_SUFFIX)
-            && !name.starts_with(TEMP_PREFIX);
-        if let Some(j) = self.journal(name) {
-            let change = if dead {
-                QueueChange::Gone
-            } else {
-                QueueChange::Returned(u32::try_from(message.deliveries).unwrap_or(u32::MAX))
-            };
-            j.queue_change(change, name, message.seq);
-        }
-        let q = self.queue_mut(name);
-        if !dead {
-            q.counters.redelivered += 1;
-            q.ready.push_front(message);
-            Stats::bump(&self.stats.queue_redelivered);
-            return;
-        }
-        q.counters.dead += 1;
-        q.bytes -= len;
-        self.total_bytes -= len;
-        Stats::bump(&self.stats.queue_dead_lettered);
-        let dead_name = Bytes::from([&name[..], DEAD_SUFFIX].concat());
-        tracing::warn!(
-            queue = %String::from_utf8_lossy(name),
-            deliveries = message.deliveries,
-            "message handed out too often without an ack moved to the dead-letter queue"
-        );
-        // The dead-letter queue takes it under its own limits (and may refuse it).
-        if let Err(refusal) = self.send(&dead_name, &message.value, now, notes) {
-            tracing::warn!(
-                queue = %String::from_utf8_lossy(&dead_name),
-                reason = refusal.token(),
-                "dead-letter queue refused a message; it is lost"
-            );
-        }
-    }
-
-    /// `QCANCEL`: `conn`'s waiting receives on `name` end (each gets `QEMPTY`).
-    pub(crate) fn cancel(&mut self, conn: Owner, name: &Bytes, notes: &mut Vec<Note>) {
-        let Some(q) = self.queues.get_mut(name) else {
-            return;
-        };
-        let mut ended = 0;
-        q.waits.retain(|(_, w)| {
-            if w.conn != conn {
-                return true;
-            }
-            self.timers.remove(w.timer);
-            notes.push((
-                conn,
-                Reply::QEmpty {
-                    queue: name.clone(),
-                },
-            ));
-            ended += 1;
-            false
-        });
-        if let Some(u) = self.conns.get_mut(&conn) {
-            u.waits -= ended;
-        }
-    }
-
-    /// A timed-out wait ends with `QEMPTY`.
-    fn end_wait(&mut self, name: &Bytes, wait_id: u64, notes: &mut Vec<Note>) {
-        let Some(q) = self.queues.get_mut(name) else {
-            return;
-        };
-        let Some(i) = q.waits.iter().position(|(id, _)| *id == wait_id) else {
-            return;
-        };
-        let (_, wait) = q.waits.remove(i).expect("present");
-        if let Some(u) = self.conns.get_mut(&wait.conn) {
-            u.waits -= 1;
-        }
-        notes.push((
-            wait.conn,
-            Reply::QEmpty {
-                queue: name.clone(),
-            },
-        ));
-    }
-
     /// Ends the waits and leases whose time has come; returns when the next one is due.
     pub(crate) fn fire(&mut self, now: Instant, notes: &mut Vec<Note>) -> Option<Instant> {
         while let Some(entry) = self.timers.map.first_entry() {
@@ -726,97 +585,12 @@ impl Queues {
         self.generation += 1;
         for (_, wait) in q.waits {
             self.timers.remove(wait.timer);
-            if let Some(u) = self.conns.get_mut(&wait.conn) {
-                u.waits -= 1;
-            }
-            notes.push((
-                wait.conn,
-                Reply::QEmpty {
-                    queue: name.clone(),
-                },
-            ));
+            self.wait_ended(name, wait.conn, notes);
         }
         for lease in q.leased.into_values() {
             self.timers.remove(Some(lease.timer));
         }
         true
-    }
-
-    /// `QTEMP`: a new queue only `conn` receives from, gone when `conn` ends.
-    pub(crate) fn temp(&mut self, conn: Owner) -> Result<Bytes, Refusal> {
-        if self.queues.len() >= self.config.max_queues {
-            Stats::bump(&self.stats.queue_limit_refusals);
-            return Err(Refusal::TooManyQueues);
-        }
-        let serial = self.next_serial();
-        let name = Bytes::from(format!(
-            "{}{serial}.{:08x}",
-            String::from_utf8_lossy(TEMP_PREFIX),
-            rand::random::<u32>()
-        ));
-        let limits = self.config.limits_for(&name);
-        self.queues
-            .insert(name.clone(), Queue::new(limits, Some(conn), Instant::now()));
-        self.conns.entry(conn).or_default().temps.push(name.clone());
-        Ok(name)
-    }
-
-    /// A connection ended: so did every owner it stood for (itself, and the clients of a slave
-    /// behind a link).
-    pub(crate) fn remove_conn(&mut self, conn: ConnId, now: Instant, notes: &mut Vec<Note>) {
-        let owners: Vec<Owner> = self
-            .conns
-            .range(Owner::all_of(conn))
-            .map(|(o, _)| *o)
-            .collect();
-        for owner in owners {
-            self.remove_owner(owner, now, notes);
-        }
-        // Notes for what ended have nowhere to go.
-        notes.retain(|(to, _)| to.conn != conn);
-    }
-
-    /// An owner ended: its waits end, the messages leased to it go back to their queues (to
-    /// other waiting receives at once), its temporary queues go.
-    pub(crate) fn remove_owner(&mut self, conn: Owner, now: Instant, notes: &mut Vec<Note>) {
-        let Some(used) = self.conns.remove(&conn) else {
-            return;
-        };
-        for name in &used.temps {
-            let mut ignored = Vec::new();
-            self.delete(name, &mut ignored);
-        }
-        let mut names: Vec<Bytes> = used.queues.into_iter().collect();
-        names.sort_unstable();
-        for name in names {
-            let Some(q) = self.queues.get_mut(&name) else {
-                continue;
-            };
-            let timers = &mut self.timers;
-            q.waits.retain(|(_, w)| {
-                let keep = w.conn != conn;
-                if !keep {
-                    timers.remove(w.timer);
-                }
-                keep
-            });
-            let mut ids: Vec<u64> = q
-                .leased
-                .iter()
-                .filter(|(_, l)| l.conn == conn)
-                .map(|(id, _)| *id)
-                .collect();
-            // Back in the order they were sent: the newest first, each to the head.
-            ids.sort_unstable_by(|a, b| b.cmp(a));
-            for id in ids {
-                let q = self.queue_mut(&name);
-                let lease = q.leased.remove(&id).expect("present");
-                self.timers.remove(Some(lease.timer));
-                self.give_back(&name, lease.message, now, notes);
-            }
-            self.settle(&name, now, notes);
-        }
-        notes.retain(|(to, _)| *to != conn);
     }
 }
 
