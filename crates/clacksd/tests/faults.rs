@@ -286,6 +286,7 @@ fn partition(name: &str, cut: Duration, within: bool) {
     // PING sent at its start is retransmitted by TCP 3 s later: at most about 5.7 s without one,
     // under 8 s. A 10 s cut is longer than 8 s.
     let ping_timeout = 8.0;
+    // The namespaces are this test's own, so no other listener can hold this port.
     let port = 49888;
     let mut master_spec = Spec::new().ping_timeout(ping_timeout);
     master_spec.netns = Some(ns.a.clone());
