@@ -200,6 +200,13 @@ async fn what_a_client_makes_the_server_log_is_rate_limited() {
     d.send("OVERHEAD E one").await;
     d.expect_nothing().await;
     assert_eq!(server.stat("log_lines_suppressed"), 7);
+    // So are the lines a manager's queue commands cause.
+    let mut m = server.login(Transport::Unix, ADMIN).await;
+    for i in 0..10 {
+        m.send(&format!("QPURGE q{i}{}", "x".repeat(10_000))).await;
+    }
+    m.expect_nothing().await;
+    assert_eq!(server.stat("log_lines_suppressed"), 14);
 }
 
 /// Logs in as the main user and turns the connection into an interclacks link that never reads

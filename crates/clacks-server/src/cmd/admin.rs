@@ -14,7 +14,7 @@ use crate::session::{Flow, Session};
 use crate::state::State;
 
 /// Text a client makes the server log is cut to this many bytes.
-const LOGGED_TEXT_MAX: usize = 256;
+pub(super) const LOGGED_TEXT_MAX: usize = 256;
 
 /// `OVERHEAD <flags> <value>` after login (A was handled before), in the reference's order:
 /// T, C, S, E, then G re-emission.

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use clacks_proto::{Reply, Request};
 use tokio::time::Instant;
 
+use super::admin::LOGGED_TEXT_MAX;
 use super::routed::{answer, answer_all, error, forwarded, Ctx};
 use crate::interclacks::routes::Pending;
 use crate::session::{ClientError, Flow, Session};
@@ -196,16 +197,18 @@ pub(super) fn purge(
     if !named(s, state, ctx, &queue) || upstream(s, state, ctx, &queue, line, None) {
         return Flow::Continue;
     }
-    let name = String::from_utf8_lossy(&queue);
+    let name = String::from_utf8_lossy(&queue[..queue.len().min(LOGGED_TEXT_MAX)]).into_owned();
     if delete {
         let mut notes = Vec::new();
-        if state.queues.delete(&queue, &mut notes) {
+        if state.queues.delete(&queue, &mut notes) && s.may_log() {
             tracing::info!(cid = %s.cid_str(), queue = %name, "queue deleted");
         }
         answer_all(s, state, notes);
     } else {
         let purged = state.queues.purge(&queue);
-        tracing::info!(cid = %s.cid_str(), queue = %name, purged, "queue purged");
+        if s.may_log() {
+            tracing::info!(cid = %s.cid_str(), queue = %name, purged, "queue purged");
+        }
     }
     Flow::Continue
 }
