@@ -106,14 +106,10 @@ fn every_byte() -> Vec<u8> {
     (0..=255u8).filter(|&b| b != b'\n' && b != b'\r').collect()
 }
 
-#[tokio::test]
-async fn long_keys_and_any_bytes_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let setup = persisted(&dir);
-    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
-    let mut c = server.login(Transport::Unix, ADMIN).await;
-    // Keys: around YAML's 1,024-character limit for implicit keys, far beyond it, not UTF-8,
-    // and every byte a key can hold (all but LF, CR, space-free is not required, and no '=').
+/// Records the YAML of a v36 file has trouble with: keys around YAML's 1,024-character limit
+/// for implicit keys, far beyond it, not UTF-8, and every byte a key can hold (all but LF, CR
+/// and `=`); values with every byte a value can hold.
+fn awkward_records() -> Vec<(Vec<u8>, Vec<u8>)> {
     let key_bytes: Vec<u8> = every_byte().into_iter().filter(|&b| b != b'=').collect();
     let mut keys: Vec<Vec<u8>> = vec![
         vec![b'a'; 1023],
@@ -126,22 +122,104 @@ async fn long_keys_and_any_bytes_survive_a_restart() {
     for i in 0..20 {
         keys.push(format!("plain{i}").into_bytes());
     }
-    let value = |i: usize| [every_byte(), format!("#{i}").into_bytes()].concat();
-    for (i, k) in keys.iter().enumerate() {
-        c.send_raw(&[b"STORE ", &k[..], b"=", &value(i), b"\r\n"].concat())
-            .await;
-    }
-    c.expect_nothing().await;
-    let dir = server.shutdown().await;
+    keys.into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, [every_byte(), format!("#{i}").into_bytes()].concat()))
+        .collect()
+}
 
+/// Starts a persistent server in `dir`, stores `records` and shuts it down (which saves).
+async fn saved(dir: tempfile::TempDir, records: &[(Vec<u8>, Vec<u8>)]) -> tempfile::TempDir {
     let setup = persisted(&dir);
     let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
     let mut c = server.login(Transport::Unix, ADMIN).await;
-    for (i, k) in keys.iter().enumerate() {
+    for (k, v) in records {
+        c.send_raw(&[b"STORE ", &k[..], b"=", &v[..], b"\r\n"].concat())
+            .await;
+    }
+    c.expect_nothing().await;
+    server.shutdown().await
+}
+
+#[tokio::test]
+async fn long_keys_and_any_bytes_survive_a_restart() {
+    let records = awkward_records();
+    let dir = saved(tempfile::tempdir().unwrap(), &records).await;
+    let setup = persisted(&dir);
+    let server = TestServer::start_in(dir, "127.0.0.1:0", setup).await;
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    for (i, (k, v)) in records.iter().enumerate() {
         c.send_raw(&[b"RETRIEVE ", &k[..], b"\r\n"].concat()).await;
-        let want = [b"RETRIEVED ", &k[..], b"=", &value(i)].concat();
+        let want = [b"RETRIEVED ", &k[..], b"=", &v[..]].concat();
         let got = c.line_bytes().await.unwrap();
         assert!(got == want, "key {i} ({} bytes) changed", k.len());
+    }
+}
+
+/// Reads a v36 persistence file with YAML::Syck as the Perl server does and prints each
+/// record as `<key hex> <data hex> <deleted>`, sorted.
+const YAML_SYCK_READER: &str = r#"
+use strict; use warnings; use YAML::Syck;
+open(my $fh, '<:raw', $ARGV[0]) or die "open: $!";
+my $all = do { local $/; <$fh> };
+my $mark = "\0CLACKSV3";
+die "markers" unless substr($all, 0, 9) eq $mark && substr($all, -9) eq $mark;
+my $cache = YAML::Syck::Load(substr($all, 9, length($all) - 18));
+for my $k (sort keys %$cache) {
+    my $e = $cache->{$k};
+    print unpack("H*", $k), " ", unpack("H*", $e->{data}), " ", ($e->{deleted} ? 1 : 0), "\n";
+}
+"#;
+
+/// The Perl server reads what we write: every record, long keys and any bytes included, comes
+/// back from YAML::Syck as it was stored (perl with Debian's libyaml-syck-perl; required with
+/// `CLACKS_REQUIRE_PEERS`).
+#[tokio::test]
+async fn yaml_syck_reads_every_record_we_write() {
+    let have = std::process::Command::new("perl")
+        .args(["-MYAML::Syck", "-e", "1"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var_os("CLACKS_REQUIRE_PEERS").is_none(),
+            "perl with YAML::Syck is required (CLACKS_REQUIRE_PEERS is set)"
+        );
+        eprintln!("skipped: perl with YAML::Syck is not installed");
+        return;
+    }
+    let mut records = awkward_records();
+    records.push((b"n".to_vec(), b"2.75".to_vec()));
+    records.push((b"multi word key".to_vec(), "ünïcödé =;: '\"".as_bytes().to_vec()));
+    let dir = saved(tempfile::tempdir().unwrap(), &records).await;
+    let file = dir.path().join("cache.dat");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("perl")
+            .args(["-e", YAML_SYCK_READER])
+            .arg(&file)
+            .output()
+            .unwrap()
+    });
+    let out = tokio::time::timeout(WAIT * 4, out).await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "YAML::Syck refused the file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut want: Vec<String> = records
+        .iter()
+        .map(|(k, v)| format!("{} {} 0", hex(k), hex(v)))
+        .collect();
+    want.sort_by(|a, b| a.split(' ').next().cmp(&b.split(' ').next()));
+    let got: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got.len(), want.len(), "records read by YAML::Syck");
+    for (g, w) in got.iter().zip(&want) {
+        assert!(g == w, "YAML::Syck read {:.80}… where {:.80}… was written", g, w);
     }
 }
 
