@@ -160,8 +160,11 @@ async fn one_shot(conn: &Conn, command: &Command) -> anyhow::Result<Outcome> {
             client.flush().await?;
             while let Some(event) = events.try_next() {
                 if let Event::ErrorMessage { message, command } = event {
-                    let cmd = command.unwrap_or_default();
-                    bail!("{cmd}: {}", message.replace('_', " "));
+                    return Err(ClientError::Refused {
+                        command: command.unwrap_or_default(),
+                        reason: message.replace('_', " "),
+                    }
+                    .into());
                 }
             }
             outcome
@@ -326,8 +329,17 @@ pub(crate) async fn execute(
             let line = line.join(" ");
             match client.raw(&line).await {
                 Ok(replies) => {
-                    for reply in replies {
+                    for reply in &replies {
                         writeln!(out, "{reply}")?;
+                    }
+                    // A refusal among the answers is the command's outcome (exit status 4).
+                    if let Some(reason) = replies.iter().find_map(|r| r.strip_prefix("OVERHEAD E "))
+                    {
+                        return Err(ClientError::Refused {
+                            command: line,
+                            reason: reason.replace('_', " "),
+                        }
+                        .into());
                     }
                 }
                 // The server closing after a QUIT is its answer.

@@ -242,6 +242,13 @@ fn errors_are_one_line_with_a_non_zero_status() {
         stderr(&denied).trim(),
         "clacks: permission denied (STORE k)"
     );
+    // A raw line prints what the server said; a refusal among it is still a refusal.
+    let raw = env.clacks(RO, &["raw", "STORE", "k=v"]).output().unwrap();
+    assert_eq!(raw.status.code(), Some(4), "{}", stderr(&raw));
+    assert!(
+        String::from_utf8_lossy(&raw.stdout).starts_with("OVERHEAD E permission_denied"),
+        "{raw:?}"
+    );
 
     let nothing = bare()
         .args([

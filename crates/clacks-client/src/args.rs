@@ -23,7 +23,7 @@ use crate::{ClientError, ConnectOptions};
 /// [`ConnectOptions::from_env`] (and is filled from it); what neither gives comes from the
 /// zero-config server's data directory. The flags are global: with subcommands they may stand
 /// before or after the subcommand.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct ConnectArgs {
     /// Clacks server URL: `clackss://USER:PASSWORD@HOST[:PORT]` or `clacks+unix:///PATH`
     /// (the other connection flags are then ignored).
@@ -58,6 +58,24 @@ pub struct ConnectArgs {
     /// Accept only this TLS certificate (PEM).
     #[arg(long, global = true, env = "CLACKS_PIN")]
     pub pin: Option<PathBuf>,
+}
+
+/// Shows every flag but the password and the URL (which may hold one).
+impl std::fmt::Debug for ConnectArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<hidden>");
+        f.debug_struct("ConnectArgs")
+            .field("url", &hidden(&self.url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("socket", &self.socket)
+            .field("user", &self.user)
+            .field("password", &hidden(&self.password))
+            .field("data_dir", &self.data_dir)
+            .field("ca_file", &self.ca_file)
+            .field("pin", &self.pin)
+            .finish()
+    }
 }
 
 impl ConnectArgs {
@@ -119,4 +137,33 @@ pub fn generate(
         clap_complete::generate(shell, &mut cmd, name, &mut text);
     }
     out.write_all(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ConnectArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        conn: ConnectArgs,
+    }
+
+    #[test]
+    fn debug_hides_the_password_and_the_url() {
+        let cli = Cli::parse_from([
+            "prog",
+            "--user",
+            "alice",
+            "--password",
+            "hunter2",
+            "--url",
+            "clackss://alice:hunter3@h:1",
+        ]);
+        let shown = format!("{:?}", cli.conn);
+        assert!(shown.contains("alice"), "{shown}");
+        assert!(!shown.contains("hunter"), "{shown}");
+    }
 }
