@@ -73,20 +73,29 @@ async fn connection_state_is_visible_and_subscriptions_are_restored() {
     o.reconnect_min = Duration::from_millis(20);
     let (c, mut events) = within(Client::connect(o)).await.unwrap();
     let mut sub = within(c.subscribe("a")).await.unwrap();
-    assert!(c.is_connected());
+    let mut state = c.connection_state();
+    assert!(c.is_connected() && *state.borrow_and_update());
     let dir = server.shutdown().await;
     assert!(matches!(
         event(&mut events).await,
         Event::Disconnected { .. }
     ));
     assert!(!c.is_connected());
+    within(state.changed()).await.unwrap();
+    assert!(!*state.borrow_and_update());
     let server = TestServer::start_in(dir, &addr.to_string(), |_| {}).await;
     assert_eq!(event(&mut events).await, Event::Reconnected);
     assert!(c.is_connected());
+    within(state.changed()).await.unwrap();
+    assert!(*state.borrow_and_update());
     within(c.flush()).await.unwrap();
     let (other, _) = within(Client::connect(opts(&server))).await.unwrap();
     within(other.set("a", "again")).await.unwrap();
     assert_eq!(within(sub.next()).await, Some(set("a", "again")));
+    // The last state is down, and then the stream ends with the client.
+    within(c.disconnect()).await.unwrap();
+    while within(state.changed()).await.is_ok() {}
+    assert!(!*state.borrow() && !c.is_connected());
 }
 
 /// Log output, line by line, into a channel.

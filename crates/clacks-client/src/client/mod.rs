@@ -1,12 +1,12 @@
 //! The cloneable client handle and the whole Net::Clacks client API.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use clacks_proto::Request;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::conn::{Change, Command, Control, Expect, Response, Task};
 use crate::event::feed;
@@ -38,7 +38,7 @@ pub(crate) struct Shared {
     pub(crate) request_timeout: Duration,
     max_line_length: usize,
     event_capacity: usize,
-    connected: Arc<AtomicBool>,
+    connected: watch::Receiver<bool>,
     pub(crate) subscription_ids: AtomicU64,
     server_info: Arc<Mutex<Option<String>>>,
     flush_ids: AtomicU64,
@@ -101,7 +101,7 @@ impl Client {
     pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientError> {
         let (tx, rx) = mpsc::channel(1024);
         let (etx, erx) = feed(opts.event_capacity);
-        let connected = Arc::new(AtomicBool::new(true));
+        let (connected, state) = watch::channel(true);
         let server_info = Arc::new(Mutex::new(None));
         let epoch = Arc::new(AtomicU64::new(0));
         let confirm = opts.confirm_writes;
@@ -109,7 +109,7 @@ impl Client {
             request_timeout: opts.request_timeout,
             max_line_length: opts.max_line_length,
             event_capacity: opts.event_capacity,
-            connected: connected.clone(),
+            connected: state,
             subscription_ids: AtomicU64::new(0),
             server_info: server_info.clone(),
             flush_ids: AtomicU64::new(0),
@@ -163,7 +163,26 @@ impl Client {
     /// Whether the connection is up (it is re-established in the background when lost; see
     /// [`crate::Event::Disconnected`] and [`crate::Event::Reconnected`]).
     pub fn is_connected(&self) -> bool {
-        self.shared.connected.load(Ordering::Relaxed)
+        *self.shared.connected.borrow()
+    }
+
+    /// The connection's state as it changes: `true` while connected. `changed().await` waits
+    /// for the next change, and fails once the client has closed. Unlike the
+    /// [`crate::Event::Disconnected`] and [`crate::Event::Reconnected`] events on the shared
+    /// event stream, a change here is never dropped because a reader lags: a reader always
+    /// sees the latest state.
+    ///
+    /// ```no_run
+    /// # async fn f(client: clacks_client::Client) {
+    /// let mut state = client.connection_state();
+    /// while state.changed().await.is_ok() {
+    ///     let up = *state.borrow_and_update();
+    ///     eprintln!("connection {}", if up { "up" } else { "down, reconnecting" });
+    /// }
+    /// # }
+    /// ```
+    pub fn connection_state(&self) -> watch::Receiver<bool> {
+        self.shared.connected.clone()
     }
 
     /// `LISTEN name`, with the signals of `name` delivered to the returned stream instead of

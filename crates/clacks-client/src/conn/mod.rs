@@ -15,14 +15,14 @@ mod reply;
 mod serve;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use clacks_proto::{ClientEntry, LineDecoder, Request};
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::event::Feed;
@@ -292,7 +292,7 @@ pub(crate) struct Task {
     rx: mpsc::Receiver<Control>,
     events: Feed,
     server_info: Arc<Mutex<Option<String>>>,
-    connected: Arc<AtomicBool>,
+    connected: watch::Sender<bool>,
     listens: BTreeSet<String>,
     /// Subscriptions by name, each with its id.
     subs: HashMap<String, Vec<(u64, Feed)>>,
@@ -315,7 +315,7 @@ impl Task {
         rx: mpsc::Receiver<Control>,
         events: Feed,
         server_info: Arc<Mutex<Option<String>>>,
-        connected: Arc<AtomicBool>,
+        connected: watch::Sender<bool>,
         epoch_shared: Arc<AtomicU64>,
     ) -> Task {
         Task {

@@ -1,7 +1,6 @@
 //! The task's life: the first connection, login, and reconnecting with backoff and jitter
 //! while commands queue up offline.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -37,9 +36,9 @@ impl Task {
                     self.emit(Event::Reconnected);
                 }
                 let up = Instant::now();
-                self.connected.store(true, Ordering::Relaxed);
+                self.connected.send_replace(true);
                 let exit = self.serve(c).await;
-                self.connected.store(false, Ordering::Relaxed);
+                self.connected.send_replace(false);
                 match exit {
                     Exit::Closed => return,
                     Exit::Lost(reason) => {
