@@ -190,7 +190,10 @@ async fn yaml_syck_reads_every_record_we_write() {
     }
     let mut records = awkward_records();
     records.push((b"n".to_vec(), b"2.75".to_vec()));
-    records.push((b"multi word key".to_vec(), "ünïcödé =;: '\"".as_bytes().to_vec()));
+    records.push((
+        b"multi word key".to_vec(),
+        "ünïcödé =;: '\"".as_bytes().to_vec(),
+    ));
     let dir = saved(tempfile::tempdir().unwrap(), &records).await;
     let file = dir.path().join("cache.dat");
     let out = tokio::task::spawn_blocking(move || {
@@ -219,7 +222,12 @@ async fn yaml_syck_reads_every_record_we_write() {
         .collect();
     assert_eq!(got.len(), want.len(), "records read by YAML::Syck");
     for (g, w) in got.iter().zip(&want) {
-        assert!(g == w, "YAML::Syck read {:.80}… where {:.80}… was written", g, w);
+        assert!(
+            g == w,
+            "YAML::Syck read {:.80}… where {:.80}… was written",
+            g,
+            w
+        );
     }
 }
 
