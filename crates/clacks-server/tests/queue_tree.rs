@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use clacks_server::config::Master;
 use common::relay::Relay;
-use common::{links, message, token, Client, Connect, TestServer, Transport, ADMIN};
+use common::{links, message, routed, token, Client, Connect, TestServer, Transport, ADMIN};
 
 async fn slave_of(master: &TestServer) -> TestServer {
     let master = Master::Unix(master.socket.clone());
     let server = TestServer::start_with(move |c| c.master = Some(master)).await;
     links(&server, 1).await;
+    routed(&server).await;
     server
 }
 
@@ -120,6 +121,7 @@ async fn local_queues_stay_and_the_root_queues_are_unavailable_while_the_link_is
     })
     .await;
     links(&slave, 1).await;
+    routed(&slave).await;
     let mut c = slave.login(Transport::Unix, ADMIN).await;
     let mut r = root.login(Transport::Unix, ADMIN).await;
     c.send("QSEND Local::mine=here").await;
@@ -140,6 +142,7 @@ async fn local_queues_stay_and_the_root_queues_are_unavailable_while_the_link_is
     c.expect_nothing().await;
     relay.restore();
     links(&slave, 1).await;
+    routed(&slave).await;
     c.send("QSEND jobs=back").await;
     c.expect_nothing().await;
     r.send("QRECV jobs 0").await;
@@ -147,9 +150,13 @@ async fn local_queues_stay_and_the_root_queues_are_unavailable_while_the_link_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_v36_slave_gets_the_cache_and_signals_but_never_a_queue_command() {
+async fn a_v36_slave_in_the_tree_shares_the_cache_and_signals_but_never_sees_a_queue_command() {
+    // One tree: a root, two clacksd slaves and a v36 slave (scripted as Net::Clacks v36 speaks
+    // on its link). A worker on one clacksd slave gets what a client on the other sent, while
+    // the cache replicates to and from the v36 slave.
     let root = TestServer::start().await;
     let a = slave_of(&root).await;
+    let b = slave_of(&root).await;
     let mut v36 = root.connect(Transport::Unix).await;
     v36.expect_prefix("CLACKS ").await;
     v36.expect_prefix("OVERHEAD M ").await;
@@ -159,9 +166,9 @@ async fn a_v36_slave_gets_the_cache_and_signals_but_never_a_queue_command() {
         .await;
     v36.send("OVERHEAD I 1").await;
     while v36.line().await.expect("closed during the sync") != "PING" {}
-    links(&root, 2).await;
+    links(&root, 3).await;
 
-    let mut worker = root.login(Transport::Unix, ADMIN).await;
+    let mut worker = b.login(Transport::Unix, ADMIN).await;
     let mut client = a.login(Transport::Unix, ADMIN).await;
     worker.send("QRECV jobs 10").await;
     worker.expect_nothing().await;
@@ -178,6 +185,22 @@ async fn a_v36_slave_gets_the_cache_and_signals_but_never_a_queue_command() {
     );
     assert!(seen.iter().any(|l| l == "NOTIFY event"), "{seen:?}");
     assert!(!seen.iter().any(|l| l.starts_with('Q')), "{seen:?}");
+    // A write on the v36 slave reaches both clacksd slaves.
+    v36.send("STORE from36=x").await;
+    for slave in [&a, &b] {
+        let mut c = slave.login(Transport::Unix, ADMIN).await;
+        tokio::time::timeout(common::WAIT, async {
+            loop {
+                c.send("RETRIEVE from36").await;
+                if c.line().await.unwrap() == "RETRIEVED from36=x" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the v36 slave's write reached the clacksd slave");
+    }
 }
 
 /// Lines until none came for a while.
@@ -199,6 +222,7 @@ async fn commands_in_flight_when_the_link_goes_are_all_answered() {
     })
     .await;
     links(&slave, 1).await;
+    routed(&slave).await;
     let mut c = slave.login(Transport::Unix, ADMIN).await;
     c.send("QSEND jobs=1").await;
     c.expect_nothing().await;
@@ -229,6 +253,7 @@ async fn commands_in_flight_when_the_link_goes_are_all_answered() {
     relay.held.store(false, std::sync::atomic::Ordering::SeqCst);
     relay.restore();
     links(&slave, 1).await;
+    routed(&slave).await;
     c.send("QSTAT jobs").await;
     c.expect_prefix("QSTATS jobs messages=1;").await;
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clacks_server::config::Master;
 use common::relay::Relay;
-use common::{links, Client, Connect, TestServer, Transport, ADMIN, RO};
+use common::{links, routed, Client, Connect, TestServer, Transport, ADMIN, RO};
 
 /// The `INSTANCE` lines of `RESOLVE service`.
 async fn resolve(c: &mut Client, service: &str) -> Vec<String> {
@@ -175,6 +175,8 @@ async fn an_instance_on_one_slave_resolves_on_another_until_its_link_is_cut() {
     links(&a, 1).await;
     links(&b, 1).await;
     links(&root, 2).await;
+    routed(&a).await;
+    routed(&b).await;
     let mut watcher = b.login(Transport::Unix, ADMIN).await;
     watcher.send("LISTEN Registry::web").await;
     watcher.expect_nothing().await;

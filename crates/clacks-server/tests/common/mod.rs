@@ -245,6 +245,23 @@ pub async fn links(server: &TestServer, n: usize) {
     }
 }
 
+/// Waits until `server`, a slave, forwards queue and registry commands to its master: from
+/// when its link is synced (until then they are refused as unavailable).
+pub async fn routed(server: &TestServer) {
+    let mut c = server.login(Transport::Unix, ADMIN).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        c.send("QSTAT Routed::probe").await;
+        let line = c.line().await.expect("connection closed");
+        if line.starts_with("QSTATS ") {
+            return;
+        }
+        assert!(line.contains("queue_unavailable"), "{line}");
+        assert!(tokio::time::Instant::now() < deadline, "{line}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `(id, value)` of a `QMESSAGE <queue> <id>=<value>` line.
 pub fn message(line: &str, queue: &str) -> (String, String) {
     let rest = line
