@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::client::{b, check_value, unexpected};
 use crate::conn::{Change, Control, Delivery, Expect, RecvSpec, Response, MAX_SECONDS};
-use crate::{Client, ClientError};
+use crate::{Client, ClientError, QueueRefusal};
 
 /// A message taken from a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +292,46 @@ impl Client {
     /// ```
     pub async fn send(&self, queue: &str, value: impl AsRef<[u8]>) -> Result<(), ClientError> {
         self.send_on(queue, value.as_ref(), None).await
+    }
+
+    /// [`Client::send`], tried again while the queue is full or its server unreachable
+    /// (`queue_full`, `queue_unavailable`), until `deadline`: a sender that waits for room
+    /// instead of failing at once. Waits grow from 10 ms to half a second. Only refusals are
+    /// tried again, which mean the message was not taken; any other error (an outcome unknown
+    /// because the connection dropped, a message too large) ends the call at once, so a
+    /// message is never sent twice. At the deadline, the last refusal is the call's error.
+    ///
+    /// ```no_run
+    /// # async fn f(client: clacks_client::Client) -> Result<(), clacks_client::ClientError> {
+    /// use std::time::{Duration, Instant};
+    /// let deadline = Instant::now() + Duration::from_secs(30);
+    /// client.send_until("jobs", "resize photo 17", deadline).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_until(
+        &self,
+        queue: &str,
+        value: impl AsRef<[u8]>,
+        deadline: std::time::Instant,
+    ) -> Result<(), ClientError> {
+        let deadline = Instant::from_std(deadline);
+        let mut wait = Duration::from_millis(10);
+        loop {
+            let err = match self.send_on(queue, value.as_ref(), None).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let again = matches!(
+                err.queue_refusal(),
+                Some(QueueRefusal::QueueFull | QueueRefusal::QueueUnavailable)
+            );
+            let now = Instant::now();
+            if !again || now >= deadline {
+                return Err(err);
+            }
+            tokio::time::sleep_until((now + wait).min(deadline)).await;
+            wait = (wait * 2).min(Duration::from_millis(500));
+        }
     }
 
     /// [`Client::send`], only on connection `epoch` if one is given.

@@ -135,6 +135,22 @@ fn leased_receives_are_acked_or_given_back() {
 }
 
 #[test]
+fn send_until_and_the_connection_state() {
+    no_runtime_here();
+    let mut fx = Fixture::start();
+    let c = fx.connect("producer");
+    c.send_until("jobs", "1", std::time::Instant::now() + WAIT)
+        .unwrap();
+    assert_eq!(c.stat("jobs").unwrap().messages, 1);
+    let mut state = c.connection_state();
+    assert!(state.is_up());
+    let server = fx.server.take().unwrap();
+    fx.runtime.block_on(server.shutdown());
+    assert_eq!(state.changed(WAIT), Some(false));
+    assert!(!c.is_connected());
+}
+
+#[test]
 fn a_temporary_queue_is_only_received_from_by_its_connection() {
     no_runtime_here();
     let fx = Fixture::start();

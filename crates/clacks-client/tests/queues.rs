@@ -225,6 +225,38 @@ async fn leased_jobs_are_acknowledged_or_given_back() {
 }
 
 #[tokio::test]
+async fn send_until_waits_for_room_until_its_deadline() {
+    let server = TestServer::start_with(|c| c.queues.limits.max_messages = 1).await;
+    let (c, _events) = connect(&server, "producer").await;
+    within(c.send("jobs", "1")).await.unwrap();
+    // Nobody makes room: refused as full once the deadline has passed.
+    let start = std::time::Instant::now();
+    let deadline = start + Duration::from_millis(300);
+    let err = within(c.send_until("jobs", "2", deadline))
+        .await
+        .unwrap_err();
+    assert_eq!(err.queue_refusal(), Some(QueueRefusal::QueueFull));
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    // A worker makes room meanwhile: the message goes in, once.
+    let (worker, _) = connect(&server, "worker").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let sending = tokio::spawn(async move { c.send_until("jobs", "2", deadline).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let first = within(worker.recv("jobs", Some(Duration::ZERO)))
+        .await
+        .unwrap();
+    assert_eq!(first.unwrap().text(), "1");
+    within(sending).await.unwrap().unwrap();
+    let second = within(worker.recv("jobs", Some(Duration::ZERO)))
+        .await
+        .unwrap();
+    assert_eq!(second.unwrap().text(), "2");
+    let stats = within(worker.stat("jobs")).await.unwrap();
+    assert_eq!(stats.sent, 2);
+    assert!(stats.rejected >= 2, "{stats:?}");
+}
+
+#[tokio::test]
 async fn refusals_are_typed_errors_of_their_call() {
     let server = TestServer::start_with(|c| {
         c.queues.limits.max_messages = 2;

@@ -64,6 +64,32 @@ impl Subscription {
     }
 }
 
+/// The connection's state as it changes (see [`crate::Client::connection_state`]).
+#[derive(Debug)]
+pub struct ConnectionState {
+    runtime: Arc<tokio::runtime::Runtime>,
+    inner: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ConnectionState {
+    /// Whether the connection is up now.
+    pub fn is_up(&self) -> bool {
+        *self.inner.borrow()
+    }
+
+    /// Waits at most `timeout` for a change not seen yet and returns the state then (`true`:
+    /// up); `None` when nothing changed in time or the client has closed.
+    pub fn changed(&mut self, timeout: Duration) -> Option<bool> {
+        let inner = &mut self.inner;
+        self.runtime.block_on(async {
+            match tokio::time::timeout(timeout, inner.changed()).await {
+                Ok(Ok(())) => Some(*inner.borrow_and_update()),
+                _ => None,
+            }
+        })
+    }
+}
+
 macro_rules! blocking {
     ($( $(#[$doc:meta])* $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty; )*) => {
         $(
@@ -118,6 +144,14 @@ impl Client {
     /// Whether the connection is up (see [`crate::Client::is_connected`]).
     pub fn is_connected(&self) -> bool {
         self.inner.is_connected()
+    }
+
+    /// The connection's state as it changes (see [`crate::Client::connection_state`]).
+    pub fn connection_state(&self) -> ConnectionState {
+        ConnectionState {
+            runtime: self.runtime.clone(),
+            inner: self.inner.connection_state(),
+        }
     }
 
     /// What the server said in its greeting.
@@ -197,6 +231,8 @@ impl Client {
         raw(line: &str) -> Vec<String>;
         /// See [`crate::Client::send`].
         send(queue: &str, value: impl AsRef<[u8]>) -> ();
+        /// See [`crate::Client::send_until`].
+        send_until(queue: &str, value: impl AsRef<[u8]>, deadline: std::time::Instant) -> ();
         /// See [`crate::Client::recv`].
         recv(queue: &str, timeout: Option<Duration>) -> Option<Message>;
         /// See [`crate::Client::stat`].
