@@ -35,6 +35,7 @@ counters! {
     lines_too_long: "Connections closed for a line over `maxlinelength`.",
     slow_consumers: "Connections closed for output over `maxoutbuffer`.",
     commands: "Authenticated command lines processed.",
+    cache_commands: "Clacks cache commands processed (STORE, SETANDSTORE, RETRIEVE, REMOVE, INCREMENT, DECREMENT, KEYLIST, CLEARCACHE; memcached requests are in `memcached_commands`).",
     unknown_commands: "`unknown_command` errors sent.",
     permission_denied: "`permission_denied` errors sent.",
     messages_delivered: "NOTIFY/SET lines delivered to listeners.",

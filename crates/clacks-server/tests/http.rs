@@ -296,4 +296,6 @@ async fn the_dashboard_shows_the_traffic_in_a_browser() {
     assert!(dom.contains("class=\"ok\">live<"), "{dom}");
     // Two updates: the rates are figures, not dashes.
     assert!(!dom.contains("id=\"commands-rate\">–<"), "{dom}");
+    assert!(!dom.contains("id=\"cache-rate\">–<"), "{dom}");
+    assert!(!dom.contains("id=\"cache-total\">Clacks 0 "), "{dom}");
 }

@@ -30,6 +30,7 @@ use clacks_proto::Request;
 use crate::auth::Need;
 use crate::session::{ClientError, Flow, Session};
 use crate::state::State;
+use crate::stats::Stats;
 
 /// The permission a command needs, checked before it runs; `None` for commands anyone logged in
 /// may send, and for `OVERHEAD` and `TIMEOUT`, whose needs depend on their flags and on the
@@ -96,6 +97,19 @@ pub(crate) fn execute(
         if !s.allowed(need) {
             return Flow::Continue;
         }
+    }
+    if matches!(
+        request,
+        Request::Store { .. }
+            | Request::SetAndStore { .. }
+            | Request::Retrieve { .. }
+            | Request::Remove { .. }
+            | Request::Increment { .. }
+            | Request::Decrement { .. }
+            | Request::KeyList
+            | Request::ClearCache { .. }
+    ) {
+        Stats::bump(&s.shared.stats.cache_commands);
     }
     match request {
         Request::Store { key, value } => cache::store(s, state, key, value, now),
