@@ -520,48 +520,35 @@ async fn rolled_back_notifications_are_never_relayed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn survives_a_postgresql_restart() {
-    let Some(pg) = Pg::start("survives_a_postgresql_restart").await else {
+async fn survives_a_postgresql_restart_and_then_a_clacksd_restart() {
+    let Some(pg) = Pg::start("survives_restarts").await else {
         return;
     };
     let server = TestServer::start().await;
     let db = pg.app().await;
     let bridge = Bridge::start(&pg, &server.socket).await;
-    let (client, _sub) = listener(&server.socket, "unused").await;
+    let (client, _events) = within(
+        "connect",
+        Client::connect(ConnectOptions::unix(&server.socket, RW.0, RW.1)),
+    )
+    .await
+    .expect("connect");
     sql(&db, "SELECT clacks_store('before', '1')").await;
     wait_cache(&client, "before", Some("1")).await;
     drop(db);
 
+    // PostgreSQL restarted under the running bridge.
     pg.restart();
     bridge.wait_sessions(2).await;
     let db = pg.connect("app").await;
-    sql(&db, "SELECT clacks_store('after', '2')").await;
-    wait_cache(&client, "after", Some("2")).await;
-    bridge.stop().await;
-}
+    sql(&db, "SELECT clacks_store('after_postgresql', '2')").await;
+    wait_cache(&client, "after_postgresql", Some("2")).await;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn survives_a_clacksd_restart() {
-    let Some(pg) = Pg::start("survives_a_clacksd_restart").await else {
-        return;
-    };
-    let server = TestServer::start().await;
-    let db = pg.app().await;
-    let bridge = Bridge::start(&pg, &server.socket).await;
-    sql(&db, "SELECT clacks_store('before', '1')").await;
-    let socket = server.socket.clone();
-    let (client, _events) = within(
-        "connect",
-        Client::connect(ConnectOptions::unix(&socket, RW.0, RW.1)),
-    )
-    .await
-    .expect("connect");
-    wait_cache(&client, "before", Some("1")).await;
-
+    // Then clacksd restarted.
     let server = server.restart(|_| {}).await;
     // Sent while the bridge's client may still be reconnecting: it resends until taken.
-    sql(&db, "SELECT clacks_store('after', '2')").await;
-    wait_cache(&client, "after", Some("2")).await;
+    sql(&db, "SELECT clacks_store('after_clacksd', '3')").await;
+    wait_cache(&client, "after_clacksd", Some("3")).await;
     poll("bridge reconnected", || bridge.client.is_connected()).await;
     let (_l, mut sub) = listener(&server.socket, "later").await;
     sql(&db, "SELECT clacks_notify('later')").await;

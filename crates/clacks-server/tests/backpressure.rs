@@ -42,6 +42,7 @@ async fn what_a_client_sends_cannot_make_the_server_hold_much_memory() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let grown = settled_rss().await.saturating_sub(before);
+    eprintln!("300 x RETRIEVE of 1 MiB, unread: +{} MiB", grown / MIB);
     assert!(grown < 48 * MIB, "RETRIEVE burst: {} MiB", grown / MIB);
     let want = format!("RETRIEVED big={value}");
     for _ in 0..300 {
@@ -60,6 +61,7 @@ async fn what_a_client_sends_cannot_make_the_server_hold_much_memory() {
     get.extend_from_slice(b"\r\n");
     mc.write_all(&get).await.unwrap();
     let grown = settled_rss().await.saturating_sub(before);
+    eprintln!("memcached get of 300 x 1 MiB, unread: +{} MiB", grown / MIB);
     assert!(grown < 48 * MIB, "memcached get: {} MiB", grown / MIB);
     let mut total = 0;
     let mut buf = vec![0; 64 * 1024];
@@ -105,6 +107,7 @@ async fn what_a_client_sends_cannot_make_the_server_hold_much_memory() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!sender.is_finished(), "100 MiB were taken in while locked");
     let grown = settled_rss().await.saturating_sub(before);
+    eprintln!("100 MiB sent to a locked slave: +{} MiB", grown / MIB);
     assert!(grown < 32 * MIB, "locked slave: {} MiB", grown / MIB);
     master.send("OVERHEAD L 0").await;
     let mut local = tokio::time::timeout(WAIT, sender).await.unwrap().unwrap();
