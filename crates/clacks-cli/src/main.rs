@@ -162,7 +162,7 @@ async fn one_shot(conn: &Conn, command: &Command) -> anyhow::Result<Outcome> {
                 if let Event::ErrorMessage { message, command } = event {
                     return Err(ClientError::Refused {
                         command: command.unwrap_or_default(),
-                        reason: message.replace('_', " "),
+                        reason: readable(&message),
                     }
                     .into());
                 }
@@ -172,6 +172,15 @@ async fn one_shot(conn: &Conn, command: &Command) -> anyhow::Result<Outcome> {
     };
     client.disconnect().await?;
     Ok(outcome)
+}
+
+/// A server's refusal (`queue_full my_jobs`) for people: the token's underscores as spaces,
+/// the names after it as they are.
+fn readable(refusal: &str) -> String {
+    match refusal.split_once(' ') {
+        Some((token, rest)) => format!("{} {rest}", token.replace('_', " ")),
+        None => refusal.replace('_', " "),
+    }
 }
 
 /// The command with a value omitted or given as `-` read from standard input (one final line
@@ -337,7 +346,7 @@ pub(crate) async fn execute(
                     {
                         return Err(ClientError::Refused {
                             command: line,
-                            reason: reason.replace('_', " "),
+                            reason: readable(reason),
                         }
                         .into());
                     }

@@ -299,7 +299,9 @@ impl Client {
     /// instead of failing at once. Waits grow from 10 ms to half a second. Only refusals are
     /// tried again, which mean the message was not taken; any other error (an outcome unknown
     /// because the connection dropped, a message too large) ends the call at once, so a
-    /// message is never sent twice. At the deadline, the last refusal is the call's error.
+    /// message is never sent twice. At the deadline, the last refusal is the call's error. No
+    /// try starts after the deadline, but one under way then is waited for (up to the
+    /// client's request timeout).
     ///
     /// ```no_run
     /// # async fn f(client: clacks_client::Client) -> Result<(), clacks_client::ClientError> {

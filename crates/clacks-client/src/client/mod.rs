@@ -182,7 +182,10 @@ impl Client {
     /// # }
     /// ```
     pub fn connection_state(&self) -> watch::Receiver<bool> {
-        self.shared.connected.clone()
+        let mut state = self.shared.connected.clone();
+        // Changes before this call are not news to its caller.
+        state.mark_unchanged();
+        state
     }
 
     /// `LISTEN name`, with the signals of `name` delivered to the returned stream instead of

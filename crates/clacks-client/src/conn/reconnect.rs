@@ -32,13 +32,17 @@ impl Task {
         let (mut attempt, mut lost): (u32, bool) = (0, false);
         loop {
             if let Some(c) = conn.take() {
+                // The state first, so that whoever hears `Reconnected` finds it up; only a
+                // real change moves the watch.
+                self.connected
+                    .send_if_modified(|up| !std::mem::replace(up, true));
                 if lost {
                     self.emit(Event::Reconnected);
                 }
                 let up = Instant::now();
-                self.connected.send_replace(true);
                 let exit = self.serve(c).await;
-                self.connected.send_replace(false);
+                self.connected
+                    .send_if_modified(|up| std::mem::replace(up, false));
                 match exit {
                     Exit::Closed => return,
                     Exit::Lost(reason) => {

@@ -7,14 +7,12 @@ use bytes::Bytes;
 use clacks_proto::{Flags, Reply};
 use clacks_store::number::numify;
 
+use super::logged;
 use crate::auth::Need;
 use crate::interclacks::{self, Link};
 use crate::outbox::CloseReason;
 use crate::session::{Flow, Session};
 use crate::state::State;
-
-/// Text a client makes the server log is cut to this many bytes.
-pub(super) const LOGGED_TEXT_MAX: usize = 256;
 
 /// `OVERHEAD <flags> <value>` after login (A was handled before), in the reference's order:
 /// T, C, S, E, then G re-emission.
@@ -75,10 +73,9 @@ pub(super) fn overhead(
         }
     }
     if flags.contains(Flags::ERROR) && s.may_log() {
-        let shown = &value[..value.len().min(LOGGED_TEXT_MAX)];
         tracing::warn!(
             cid = %s.cid_str(),
-            message = %String::from_utf8_lossy(shown),
+            message = %logged(&value),
             bytes = value.len(),
             "error message from peer"
         );
@@ -134,7 +131,7 @@ pub(super) fn client_disconnect(s: &mut Session, state: &mut State, cid: &Bytes)
     s.flush_out();
     if let Some(target) = state.conns.find_cid(cid).and_then(|id| state.conns.get(id)) {
         if s.may_log() {
-            tracing::info!(by = %s.cid_str(), target = %String::from_utf8_lossy(cid), "client disconnected by request");
+            tracing::info!(by = %s.cid_str(), target = %logged(cid), "client disconnected by request");
         }
         target
             .outbox

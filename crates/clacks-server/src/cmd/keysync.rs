@@ -8,6 +8,7 @@ use bytes::Bytes;
 use clacks_store::number::numify;
 use clacks_store::{Entry, Increment, Merged};
 
+use super::logged;
 use crate::mutation::{publish, Mutation};
 use crate::session::{ClientError, Flow, Session};
 use crate::state::State;
@@ -91,7 +92,7 @@ pub(super) fn key_increment(
 fn bad_time(s: &mut Session, key: &[u8]) -> Flow {
     Stats::bump(&s.shared.stats.link_bad_times);
     if s.may_log() {
-        tracing::warn!(cid = %s.cid_str(), key = %String::from_utf8_lossy(key), "interclacks change with an unusable time dropped");
+        tracing::warn!(cid = %s.cid_str(), key = %logged(key), "interclacks change with an unusable time dropped");
     }
     Flow::Continue
 }

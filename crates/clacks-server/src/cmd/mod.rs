@@ -32,6 +32,14 @@ use crate::session::{ClientError, Flow, Session};
 use crate::state::State;
 use crate::stats::Stats;
 
+/// At most this much of a client's text goes into a log line.
+const LOGGED_TEXT_MAX: usize = 256;
+
+/// A name, key or text from a client as a log field: its first [`LOGGED_TEXT_MAX`] bytes.
+pub(super) fn logged(text: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&text[..text.len().min(LOGGED_TEXT_MAX)])
+}
+
 /// The permission a command needs, checked before it runs; `None` for commands anyone logged in
 /// may send, and for `OVERHEAD` and `TIMEOUT`, whose needs depend on their flags and on the
 /// connection (checked in [`admin`]).
@@ -85,6 +93,12 @@ pub(crate) fn permission(request: &Request) -> Option<Need> {
     }
 }
 
+/// `s`, with the cache command it is about to run counted (`cache_commands`).
+fn counted(s: &mut Session) -> &mut Session {
+    Stats::bump(&s.shared.stats.cache_commands);
+    s
+}
+
 /// Runs one request of a logged-in connection; `line` is the line it was parsed from.
 pub(crate) fn execute(
     s: &mut Session,
@@ -98,30 +112,19 @@ pub(crate) fn execute(
             return Flow::Continue;
         }
     }
-    if matches!(
-        request,
-        Request::Store { .. }
-            | Request::SetAndStore { .. }
-            | Request::Retrieve { .. }
-            | Request::Remove { .. }
-            | Request::Increment { .. }
-            | Request::Decrement { .. }
-            | Request::KeyList
-            | Request::ClearCache { .. }
-    ) {
-        Stats::bump(&s.shared.stats.cache_commands);
-    }
     match request {
-        Request::Store { key, value } => cache::store(s, state, key, value, now),
-        Request::Retrieve { key } => cache::retrieve(s, state, key, now),
-        Request::Remove { key } => cache::remove(s, state, key, now),
-        Request::Increment { key, step } => cache::add(s, state, key, step, false, now),
-        Request::Decrement { key, step } => cache::add(s, state, key, step, true, now),
-        Request::KeyList => cache::keylist(s, state, now),
-        Request::ClearCache { time } => cache::clear(s, state, time, now),
+        Request::Store { key, value } => cache::store(counted(s), state, key, value, now),
+        Request::Retrieve { key } => cache::retrieve(counted(s), state, key, now),
+        Request::Remove { key } => cache::remove(counted(s), state, key, now),
+        Request::Increment { key, step } => cache::add(counted(s), state, key, step, false, now),
+        Request::Decrement { key, step } => cache::add(counted(s), state, key, step, true, now),
+        Request::KeyList => cache::keylist(counted(s), state, now),
+        Request::ClearCache { time } => cache::clear(counted(s), state, time, now),
         Request::Notify { name } => signals::notify(s, state, name),
         Request::Set { name, value } => signals::set(s, state, name, value),
-        Request::SetAndStore { name, value } => signals::set_and_store(s, state, name, value, now),
+        Request::SetAndStore { name, value } => {
+            signals::set_and_store(counted(s), state, name, value, now)
+        }
         Request::Listen { name } => signals::listen(s, state, &name),
         Request::Unlisten { name } => signals::unlisten(s, state, &name),
         Request::KeySync {

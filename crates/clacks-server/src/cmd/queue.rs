@@ -12,7 +12,7 @@ use bytes::Bytes;
 use clacks_proto::{Reply, Request};
 use tokio::time::Instant;
 
-use super::admin::LOGGED_TEXT_MAX;
+use super::logged;
 use super::routed::{answer, answer_all, error, forwarded, Ctx};
 use crate::interclacks::routes::Pending;
 use crate::session::{ClientError, Flow, Session};
@@ -30,7 +30,7 @@ fn refuse(s: &mut Session, state: &State, ctx: Ctx, refusal: Refusal, about: &[&
         Refusal::Full | Refusal::TooLarge | Refusal::TooManyQueues | Refusal::TooManyWaits
     );
     if limit && s.may_log() {
-        let queue = about.first().map(|q| String::from_utf8_lossy(q));
+        let queue = about.first().map(|q| logged(q));
         tracing::warn!(cid = %s.cid_str(), queue = ?queue, reason = refusal.token(), "queue command refused by a limit");
     }
     let refused = if refusal == Refusal::NotOwner {
@@ -197,7 +197,7 @@ pub(super) fn purge(
     if !named(s, state, ctx, &queue) || upstream(s, state, ctx, &queue, line, None) {
         return Flow::Continue;
     }
-    let name = String::from_utf8_lossy(&queue[..queue.len().min(LOGGED_TEXT_MAX)]).into_owned();
+    let name = logged(&queue).into_owned();
     if delete {
         let mut notes = Vec::new();
         if state.queues.delete(&queue, &mut notes) && s.may_log() {

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use clacks_proto::{Reply, Request};
 
+use super::logged;
 use super::routed::{answer, error, forwarded, Ctx};
 use crate::interclacks::routes::{Pending, REGISTRY_UNAVAILABLE};
 use crate::session::{ClientError, Flow, Session};
@@ -168,7 +169,7 @@ fn register(
             if refusal == Refusal::TooMany {
                 Stats::bump(&s.shared.stats.registry_refusals);
                 if s.may_log() {
-                    tracing::warn!(cid = %s.cid_str(), service = %String::from_utf8_lossy(&service), "REGISTER refused by a limit");
+                    tracing::warn!(cid = %s.cid_str(), service = %logged(&service), "REGISTER refused by a limit");
                 }
             }
             error(

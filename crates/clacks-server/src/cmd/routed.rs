@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use clacks_proto::{Flags, Reply, Request};
 
+use super::logged;
 use crate::interclacks::routes::{Pending, Route, MAX_HOPS};
 use crate::session::{ClientError, Flow, Session};
 use crate::state::queues::{Note, Owner};
@@ -141,7 +142,7 @@ pub(super) fn from_slave(
         }
         _ => {
             if s.may_log() {
-                tracing::warn!(cid = %s.cid_str(), line = %String::from_utf8_lossy(&line), "QFWD of a line that is no queue or registry command ignored");
+                tracing::warn!(cid = %s.cid_str(), line = %logged(&line), "QFWD of a line that is no queue or registry command ignored");
             }
             Flow::Continue
         }
