@@ -261,7 +261,7 @@ async fn stream(events: &mut Events, json: bool, count: Option<u64>) -> anyhow::
 /// One printable line for a signal or monitor event.
 pub(crate) fn format_event(event: &Event, json: bool) -> Option<String> {
     let (kind, fields): (&str, Vec<(&str, &str)>) = match event {
-        Event::Set { name, value } => ("set", vec![("name", name), ("value", value)]),
+        Event::Set { name, value, .. } => ("set", vec![("name", name), ("value", value)]),
         Event::Notify { name } => ("notify", vec![("name", name)]),
         Event::Debug { source, text } => ("debug", vec![("source", source), ("text", text)]),
         Event::Informal(text) => ("informal", vec![("text", text)]),
@@ -276,7 +276,7 @@ pub(crate) fn format_event(event: &Event, json: bool) -> Option<String> {
         return Some(serde_json::Value::Object(obj).to_string());
     }
     Some(match event {
-        Event::Set { name, value } => format!("SET {name}={value}"),
+        Event::Set { name, value, .. } => format!("SET {name}={value}"),
         Event::Notify { name } => format!("NOTIFY {name}"),
         Event::Debug { source, text } => format!("DEBUG {source}={text}"),
         Event::Informal(text) => format!("INFORMAL {text}"),

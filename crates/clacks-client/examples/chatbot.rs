@@ -19,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     bot.listen(CLOCK).await?;
     while let Some(event) = events.next().await {
         match event {
-            Event::Set { name, value } if name == CHAT => {
+            Event::Set { name, value, .. } if name == CHAT => {
                 bot.increment(COUNT, None).await?;
                 if value.to_lowercase().contains("simon") {
                     bot.set(CHAT, &format!("RoboSimon says: {value}")).await?;

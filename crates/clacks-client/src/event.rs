@@ -15,12 +15,14 @@ pub enum Event {
         /// Signal name.
         name: String,
     },
-    /// `SET <name>=<value>` from another client.
+    /// `SET <name>=<value>` from another client ([`Event::set`] makes one).
     Set {
         /// Signal name.
         name: String,
-        /// Value.
+        /// The value as text (invalid UTF-8 replaced).
         value: String,
+        /// The value as it was sent, byte for byte.
+        bytes: Bytes,
     },
     /// A MONITOR line: `DEBUG <source>=<text>`.
     Debug {
@@ -133,6 +135,18 @@ impl FeedRx {
 #[derive(Debug)]
 pub struct Events {
     pub(crate) rx: FeedRx,
+}
+
+impl Event {
+    /// `SET name=value`, as a listener receives it.
+    pub fn set(name: impl Into<String>, value: impl AsRef<[u8]>) -> Event {
+        let bytes = Bytes::copy_from_slice(value.as_ref());
+        Event::Set {
+            name: name.into(),
+            value: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+        }
+    }
 }
 
 impl Events {

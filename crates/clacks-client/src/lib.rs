@@ -45,7 +45,7 @@
 //! );
 //! assert_eq!(
 //!     events.next().await,
-//!     Some(Event::Set { name: "chat".into(), value: "hi there".into() })
+//!     Some(Event::set("chat", "hi there"))
 //! );
 //!
 //! // Per-name streams, and writes that report the server's refusal.
@@ -53,7 +53,7 @@
 //! other.confirmed().set("chat2", "hello").await?;
 //! assert_eq!(
 //!     chat.next().await,
-//!     Some(Event::Set { name: "chat2".into(), value: "hello".into() })
+//!     Some(Event::set("chat2", "hello"))
 //! );
 //! match other.confirmed().store("big", "x".repeat(3 << 20)).await {
 //!     Err(clacks_client::ClientError::LineTooLong { .. }) => {} // never sent

@@ -86,7 +86,7 @@ fn json_values_round_trip() {
     assert_eq!(sub.name(), "reading");
     a.confirmed().set_json("reading", &data).unwrap();
     match sub.next(WAIT) {
-        Some(clacks_client::Event::Set { name, value }) => {
+        Some(clacks_client::Event::Set { name, value, .. }) => {
             assert_eq!(name, "reading");
             assert_eq!(serde_json::from_str::<Value>(&value).unwrap(), data);
         }

@@ -98,13 +98,7 @@ async fn every_call(via: Via) {
     other.set("chan", "hello").await.unwrap();
     other.notify("evt").await.unwrap();
     c.set("chan", "from me").await.unwrap();
-    assert_eq!(
-        event(&mut events).await,
-        Event::Set {
-            name: "chan".into(),
-            value: "hello".into()
-        }
-    );
+    assert_eq!(event(&mut events).await, Event::set("chan", "hello"));
     assert_eq!(
         event(&mut events).await,
         Event::Notify { name: "evt".into() }
@@ -271,10 +265,7 @@ async fn reconnects_restores_listens_and_delivers_queued_commands() {
     other.set("chan", "after restart").await.unwrap();
     assert_eq!(
         event(&mut events).await,
-        Event::Set {
-            name: "chan".into(),
-            value: "after restart".into()
-        }
+        Event::set("chan", "after restart")
     );
 }
 

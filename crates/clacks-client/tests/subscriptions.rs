@@ -13,10 +13,7 @@ fn opts(server: &TestServer) -> ConnectOptions {
 }
 
 fn set(name: &str, value: &str) -> Event {
-    Event::Set {
-        name: name.into(),
-        value: value.into(),
-    }
+    Event::set(name, value)
 }
 
 #[tokio::test]

@@ -27,6 +27,20 @@ async fn byte_values_round_trip() {
     );
     let err = within(c.store("k", &b"a\nb"[..])).await.unwrap_err();
     assert!(matches!(err, ClientError::InvalidArgument(_)), "{err:?}");
+    // Signals too: a listener gets the value byte for byte, and as text.
+    let o = ConnectOptions::unix(&server.socket, ADMIN.0, ADMIN.1).request_timeout(WAIT);
+    let (listener, _) = within(Client::connect(o)).await.unwrap();
+    let mut sub = within(listener.subscribe("bin")).await.unwrap();
+    within(c.confirmed().set("bin", value)).await.unwrap();
+    match within(sub.next()).await {
+        Some(Event::Set {
+            bytes, value: text, ..
+        }) => {
+            assert_eq!(&bytes[..], value);
+            assert_eq!(text, String::from_utf8_lossy(value));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[cfg(feature = "json")]
@@ -62,13 +76,7 @@ fn the_blocking_facade_confirms_and_subscribes() {
     let other = blocking::Client::connect(opts(ADMIN)).unwrap();
     let mut sub = admin.subscribe("chan").unwrap();
     other.confirmed().set("chan", "hello").unwrap();
-    assert_eq!(
-        sub.next(WAIT),
-        Some(Event::Set {
-            name: "chan".into(),
-            value: "hello".into()
-        })
-    );
+    assert_eq!(sub.next(WAIT), Some(Event::set("chan", "hello")));
     admin.store("b", &b"\x01\x02"[..]).unwrap();
     assert_eq!(
         admin.retrieve_bytes("b").unwrap().as_deref(),

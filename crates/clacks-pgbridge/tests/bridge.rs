@@ -359,21 +359,9 @@ async fn every_function_reaches_clacks() {
     sql(&db, "SELECT clacks_notify('sig')").await;
     assert_eq!(next(&mut sub).await, Event::Notify { name: "sig".into() });
     sql(&db, "SELECT clacks_set('sig', 'hello')").await;
-    assert_eq!(
-        next(&mut sub).await,
-        Event::Set {
-            name: "sig".into(),
-            value: "hello".into()
-        }
-    );
+    assert_eq!(next(&mut sub).await, Event::set("sig", "hello"));
     sql(&db, "SELECT clacks_setandstore('sig', 'both')").await;
-    assert_eq!(
-        next(&mut sub).await,
-        Event::Set {
-            name: "sig".into(),
-            value: "both".into()
-        }
-    );
+    assert_eq!(next(&mut sub).await, Event::set("sig", "both"));
     wait_cache(&client, "sig", Some("both")).await;
 
     sql(&db, "SELECT clacks_store('k', '10')").await;
@@ -464,13 +452,7 @@ async fn trigger_and_awkward_values() {
     )
     .await
     .expect("set");
-    assert_eq!(
-        next(&mut sub).await,
-        Event::Set {
-            name: "prices".into(),
-            value: plain.into()
-        }
-    );
+    assert_eq!(next(&mut sub).await, Event::set("prices", plain));
     wait_cache(&client, "prices", Some(plain)).await;
     within(
         "set multi",
@@ -502,13 +484,7 @@ async fn rolled_back_notifications_are_never_relayed() {
     .await;
     sql(&db, "BEGIN; SELECT clacks_set('tx', 'committed'); COMMIT;").await;
     // Notifications of one session arrive in order: the committed one is the first.
-    assert_eq!(
-        next(&mut sub).await,
-        Event::Set {
-            name: "tx".into(),
-            value: "committed".into()
-        }
-    );
+    assert_eq!(next(&mut sub).await, Event::set("tx", "committed"));
     assert_eq!(
         within("retrieve", client.retrieve("gone"))
             .await
@@ -594,13 +570,7 @@ async fn outbox_rows_written_while_stopped_are_relayed_once() {
 
     let bridge = Bridge::outbox(&pg, &server.socket, RW).await;
     wait_cache(&client, "k", Some("13")).await;
-    assert_eq!(
-        next(&mut sub).await,
-        Event::Set {
-            name: "jobs".into(),
-            value: "queued".into()
-        }
-    );
+    assert_eq!(next(&mut sub).await, Event::set("jobs", "queued"));
     poll("outbox drained", || {
         bridge.stats.outbox_rows.load(Ordering::Relaxed) == 7
     })

@@ -206,7 +206,7 @@ impl Client {
     /// other.set("temperature", "21.5").await?;
     /// assert_eq!(
     ///     temperatures.next().await,
-    ///     Some(Event::Set { name: "temperature".into(), value: "21.5".into() })
+    ///     Some(Event::set("temperature", "21.5"))
     /// );
     /// drop(temperatures); // UNLISTEN temperature
     /// # Ok(()) }

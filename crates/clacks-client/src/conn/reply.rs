@@ -19,8 +19,7 @@ impl Task {
             }
             Reply::Set { name, value } => {
                 let name = text(name);
-                let value = text(value);
-                self.signal(name.clone(), Event::Set { name, value });
+                self.signal(name.clone(), Event::set(name, value));
             }
             Reply::Debug { source, text: t } => self.emit(Event::Debug {
                 source: text(source),
