@@ -380,14 +380,11 @@ impl Client {
     /// `SET name=value`: sends a value to every listener of `name` (but not us). The value is
     /// text or bytes (`&str`, `String`, `&[u8]`, `Bytes`, …) without line breaks.
     pub async fn set(&self, name: &str, value: impl AsRef<[u8]>) -> Result<(), ClientError> {
-        let value = value.as_ref();
-        check_name(name)?;
-        check_value(value)?;
-        let req = Request::Set {
-            name: b(name),
-            value: Bytes::copy_from_slice(value),
-        };
-        self.fire(req, format!("SET {name}"), Change::None).await
+        self.fire_pair("SET", name, value.as_ref(), |name, value| Request::Set {
+            name,
+            value,
+        })
+        .await
     }
 
     /// `SETANDSTORE name=value`: SET to listeners and STORE in the cache.
@@ -396,15 +393,10 @@ impl Client {
         name: &str,
         value: impl AsRef<[u8]>,
     ) -> Result<(), ClientError> {
-        let value = value.as_ref();
-        check_name(name)?;
-        check_value(value)?;
-        let req = Request::SetAndStore {
-            name: b(name),
-            value: Bytes::copy_from_slice(value),
-        };
-        self.fire(req, format!("SETANDSTORE {name}"), Change::None)
-            .await
+        self.fire_pair("SETANDSTORE", name, value.as_ref(), |name, value| {
+            Request::SetAndStore { name, value }
+        })
+        .await
     }
 
     /// `LISTEN name`: receive NOTIFY/SET for `name` as [`crate::Event`]s (restored after a
@@ -435,14 +427,26 @@ impl Client {
     /// `STORE key=value`; the value is text or bytes without line breaks (see
     /// [`crate::value`] and [`crate::Cache`] for encodings that carry any value).
     pub async fn store(&self, key: &str, value: impl AsRef<[u8]>) -> Result<(), ClientError> {
-        let value = value.as_ref();
-        check_name(key)?;
+        self.fire_pair("STORE", key, value.as_ref(), |key, value| Request::Store {
+            key,
+            value,
+        })
+        .await
+    }
+
+    /// A `<VERB> name=value` write (`SET`, `SETANDSTORE`, `STORE`): name and value checked,
+    /// then sent as [`Client::fire`] sends.
+    async fn fire_pair(
+        &self,
+        verb: &str,
+        name: &str,
+        value: &[u8],
+        request: fn(Bytes, Bytes) -> Request,
+    ) -> Result<(), ClientError> {
+        check_name(name)?;
         check_value(value)?;
-        let req = Request::Store {
-            key: b(key),
-            value: Bytes::copy_from_slice(value),
-        };
-        self.fire(req, format!("STORE {key}"), Change::None).await
+        let req = request(b(name), Bytes::copy_from_slice(value));
+        self.fire(req, format!("{verb} {name}"), Change::None).await
     }
 
     /// `RETRIEVE key`: the value, or `None` when the key is unknown or removed.
